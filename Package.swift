@@ -1,0 +1,68 @@
+// swift-tools-version:6.0
+// EdgeProxy: a TLS-terminating reverse proxy on OpenSSL 3 and its own epoll loop.
+// Layout (see ../shared/docs/STYLE.md): C modules at the bottom, one target per concern,
+// protocol code (fingerprint, policy, tickets, HTTP/1) sans-IO and testable with bytes in/values out.
+import PackageDescription
+
+let package = Package(
+    name: "EdgeProxy",
+    products: [
+        .executable(name: "edgeproxy", targets: ["edgeproxy"])
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+        .package(url: "https://github.com/LebJe/TOMLKit.git", exact: "0.6.0"),
+    ],
+    targets: [
+        // OpenSSL 3 from Debian's libssl-dev.
+        .systemLibrary(name: "COpenSSL", pkgConfig: "openssl", providers: [.apt(["libssl-dev"])]),
+        // One-line forwarders for what Swift cannot import (function-like macros, epoll/accept4 headers).
+        .target(name: "CProxyShims", dependencies: ["COpenSSL"]),
+
+        .target(name: "ProxyCore"),
+        .target(name: "ProxyEventLoop", dependencies: ["ProxyCore", "CProxyShims"]),
+        .target(name: "ProxyFingerprint", dependencies: ["ProxyCore", "COpenSSL"]),
+        .target(
+            name: "ProxyPolicy",
+            dependencies: ["ProxyCore", "ProxyFingerprint", .product(name: "TOMLKit", package: "TOMLKit")]
+        ),
+        .target(name: "ProxyTickets", dependencies: ["ProxyCore", "COpenSSL"]),
+        .target(name: "ProxyHTTP1", dependencies: ["ProxyCore"]),
+        .target(
+            name: "ProxyConfig",
+            dependencies: ["ProxyCore", "ProxyTickets", .product(name: "TOMLKit", package: "TOMLKit")]
+        ),
+        .target(
+            name: "ProxyTLS",
+            dependencies: ["ProxyCore", "CProxyShims", "COpenSSL", "ProxyTickets", "ProxyFingerprint", "ProxyPolicy"]
+        ),
+        .target(
+            name: "ProxyServer",
+            dependencies: [
+                "ProxyCore", "ProxyEventLoop", "ProxyTLS", "ProxyHTTP1", "ProxyTickets", "ProxyFingerprint",
+                "ProxyPolicy", "ProxyConfig", "CProxyShims",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+            ]
+        ),
+        .executableTarget(
+            name: "edgeproxy",
+            dependencies: [
+                "ProxyServer", "ProxyConfig", "ProxyPolicy", "ProxyFingerprint", "ProxyTickets",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+
+        .testTarget(name: "ProxyCoreTests", dependencies: ["ProxyCore"]),
+        .testTarget(name: "ProxyFingerprintTests", dependencies: ["ProxyFingerprint"]),
+        .testTarget(name: "ProxyPolicyTests", dependencies: ["ProxyPolicy", "ProxyFingerprint"]),
+        .testTarget(name: "ProxyTicketsTests", dependencies: ["ProxyTickets", "ProxyCore"]),
+        .testTarget(name: "ProxyHTTP1Tests", dependencies: ["ProxyHTTP1"]),
+        .testTarget(name: "ProxyConfigTests", dependencies: ["ProxyConfig"]),
+    ]
+)

@@ -1,0 +1,61 @@
+// CProxyShims: one-line forwarders for what Swift cannot import directly.
+// Function-like OpenSSL macros, SSL_OP_* constants (built with SSL_OP_BIT and therefore not imported),
+// and the Linux headers that Swift's Glibc module leaves out (epoll, eventfd, signalfd, accept4).
+// No logic lives here: anything that needs a comment longer than itself belongs in Swift.
+#ifndef EDGEPROXY_CPROXYSHIMS_H
+#define EDGEPROXY_CPROXYSHIMS_H
+
+#include <stdint.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <signal.h>
+#include <openssl/ssl.h>
+
+// --- Linux ----------------------------------------------------------------------------------------
+int cps_accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags);
+int cps_sock_nonblock(void);
+int cps_sock_cloexec(void);
+uint32_t cps_epollin(void);
+uint32_t cps_epollout(void);
+uint32_t cps_epollerr(void);
+uint32_t cps_epollhup(void);
+uint32_t cps_epollrdhup(void);
+uint32_t cps_epollet(void);
+int cps_sigmask_block(const int *signals, int count);  // pthread_sigmask(SIG_BLOCK, ...)
+int cps_signalfd(const int *signals, int count);        // signalfd over the same set, non-blocking
+int cps_signalfd_read_signo(int fd);                    // -1 when nothing to read
+
+// --- OpenSSL function-like macros -----------------------------------------------------------------
+int cps_SSL_CTX_set_min_proto_version(SSL_CTX *ctx, int version);
+int cps_SSL_CTX_set_max_proto_version(SSL_CTX *ctx, int version);
+long cps_SSL_CTX_set_mode(SSL_CTX *ctx, long mode);
+long cps_SSL_set_mode(SSL *ssl, long mode);
+long cps_SSL_CTX_set_session_cache_mode(SSL_CTX *ctx, long mode);
+int cps_SSL_CTX_set1_groups_list(SSL_CTX *ctx, const char *list);
+int cps_SSL_CTX_set1_sigalgs_list(SSL_CTX *ctx, const char *list);
+int cps_SSL_CTX_add1_chain_cert(SSL_CTX *ctx, X509 *cert);
+int cps_SSL_CTX_set_tlsext_servername_callback(SSL_CTX *ctx, int (*cb)(SSL *, int *, void *));
+int cps_SSL_CTX_set_tlsext_servername_arg(SSL_CTX *ctx, void *arg);
+int cps_SSL_get_ex_new_index(void);
+int cps_SSL_set_tlsext_host_name(SSL *ssl, const char *name);
+long cps_SSL_CTX_get_extra_chain_certs_count(SSL_CTX *ctx);
+void cps_OPENSSL_free(void *ptr);
+long cps_SSL_CTX_set1_chain(SSL_CTX *ctx, STACK_OF(X509) *chain);
+STACK_OF(X509) *cps_sk_X509_new_null(void);
+int cps_sk_X509_push(STACK_OF(X509) *sk, X509 *x);
+void cps_sk_X509_pop_free(STACK_OF(X509) *sk);
+
+// SSL_OP_* constants.
+uint64_t cps_SSL_OP_NO_COMPRESSION(void);
+uint64_t cps_SSL_OP_NO_RENEGOTIATION(void);
+uint64_t cps_SSL_OP_CIPHER_SERVER_PREFERENCE(void);
+uint64_t cps_SSL_OP_NO_TICKET(void);
+uint64_t cps_SSL_OP_ALL(void);
+uint64_t cps_SSL_OP_NO_SESSION_RESUMPTION_ON_RENEGOTIATION(void);
+uint64_t cps_SSL_OP_IGNORE_UNEXPECTED_EOF(void);
+uint64_t cps_SSL_OP_ENABLE_MIDDLEBOX_COMPAT(void);
+
+#endif

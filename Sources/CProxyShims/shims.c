@@ -1,0 +1,66 @@
+#define _GNU_SOURCE
+#include "CProxyShims.h"
+#include <sys/socket.h>
+#include <unistd.h>
+#include <pthread.h>
+#include <openssl/ssl.h>
+
+int cps_accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags) { return accept4(fd, addr, len, flags); }
+int cps_sock_nonblock(void) { return SOCK_NONBLOCK; }
+int cps_sock_cloexec(void) { return SOCK_CLOEXEC; }
+uint32_t cps_epollin(void) { return EPOLLIN; }
+uint32_t cps_epollout(void) { return EPOLLOUT; }
+uint32_t cps_epollerr(void) { return EPOLLERR; }
+uint32_t cps_epollhup(void) { return EPOLLHUP; }
+uint32_t cps_epollrdhup(void) { return EPOLLRDHUP; }
+uint32_t cps_epollet(void) { return EPOLLET; }
+
+static void cps_fill(sigset_t *set, const int *signals, int count) {
+    sigemptyset(set);
+    for (int i = 0; i < count; i++) sigaddset(set, signals[i]);
+}
+int cps_sigmask_block(const int *signals, int count) {
+    sigset_t set; cps_fill(&set, signals, count);
+    return pthread_sigmask(SIG_BLOCK, &set, NULL);
+}
+int cps_signalfd(const int *signals, int count) {
+    sigset_t set; cps_fill(&set, signals, count);
+    return signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+}
+int cps_signalfd_read_signo(int fd) {
+    struct signalfd_siginfo info;
+    ssize_t n = read(fd, &info, sizeof info);
+    return n == (ssize_t)sizeof info ? (int)info.ssi_signo : -1;
+}
+
+int cps_SSL_CTX_set_min_proto_version(SSL_CTX *ctx, int v) { return (int)SSL_CTX_set_min_proto_version(ctx, v); }
+int cps_SSL_CTX_set_max_proto_version(SSL_CTX *ctx, int v) { return (int)SSL_CTX_set_max_proto_version(ctx, v); }
+long cps_SSL_CTX_set_mode(SSL_CTX *ctx, long mode) { return SSL_CTX_set_mode(ctx, mode); }
+long cps_SSL_set_mode(SSL *ssl, long mode) { return SSL_set_mode(ssl, mode); }
+long cps_SSL_CTX_set_session_cache_mode(SSL_CTX *ctx, long mode) { return SSL_CTX_set_session_cache_mode(ctx, mode); }
+int cps_SSL_CTX_set1_groups_list(SSL_CTX *ctx, const char *list) { return (int)SSL_CTX_set1_groups_list(ctx, list); }
+int cps_SSL_CTX_set1_sigalgs_list(SSL_CTX *ctx, const char *list) { return (int)SSL_CTX_set1_sigalgs_list(ctx, list); }
+int cps_SSL_CTX_add1_chain_cert(SSL_CTX *ctx, X509 *cert) { return (int)SSL_CTX_add1_chain_cert(ctx, cert); }
+int cps_SSL_CTX_set_tlsext_servername_callback(SSL_CTX *ctx, int (*cb)(SSL *, int *, void *)) {
+    return (int)SSL_CTX_set_tlsext_servername_callback(ctx, cb);
+}
+int cps_SSL_CTX_set_tlsext_servername_arg(SSL_CTX *ctx, void *arg) { return (int)SSL_CTX_set_tlsext_servername_arg(ctx, arg); }
+int cps_SSL_get_ex_new_index(void) { return SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL); }
+int cps_SSL_set_tlsext_host_name(SSL *ssl, const char *name) { return (int)SSL_set_tlsext_host_name(ssl, name); }
+long cps_SSL_CTX_get_extra_chain_certs_count(SSL_CTX *ctx) {
+    STACK_OF(X509) *sk = NULL; SSL_CTX_get_extra_chain_certs(ctx, &sk); return sk ? sk_X509_num(sk) : 0;
+}
+void cps_OPENSSL_free(void *ptr) { OPENSSL_free(ptr); }
+long cps_SSL_CTX_set1_chain(SSL_CTX *ctx, STACK_OF(X509) *chain) { return SSL_CTX_set1_chain(ctx, chain); }
+STACK_OF(X509) *cps_sk_X509_new_null(void) { return sk_X509_new_null(); }
+int cps_sk_X509_push(STACK_OF(X509) *sk, X509 *x) { return sk_X509_push(sk, x); }
+void cps_sk_X509_pop_free(STACK_OF(X509) *sk) { sk_X509_pop_free(sk, X509_free); }
+
+uint64_t cps_SSL_OP_NO_COMPRESSION(void) { return SSL_OP_NO_COMPRESSION; }
+uint64_t cps_SSL_OP_NO_RENEGOTIATION(void) { return SSL_OP_NO_RENEGOTIATION; }
+uint64_t cps_SSL_OP_CIPHER_SERVER_PREFERENCE(void) { return SSL_OP_CIPHER_SERVER_PREFERENCE; }
+uint64_t cps_SSL_OP_NO_TICKET(void) { return SSL_OP_NO_TICKET; }
+uint64_t cps_SSL_OP_ALL(void) { return SSL_OP_ALL; }
+uint64_t cps_SSL_OP_NO_SESSION_RESUMPTION_ON_RENEGOTIATION(void) { return SSL_OP_NO_SESSION_RESUMPTION_ON_RENEGOTIATION; }
+uint64_t cps_SSL_OP_IGNORE_UNEXPECTED_EOF(void) { return SSL_OP_IGNORE_UNEXPECTED_EOF; }
+uint64_t cps_SSL_OP_ENABLE_MIDDLEBOX_COMPAT(void) { return SSL_OP_ENABLE_MIDDLEBOX_COMPAT; }

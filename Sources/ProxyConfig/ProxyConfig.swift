@@ -1,0 +1,1 @@
+// ProxyConfig: placeholder until its first real file lands.

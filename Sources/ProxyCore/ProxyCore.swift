@@ -1,0 +1,1 @@
+// ProxyCore: placeholder until its first real file lands.

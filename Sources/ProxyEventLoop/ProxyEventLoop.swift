@@ -1,0 +1,1 @@
+// ProxyEventLoop: placeholder until its first real file lands.

@@ -1,0 +1,1 @@
+// ProxyHTTP1: placeholder until its first real file lands.

@@ -1,0 +1,1 @@
+// ProxyPolicy: placeholder until its first real file lands.

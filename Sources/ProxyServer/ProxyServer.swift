@@ -1,0 +1,1 @@
+// ProxyServer: placeholder until its first real file lands.

@@ -1,0 +1,1 @@
+// ProxyTLS: placeholder until its first real file lands.

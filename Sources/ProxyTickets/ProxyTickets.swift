@@ -1,0 +1,1 @@
+// ProxyTickets: placeholder until its first real file lands.

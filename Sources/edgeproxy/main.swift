@@ -1,0 +1,1 @@
+print("edgeproxy: not yet wired")

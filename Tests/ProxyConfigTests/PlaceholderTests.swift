@@ -1,0 +1,7 @@
+import XCTest
+
+@testable import ProxyConfig
+
+final class ProxyConfigPlaceholderTests: XCTestCase {
+    func testModuleLinks() {}
+}

@@ -1,0 +1,7 @@
+import XCTest
+
+@testable import ProxyCore
+
+final class ProxyCorePlaceholderTests: XCTestCase {
+    func testModuleLinks() {}
+}

@@ -1,0 +1,7 @@
+import XCTest
+
+@testable import ProxyFingerprint
+
+final class ProxyFingerprintPlaceholderTests: XCTestCase {
+    func testModuleLinks() {}
+}

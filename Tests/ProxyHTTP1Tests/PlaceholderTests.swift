@@ -1,0 +1,7 @@
+import XCTest
+
+@testable import ProxyHTTP1
+
+final class ProxyHTTP1PlaceholderTests: XCTestCase {
+    func testModuleLinks() {}
+}

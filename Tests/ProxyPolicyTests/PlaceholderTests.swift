@@ -1,0 +1,7 @@
+import XCTest
+
+@testable import ProxyPolicy
+
+final class ProxyPolicyPlaceholderTests: XCTestCase {
+    func testModuleLinks() {}
+}

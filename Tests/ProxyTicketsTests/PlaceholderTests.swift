@@ -1,0 +1,7 @@
+import XCTest
+
+@testable import ProxyTickets
+
+final class ProxyTicketsPlaceholderTests: XCTestCase {
+    func testModuleLinks() {}
+}
