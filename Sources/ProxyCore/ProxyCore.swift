@@ -1,1 +1,0 @@
-// ProxyCore: placeholder until its first real file lands.
