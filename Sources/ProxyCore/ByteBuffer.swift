@@ -1,0 +1,105 @@
+/// A fixed-capacity byte buffer with a readable window `[start, end)`, allocated once and reused.
+///
+/// Connections borrow these from their worker's `BufferPool` while they have data in flight and return them when
+/// idle, so an idle keep-alive connection holds no buffer and a busy one allocates nothing per request.
+public final class ByteBuffer {
+    public let base: UnsafeMutableRawPointer
+    public let capacity: Int
+    public var start = 0
+    public var end = 0
+
+    public init(capacity: Int) {
+        self.capacity = capacity
+        base = .allocate(byteCount: capacity, alignment: 16)
+    }
+
+    deinit { base.deallocate() }
+
+    @inlinable public var readableCount: Int { end - start }
+    @inlinable public var isEmpty: Bool { end == start }
+    @inlinable public var writableCount: Int { capacity - end }
+
+    /// The readable bytes.
+    @inlinable public var readable: UnsafeRawBufferPointer {
+        UnsafeRawBufferPointer(start: base + start, count: end - start)
+    }
+
+    /// The free space after `end` (compacts first when that makes room).
+    @inlinable public var writable: UnsafeMutableRawBufferPointer {
+        if start > 0 && end - start < capacity / 2 { compact() }
+        return UnsafeMutableRawBufferPointer(start: base + end, count: capacity - end)
+    }
+
+    /// Total free space if compacted.
+    @inlinable public var freeCount: Int { capacity - (end - start) }
+
+    @inlinable public func consume(_ n: Int) {
+        start += n
+        if start == end {
+            start = 0
+            end = 0
+        }
+    }
+
+    @inlinable public func commit(_ n: Int) { end += n }
+
+    @inlinable public func clear() {
+        start = 0
+        end = 0
+    }
+
+    /// Moves the readable bytes to the front.
+    public func compact() {
+        if start == 0 { return }
+        let n = end - start
+        if n > 0 { (base).copyMemory(from: base + start, byteCount: n) }
+        start = 0
+        end = n
+    }
+
+    /// Appends bytes; returns false (and appends nothing) when they do not fit.
+    @discardableResult
+    public func append(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        if bytes.count > capacity - end {
+            compact()
+            if bytes.count > capacity - end { return false }
+        }
+        if let src = bytes.baseAddress, bytes.count > 0 { (base + end).copyMemory(from: src, byteCount: bytes.count) }
+        end += bytes.count
+        return true
+    }
+
+    @discardableResult
+    public func append(_ bytes: [UInt8]) -> Bool {
+        bytes.withUnsafeBytes { append($0) }
+    }
+
+    @discardableResult
+    public func append(_ s: StaticString) -> Bool {
+        append(UnsafeRawBufferPointer(start: s.utf8Start, count: s.utf8CodeUnitCount))
+    }
+}
+
+/// A per-worker free list of equally sized buffers (loop thread only).
+public final class BufferPool {
+    public let bufferSize: Int
+    private var free: [ByteBuffer] = []
+    private let maxFree: Int
+
+    public init(bufferSize: Int, maxFree: Int = 1024) {
+        self.bufferSize = bufferSize
+        self.maxFree = maxFree
+    }
+
+    @inlinable public func acquire() -> ByteBuffer {
+        if let b = popFree() { return b }
+        return ByteBuffer(capacity: bufferSize)
+    }
+
+    @usableFromInline func popFree() -> ByteBuffer? { free.popLast() }
+
+    public func release(_ b: ByteBuffer) {
+        b.clear()
+        if free.count < maxFree { free.append(b) }
+    }
+}

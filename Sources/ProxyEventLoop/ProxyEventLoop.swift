@@ -1,1 +1,0 @@
-// ProxyEventLoop: placeholder until its first real file lands.

@@ -1,0 +1,100 @@
+import CProxyShims
+import Glibc
+
+/// Thin, allocation-free socket helpers over raw fds. All non-blocking; all through `syscall`.
+public enum Socket {
+    /// Creates a non-blocking listening socket with SO_REUSEADDR and SO_REUSEPORT (one per worker).
+    public static func listen(on addr: SocketAddress, backlog: Int32 = 4096, reusePort: Bool) throws(SyscallError)
+        -> Int32
+    {
+        let fd = try syscallChecked("socket") {
+            Glibc.socket(addr.family, Int32(SOCK_STREAM.rawValue) | cps_sock_nonblock() | cps_sock_cloexec(), 0)
+        }
+        do {
+            var one: Int32 = 1
+            let sz = socklen_t(MemoryLayout<Int32>.size)
+            try syscallChecked("setsockopt(SO_REUSEADDR)") { setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sz) }
+            if reusePort {
+                try syscallChecked("setsockopt(SO_REUSEPORT)") { setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sz) }
+            }
+            if addr.family == AF_INET6 {
+                try syscallChecked("setsockopt(IPV6_V6ONLY)") { setsockopt(fd, Int32(IPPROTO_IPV6), IPV6_V6ONLY, &one, sz) }
+            }
+            try addr.withSockAddr { (sa, len) throws(SyscallError) in
+                try syscallChecked("bind") { Glibc.bind(fd, sa, len) }
+            }
+            try syscallChecked("listen") { Glibc.listen(fd, backlog) }
+        } catch {
+            Glibc.close(fd)
+            throw error
+        }
+        return fd
+    }
+
+    /// Accepts one connection (non-blocking, close-on-exec). `.wouldBlock` when the queue is empty.
+    public static func accept(_ fd: Int32, peer: inout SocketAddress) throws(SyscallError) -> IOResult<Int32> {
+        var len = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        return try withUnsafeMutablePointer(to: &peer.storage) { p throws(SyscallError) in
+            let r = try p.withMemoryRebound(to: sockaddr.self, capacity: 1) { sa throws(SyscallError) in
+                try syscall("accept4") { cps_accept4(fd, sa, &len, cps_sock_nonblock() | cps_sock_cloexec()) }
+            }
+            peer.length = len
+            return r
+        }
+    }
+
+    /// Starts a non-blocking connect. Returns true when already connected, false when in progress.
+    public static func connect(_ addr: SocketAddress) throws(SyscallError) -> (fd: Int32, connected: Bool) {
+        let fd = try syscallChecked("socket") {
+            Glibc.socket(addr.family, Int32(SOCK_STREAM.rawValue) | cps_sock_nonblock() | cps_sock_cloexec(), 0)
+        }
+        setNoDelay(fd)
+        let r = addr.withSockAddr { sa, len in Glibc.connect(fd, sa, len) }
+        if r == 0 { return (fd, true) }
+        let e = errno
+        if e == EINPROGRESS || e == EINTR { return (fd, false) }
+        Glibc.close(fd)
+        throw SyscallError("connect", e)
+    }
+
+    /// SO_ERROR of a socket (0 when a non-blocking connect succeeded).
+    public static func pendingError(_ fd: Int32) -> Int32 {
+        var err: Int32 = 0
+        var len = socklen_t(MemoryLayout<Int32>.size)
+        if getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0 { return errno }
+        return err
+    }
+
+    public static func setNoDelay(_ fd: Int32) {
+        var one: Int32 = 1
+        _ = setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
+    }
+
+    public static func read(_ fd: Int32, _ buf: UnsafeMutableRawBufferPointer) throws(SyscallError) -> IOResult<Int> {
+        try syscall("read") { Glibc.read(fd, buf.baseAddress, buf.count) }
+    }
+
+    public static func write(_ fd: Int32, _ buf: UnsafeRawBufferPointer) throws(SyscallError) -> IOResult<Int> {
+        try syscall("write") { Glibc.send(fd, buf.baseAddress, buf.count, Int32(MSG_NOSIGNAL)) }
+    }
+
+    public static func shutdownWrite(_ fd: Int32) { _ = Glibc.shutdown(fd, Int32(SHUT_WR)) }
+
+    /// Closes with an RST instead of a FIN (SO_LINGER 0): used when a response must not look complete.
+    public static func abort(_ fd: Int32) {
+        var l = linger(l_onoff: 1, l_linger: 0)
+        _ = setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, socklen_t(MemoryLayout<linger>.size))
+        Glibc.close(fd)
+    }
+
+    public static func close(_ fd: Int32) { Glibc.close(fd) }
+
+    public static func localAddress(_ fd: Int32) -> SocketAddress? {
+        var ss = sockaddr_storage()
+        var len = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        let r = withUnsafeMutablePointer(to: &ss) { p in
+            p.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) }
+        }
+        return r == 0 ? SocketAddress(storage: ss, length: len) : nil
+    }
+}

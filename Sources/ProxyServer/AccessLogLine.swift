@@ -1,0 +1,39 @@
+import ProxyTLS
+
+/// Formats one access-log JSON line per finished request (byte-level, into the worker's reusable buffer).
+enum AccessLogLine {
+    static func append(
+        connection c: ClientConnection, exchange ex: Exchange, to out: inout [UInt8], clock: inout LogClock,
+        now: UInt64
+    ) {
+        var w = JSONWriter(reserving: 512)
+        let s = c.tlsState
+        w.beginObject()
+        clock.appendTimestamp(into: &w, key: "time")
+        w.field("client", c.peer.description)
+        w.field("sni", c.serverName)
+        w.field("tls", static: c.tlsVersionStatic)
+        w.field("cipher", c.cipherName)
+        w.field("resumed", c.resumed)
+        w.field("ticket", c.outcome.label)
+        w.field("ticket_key", s.keyName)
+        w.field("ja3", s.ja3Hash)
+        w.field("ja4", s.ja4)
+        w.field("policy", s.policyName)
+        w.field("tag", s.tag)
+        w.field("method", bytes: ex.methodBytes)
+        w.field("path", bytes: ex.target)
+        w.field("status", ex.status)
+        w.field("bytes_in", ex.requestBodyBytes)
+        w.field("bytes_out", ex.responseBodyBytes)
+        if ex.originIndex >= 0 && ex.originIndex < c.snapshot.origins.count {
+            w.field("upstream", c.snapshot.origins[ex.originIndex].display)
+        } else {
+            w.field("upstream", ex.local ? "builtin" : nil)
+        }
+        w.field("duration_ms", millisFromNanos: now &- ex.startedAt)
+        w.endObject()
+        out.append(contentsOf: w.bytes)
+        out.append(10)
+    }
+}

@@ -1,1 +1,0 @@
-// ProxyServer: placeholder until its first real file lands.

@@ -1,0 +1,66 @@
+import ProxyCore
+import ProxyEventLoop
+import ProxyHTTP1
+import ProxyPolicy
+import ProxyTLS
+
+/// Settings a worker applies per connection, derived from the configuration. Immutable; swapped on reload.
+public final class RuntimeSnapshot: Sendable {
+    /// One origin: its display form and resolved addresses.
+    public struct Origin: Sendable {
+        public var display: String
+        public var hostHeader: String
+        public var addresses: [SocketAddress]
+        public init(display: String, hostHeader: String, addresses: [SocketAddress]) {
+            self.display = display
+            self.hostHeader = hostHeader
+            self.addresses = addresses
+        }
+    }
+
+    /// Timeouts in nanoseconds.
+    public struct Timeouts: Sendable {
+        public var handshake: UInt64 = 10_000_000_000
+        public var headerRead: UInt64 = 15_000_000_000
+        public var idle: UInt64 = 60_000_000_000
+        public var upstreamConnect: UInt64 = 5_000_000_000
+        public var upstreamRead: UInt64 = 60_000_000_000
+        public var drain: UInt64 = 30_000_000_000
+        public init() {}
+    }
+
+    /// Opt-in request headers toward the origin carrying the fingerprint and policy.
+    public struct FingerprintHeaders: Sendable {
+        public var enabled = false
+        public var ja3 = "X-EdgeProxy-JA3"
+        public var ja4 = "X-EdgeProxy-JA4"
+        public var policy = "X-EdgeProxy-Policy"
+        public var tag = "X-EdgeProxy-Tag"
+        public init() {}
+    }
+
+    public let tls: TLSContextSet
+    public let policies: CompiledPolicySet?
+    public let origins: [Origin]
+    public let timeouts: Timeouts
+    public let limits: HTTP1Limits
+    public let fingerprintHeaders: FingerprintHeaders
+    /// Lowercased names of inbound headers always removed (spoofable fingerprint headers).
+    let strippedHeaderNames: [[UInt8]]
+    public let maxConnectionsPerWorker: Int
+
+    public init(
+        tls: TLSContextSet, policies: CompiledPolicySet?, origins: [Origin], timeouts: Timeouts, limits: HTTP1Limits,
+        fingerprintHeaders: FingerprintHeaders, maxConnectionsPerWorker: Int
+    ) {
+        self.tls = tls
+        self.policies = policies
+        self.origins = origins
+        self.timeouts = timeouts
+        self.limits = limits
+        self.fingerprintHeaders = fingerprintHeaders
+        self.maxConnectionsPerWorker = maxConnectionsPerWorker
+        let h = fingerprintHeaders
+        self.strippedHeaderNames = [h.ja3, h.ja4, h.policy, h.tag].map { Array($0.lowercased().utf8) }
+    }
+}

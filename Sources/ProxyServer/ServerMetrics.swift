@@ -1,0 +1,95 @@
+import CoreMetrics
+import Metrics
+import ProxyTLS
+
+/// One worker's metrics, created once at worker start with fixed labels (swift-metrics handles backed by the
+/// Prometheus registry). Hot-path code only calls `increment`, which is an atomic add in the backend.
+final class WorkerMetrics: TLSObserver {
+    let connectionsAccepted: Counter
+    let connectionsActive: Gauge
+    var activeCount = 0
+    let handshakeFailures: Counter
+    let clientHelloRejected: Counter
+    /// [version index][outcome.rawValue]; versions: TLSv1, TLSv1.1, TLSv1.2, TLSv1.3.
+    let handshakes: [[Counter]]
+    let ticketsIssued: Counter
+    /// Requests by status class 1xx..5xx.
+    let requests: [Counter]
+    let upstreamErrors: [String: Counter]
+    let bytesIn: Counter
+    let bytesOut: Counter
+    let loopBusySeconds: Gauge
+    /// Per policy name: (matched, enforced, observed), created on first match (names change on reload).
+    private var policyCounters: [String: (Counter, Counter, Counter)] = [:]
+    let worker: String
+
+    static let versions = ["TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3"]
+    static let upstreamErrorKinds = ["connect", "timeout", "reset_before_headers", "reset_mid_body", "bad_response"]
+
+    init(worker: Int) {
+        let w = String(worker)
+        self.worker = w
+        connectionsAccepted = Counter(label: "edgeproxy_connections_accepted_total", dimensions: [("worker", w)])
+        connectionsActive = Gauge(label: "edgeproxy_connections_active", dimensions: [("worker", w)])
+        handshakeFailures = Counter(label: "edgeproxy_tls_handshake_failures_total", dimensions: [("worker", w)])
+        clientHelloRejected = Counter(label: "edgeproxy_clienthello_malformed_total", dimensions: [("worker", w)])
+        handshakes = Self.versions.map { v in
+            TicketOutcome.allCases.map { o in
+                Counter(
+                    label: "edgeproxy_tls_handshakes_total",
+                    dimensions: [("worker", w), ("version", v), ("outcome", o.label)]
+                )
+            }
+        }
+        ticketsIssued = Counter(label: "edgeproxy_tls_tickets_issued_total", dimensions: [("worker", w)])
+        requests = ["1xx", "2xx", "3xx", "4xx", "5xx"].map {
+            Counter(label: "edgeproxy_http_requests_total", dimensions: [("worker", w), ("status_class", $0)])
+        }
+        var ue: [String: Counter] = [:]
+        for k in Self.upstreamErrorKinds {
+            ue[k] = Counter(label: "edgeproxy_upstream_errors_total", dimensions: [("worker", w), ("kind", k)])
+        }
+        upstreamErrors = ue
+        bytesIn = Counter(label: "edgeproxy_bytes_received_total", dimensions: [("worker", w)])
+        bytesOut = Counter(label: "edgeproxy_bytes_sent_total", dimensions: [("worker", w)])
+        loopBusySeconds = Gauge(label: "edgeproxy_loop_busy_seconds", dimensions: [("worker", w)])
+    }
+
+    func handshake(version: Int32, outcome: TicketOutcome) {
+        let vi: Int
+        switch version {
+        case 0x0304: vi = 3
+        case 0x0303: vi = 2
+        case 0x0302: vi = 1
+        default: vi = 0
+        }
+        handshakes[vi][outcome.rawValue].increment()
+    }
+
+    func request(status: Int) {
+        let c = status / 100 - 1
+        if c >= 0 && c < 5 { requests[c].increment() }
+    }
+
+    func upstreamError(_ kind: String) { upstreamErrors[kind]?.increment() }
+
+    // MARK: TLSObserver
+    func clientHelloRejected(reason: String) { clientHelloRejected.increment() }
+    func ticketIssued() { ticketsIssued.increment() }
+    func policyApplied(name: String, enforced: Bool) {
+        let c: (Counter, Counter, Counter)
+        if let existing = policyCounters[name] {
+            c = existing
+        } else {
+            let d = [("worker", worker), ("policy", name)]
+            c = (
+                Counter(label: "edgeproxy_policy_matched_total", dimensions: d),
+                Counter(label: "edgeproxy_policy_enforced_total", dimensions: d),
+                Counter(label: "edgeproxy_policy_observed_total", dimensions: d)
+            )
+            policyCounters[name] = c
+        }
+        c.0.increment()
+        (enforced ? c.1 : c.2).increment()
+    }
+}

@@ -1,0 +1,130 @@
+import Glibc
+import ProxyCore
+import ProxyEventLoop
+
+/// A plain-TCP connection to an origin. While in use it forwards its readiness events to the client connection
+/// that owns it; while idle in the worker's pool it only waits to be reused or closed by the origin.
+final class UpstreamConnection: EventHandler, TimerHandler {
+    unowned let worker: Worker
+    let fd: Int32
+    let origin: Int
+    let address: SocketAddress
+    /// The exchange using this connection (nil while idle in the pool).
+    unowned(unsafe) var owner: ClientConnection?
+    var connected: Bool
+    /// True once the connection served an earlier request (a failure before any response byte may be a stale
+    /// keep-alive connection, not a dead origin).
+    var reused = false
+    var canRead = true
+    var canWrite = true
+    var peerClosed = false
+    var closed = false
+    var inBuf: ByteBuffer?
+    private var idleDeadline: UInt64 = 0
+    private var armedAt: UInt64 = 0
+
+    init(worker: Worker, fd: Int32, origin: Int, address: SocketAddress, connected: Bool) {
+        self.worker = worker
+        self.fd = fd
+        self.origin = origin
+        self.address = address
+        self.connected = connected
+        self.canWrite = connected
+    }
+
+    /// Starts a non-blocking connect to `address` and registers with the loop.
+    static func connect(worker: Worker, origin: Int, address: SocketAddress) throws(SyscallError) -> UpstreamConnection {
+        let (fd, connected) = try Socket.connect(address)
+        let u = UpstreamConnection(worker: worker, fd: fd, origin: origin, address: address, connected: connected)
+        do {
+            try worker.loop.register(
+                fd: fd,
+                interest: EventLoop.readable | EventLoop.writable | EventLoop.readHangup | EventLoop.edgeTriggered,
+                handler: u
+            )
+        } catch {
+            Socket.close(fd)
+            throw error
+        }
+        return u
+    }
+
+    func handleEvent(_ events: UInt32) {
+        if events & (EventLoop.readable | EventLoop.readHangup | EventLoop.hangup | EventLoop.error) != 0 {
+            canRead = true
+        }
+        if events & (EventLoop.writable | EventLoop.error | EventLoop.hangup) != 0 { canWrite = true }
+        if let owner {
+            owner.upstreamReady()
+        } else if !closed {
+            // Idle in the pool: the origin closed it (or sent unsolicited bytes). Either way it is unusable.
+            worker.removeIdleUpstream(self)
+            close()
+        }
+    }
+
+    /// Completes a pending connect. Returns the errno when it failed.
+    func finishConnect() -> Int32 {
+        let e = Socket.pendingError(fd)
+        if e == 0 { connected = true }
+        return e
+    }
+
+    func read(into buf: UnsafeMutableRawBufferPointer) -> IOResult<Int>? {
+        do {
+            let r = try Socket.read(fd, buf)
+            if case .wouldBlock = r { canRead = false }
+            return r
+        } catch {
+            return nil
+        }
+    }
+
+    func write(_ buf: UnsafeRawBufferPointer) -> IOResult<Int>? {
+        do {
+            let r = try Socket.write(fd, buf)
+            if case .wouldBlock = r { canWrite = false }
+            return r
+        } catch {
+            return nil
+        }
+    }
+
+    func becomeIdle(deadline: UInt64) {
+        owner = nil
+        reused = true
+        if let b = inBuf {
+            worker.bufferPool.release(b)
+            inBuf = nil
+        }
+        idleDeadline = deadline
+        if armedAt == 0 || armedAt > deadline {
+            armedAt = deadline
+            worker.loop.schedule(at: deadline, self)
+        }
+    }
+
+    func timerFired(now: UInt64) {
+        if now >= armedAt { armedAt = 0 }
+        guard !closed, owner == nil, idleDeadline != 0 else { return }
+        if now >= idleDeadline {
+            worker.removeIdleUpstream(self)
+            close()
+        } else if armedAt == 0 {
+            armedAt = idleDeadline
+            worker.loop.schedule(at: idleDeadline, self)
+        }
+    }
+
+    func close() {
+        guard !closed else { return }
+        closed = true
+        owner = nil
+        worker.loop.deregister(fd: fd)
+        Socket.close(fd)
+        if let b = inBuf {
+            worker.bufferPool.release(b)
+            inBuf = nil
+        }
+    }
+}

@@ -1,1 +1,0 @@
-// ProxyTLS: placeholder until its first real file lands.

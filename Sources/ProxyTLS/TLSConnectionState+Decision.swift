@@ -1,0 +1,64 @@
+internal import COpenSSL
+import CProxyShims
+import ProxyCore
+import ProxyFingerprint
+import ProxyPolicy
+
+extension TLSConnectionState {
+    /// Parses the captured ClientHello, fingerprints it and applies the worker's policy set. Runs once per
+    /// connection inside the ClientHello callback, i.e. before the ticket callback reads the decision.
+    /// Returns false when the hello cannot be parsed (counted; the handshake then fails with decode_error).
+    func decideFromClientHello(ssl: OpaquePointer) -> Bool {
+        guard helloCaptured else {
+            // No captured bytes (e.g. an SSLv2-format hello): nothing to fingerprint; defaults apply.
+            worker.observer.clientHelloRejected(reason: "no ClientHello captured")
+            return true
+        }
+        let parsed: ClientHello
+        do {
+            parsed = try ClientHello.parse(handshake: helloBytes)
+        } catch {
+            worker.observer.clientHelloRejected(reason: error.description)
+            helloBytes = []
+            return false
+        }
+        helloBytes = []
+        hello = parsed
+        let ja3 = parsed.ja3
+        ja3String = ja3.string
+        ja3Hash = ja3.md5
+        ja4 = parsed.ja4Fingerprint
+        if let set = worker.policies, !set.policies.isEmpty {
+            let input = PolicyInput(
+                features: parsed.features, ja3: set.needsJA3 ? JA3Digest(hex: ja3.md5) : nil,
+                ja4: set.needsJA4 ? ja4 : nil)
+            let d = set.decide(input)
+            if let i = d.matchedIndex {
+                policyName = d.matchedName
+                policyEnforced = d.mode == .enforce
+                tag = d.tag
+                worker.observer.policyApplied(name: d.matchedName ?? "", enforced: d.mode == .enforce)
+                _ = i
+            }
+            if let e = d.enforcedIndex, e != d.matchedIndex, let name = set.policies[e].name as String? {
+                // An observe policy matched first, but an enforce policy below it still applies.
+                worker.observer.policyApplied(name: name, enforced: true)
+            }
+            apply(d.effective, ssl: ssl)
+        }
+        return true
+    }
+
+    private func apply(_ a: PolicyActions, ssl: OpaquePointer) {
+        if let s = a.staleTicket { staleAction = s }
+        if let t = a.tls13Tickets {
+            tls13Tickets = t
+            SSL_set_num_tickets(ssl, t)
+        }
+        if let on = a.ticketsEnabled, !on {
+            ticketsEnabled = false
+            SSL_set_options(ssl, cps_SSL_OP_NO_TICKET())
+            SSL_set_num_tickets(ssl, 0)
+        }
+    }
+}

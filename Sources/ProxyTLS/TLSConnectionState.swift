@@ -1,0 +1,118 @@
+import ProxyCore
+import ProxyFingerprint
+import ProxyPolicy
+import ProxyTickets
+
+/// How a handshake ended with respect to session tickets (issue #3's outcome labels).
+public enum TicketOutcome: Int, Sendable, CaseIterable {
+    /// Full handshake, no ticket presented (or tickets off).
+    case full
+    /// Resumed with a ticket under the current key; no renewal needed.
+    case resumed
+    /// Resumed with a stale key's ticket and a NewSessionTicket sent inside the abbreviated handshake.
+    case resumedRenewedInline
+    /// Stale key, the connection's action refused the ticket: full handshake + fresh ticket.
+    case staleForcedFull
+    /// Stale key, resumed without a new ticket.
+    case staleResumedNoRenewal
+    /// The ticket's key name is not in the ring.
+    case unknownKey
+    /// The ticket's key is past its decrypt window.
+    case expiredKey
+
+    public var label: String {
+        switch self {
+        case .full: return "full"
+        case .resumed: return "resumed"
+        case .resumedRenewedInline: return "resumed_renewed_inline"
+        case .staleForcedFull: return "stale_forced_full"
+        case .staleResumedNoRenewal: return "stale_resumed_no_renewal"
+        case .unknownKey: return "unknown_key"
+        case .expiredKey: return "expired_key"
+        }
+    }
+}
+
+/// Receives per-handshake events from the TLS callbacks (implemented by the server with its metrics).
+/// Called on the connection's loop thread.
+public protocol TLSObserver: AnyObject {
+    func clientHelloRejected(reason: String)
+    func ticketIssued()
+    func policyApplied(name: String, enforced: Bool)
+}
+
+/// Per-worker state the TLS callbacks read: the worker's current snapshots. Loop thread only.
+public final class TLSWorkerContext {
+    /// The ticket key ring snapshot this worker uses now (replaced at the top of a loop tick on rotation).
+    public var ring: TicketKeyRing?
+    /// The compiled policy set this worker uses now (nil: no policies loaded).
+    public var policies: CompiledPolicySet?
+    public unowned(unsafe) let observer: TLSObserver
+
+    /// - Parameter observer: must outlive this context (the server's worker owns both).
+    public init(observer: TLSObserver) {
+        self.observer = observer
+    }
+}
+
+/// Everything the OpenSSL callbacks learn or decide about one connection.
+///
+/// Created per connection before `SSL_accept`; reached from callbacks through SSL ex_data (unretained: the
+/// connection owns both this object and the SSL, and frees the SSL first).
+public final class TLSConnectionState {
+    unowned(unsafe) let worker: TLSWorkerContext
+    /// The context set the SSL was created from (kept alive for the SNI callback across reloads).
+    let contextSet: TLSContextSet
+    /// Raw ClientHello handshake message, captured by the message callback until parsed.
+    var helloBytes: [UInt8] = []
+    var helloCaptured = false
+    var decided = false
+
+    /// The parsed ClientHello (nil until the ClientHello callback ran, or when it could not be parsed).
+    public internal(set) var hello: ClientHello?
+    public internal(set) var ja3String: String?
+    public internal(set) var ja3Hash: String?
+    public internal(set) var ja4: String?
+    /// Effective per-connection ticket behaviour (config default, possibly changed by a policy).
+    public internal(set) var staleAction: StaleTicketAction
+    public internal(set) var ticketsEnabled: Bool
+    public internal(set) var tls13Tickets: Int
+    /// The policy that matched (enforced or observed), its mode and tag.
+    public internal(set) var policyName: String?
+    public internal(set) var policyEnforced = false
+    public internal(set) var tag: String?
+    /// Ticket outcome as seen by the decrypt callback; `finalOutcome(resumed:)` settles it after the handshake.
+    public internal(set) var ticketOutcome: TicketOutcome = .full
+    // Name of the key that decrypted the presented ticket, or else sealed the first issued one.
+    var keyNameHi: UInt64 = 0
+    var keyNameLo: UInt64 = 0
+    var hasKeyName = false
+
+    init(worker: TLSWorkerContext, contextSet: TLSContextSet) {
+        self.worker = worker
+        self.contextSet = contextSet
+        self.staleAction = contextSet.settings.defaultStaleAction
+        self.ticketsEnabled = contextSet.settings.ticketsEnabled
+        self.tls13Tickets = contextSet.settings.tls13TicketCount
+    }
+
+    /// The outcome label once the handshake is done: a resumption the callback accepted but OpenSSL did not
+    /// complete (e.g. cipher mismatch) counts as a full handshake.
+    public func finalOutcome(resumed: Bool) -> TicketOutcome {
+        switch ticketOutcome {
+        case .resumed, .resumedRenewedInline, .staleResumedNoRenewal: return resumed ? ticketOutcome : .full
+        default: return resumed ? .resumed : ticketOutcome
+        }
+    }
+
+    /// The key name as 32 hex characters (computed lazily, off the handshake path).
+    public var keyName: String? {
+        guard hasKeyName else { return nil }
+        return hex64(keyNameHi) + hex64(keyNameLo)
+    }
+
+    private func hex64(_ v: UInt64) -> String {
+        let s = String(v, radix: 16)
+        return String(repeating: "0", count: 16 - s.count) + s
+    }
+}

@@ -1,0 +1,38 @@
+import ProxyCore
+
+/// Everything ProxyTLS needs to build its contexts; the server fills it from the configuration.
+public struct TLSSettings: Sendable {
+    /// A certificate chain file (leaf first) and its private key file, both PEM.
+    public struct CertificateFiles: Sendable, Equatable {
+        public var chainPath: String
+        public var keyPath: String
+        public init(chainPath: String, keyPath: String) {
+            self.chainPath = chainPath
+            self.keyPath = keyPath
+        }
+    }
+
+    /// Certificates; empty means "generate a self-signed ECDSA P-256 certificate in memory".
+    public var certificates: [CertificateFiles] = []
+    /// Protocol versions as OpenSSL constants (TLS1_VERSION ... TLS1_3_VERSION).
+    public var minVersion: Int32 = 0x0303
+    public var maxVersion: Int32 = 0x0304
+    /// OpenSSL cipher string for TLS ≤ 1.2, and the TLS 1.3 suites.
+    public var ciphers: String =
+        "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:"
+        + "ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
+    public var ciphersuites: String = "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256"
+    public var groups: String = "X25519:P-256:P-384"
+    /// ALPN protocols in server preference order.
+    public var alpn: [String] = ["http/1.1"]
+    /// Session tickets on/off for the whole listener (policies can switch them off per connection).
+    public var ticketsEnabled: Bool = true
+    /// Ticket lifetime hint and session timeout, seconds.
+    public var ticketLifetimeSeconds: Int = 18 * 3600
+    /// Tickets to issue after a full TLS 1.3 handshake and on resumption.
+    public var tls13TicketCount: Int = 1
+    /// Stale-ticket action when no policy decides otherwise.
+    public var defaultStaleAction: StaleTicketAction = .renewInline
+
+    public init() {}
+}

@@ -1,0 +1,128 @@
+internal import COpenSSL
+import CProxyShims
+
+/// One server-side TLS session running directly on a non-blocking socket (`SSL_set_fd`).
+///
+/// Owned by exactly one connection on one loop thread. `free()` must be called once.
+public struct TLSStream {
+    /// Outcome of a handshake step.
+    public enum HandshakeResult {
+        case done
+        case wantRead
+        case wantWrite
+        case failed(String)
+    }
+
+    /// Outcome of a read.
+    public enum ReadResult {
+        case bytes(Int)
+        case wantRead
+        case wantWrite
+        /// The peer closed (close_notify or EOF).
+        case closed
+        case failed(String)
+    }
+
+    /// Outcome of a write.
+    public enum WriteResult {
+        case written(Int)
+        case wantWrite
+        case wantRead
+        case failed(String)
+    }
+
+    // SAFETY: an SSL* used only on the owning loop thread; freed once by `free()`.
+    let ssl: OpaquePointer
+
+    init(ssl: OpaquePointer) { self.ssl = ssl }
+
+    public func handshake() -> HandshakeResult {
+        let r = SSL_do_handshake(ssl)
+        if r == 1 { return .done }
+        switch SSL_get_error(ssl, r) {
+        case SSL_ERROR_WANT_READ: return .wantRead
+        case SSL_ERROR_WANT_WRITE: return .wantWrite
+        case SSL_ERROR_WANT_CLIENT_HELLO_CB, SSL_ERROR_WANT_X509_LOOKUP: return .wantRead
+        default: return .failed(Self.drainErrors("handshake"))
+        }
+    }
+
+    public func read(into buf: UnsafeMutableRawBufferPointer) -> ReadResult {
+        var n = 0
+        let r = SSL_read_ex(ssl, buf.baseAddress, buf.count, &n)
+        if r == 1 { return .bytes(n) }
+        switch SSL_get_error(ssl, 0) {
+        case SSL_ERROR_WANT_READ: return .wantRead
+        case SSL_ERROR_WANT_WRITE: return .wantWrite
+        case SSL_ERROR_ZERO_RETURN: return .closed
+        case SSL_ERROR_SYSCALL:
+            // With SSL_OP_IGNORE_UNEXPECTED_EOF a bare EOF is ZERO_RETURN; anything here is a socket error.
+            ERR_clear_error()
+            return .closed
+        default: return .failed(Self.drainErrors("read"))
+        }
+    }
+
+    public func write(_ buf: UnsafeRawBufferPointer) -> WriteResult {
+        var n = 0
+        let r = SSL_write_ex(ssl, buf.baseAddress, buf.count, &n)
+        if r == 1 { return .written(n) }
+        switch SSL_get_error(ssl, 0) {
+        case SSL_ERROR_WANT_WRITE: return .wantWrite
+        case SSL_ERROR_WANT_READ: return .wantRead
+        default: return .failed(Self.drainErrors("write"))
+        }
+    }
+
+    /// Sends close_notify (best effort, non-blocking).
+    public func shutdown() {
+        _ = SSL_shutdown(ssl)
+        ERR_clear_error()
+    }
+
+    public func free() { SSL_free(ssl) }
+
+    /// True when the session was resumed from a ticket.
+    public var resumed: Bool { SSL_session_reused(ssl) == 1 }
+
+    /// Negotiated protocol version name ("TLSv1.3").
+    public var versionName: StaticString {
+        switch SSL_version(ssl) {
+        case TLS1_3_VERSION: return "TLSv1.3"
+        case TLS1_2_VERSION: return "TLSv1.2"
+        case TLS1_1_VERSION: return "TLSv1.1"
+        case TLS1_VERSION: return "TLSv1"
+        default: return "unknown"
+        }
+    }
+
+    public var version: Int32 { SSL_version(ssl) }
+
+    /// The negotiated cipher's OpenSSL name (static storage inside OpenSSL).
+    public var cipherName: UnsafePointer<CChar>? { SSL_CIPHER_get_name(SSL_get_current_cipher(ssl)) }
+
+    /// The negotiated ALPN protocol, if any.
+    public var alpn: String? {
+        var p: UnsafePointer<UInt8>?
+        var len: UInt32 = 0
+        SSL_get0_alpn_selected(ssl, &p, &len)
+        guard let p, len > 0 else { return nil }
+        return String(decoding: UnsafeBufferPointer(start: p, count: Int(len)), as: UTF8.self)
+    }
+
+    /// The SNI host name the client sent, if any.
+    public var serverName: String? {
+        guard let p = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name) else { return nil }
+        return String(cString: p)
+    }
+
+    static func drainErrors(_ what: String) -> String {
+        var first: String?
+        while true {
+            let code = ERR_get_error()
+            if code == 0 { break }
+            if first == nil, let r = ERR_reason_error_string(code) { first = String(cString: r) }
+        }
+        return first.map { "\(what): \($0)" } ?? what
+    }
+}
