@@ -15,7 +15,8 @@ final class ConfigDecoder {
     /// first path.
     func report(_ paths: [TOMLPath], _ message: String) {
         precondition(!paths.isEmpty)
-        let position = paths.lazy.compactMap { self.locator.position(of: $0) }.first
+        let position =
+            paths.lazy.compactMap { self.locator.position(of: $0) }.first
             ?? locator.nearestPosition(of: paths[0])
         diagnostics.append(.init(file: fileName, line: position.line, column: position.column, message: message))
     }
@@ -156,7 +157,7 @@ struct TableReader {
 
     /// Rejects a key that is reserved for a later version.
     mutating func reserved(_ key: String, _ message: String) {
-        if raw(key) != nil { report(key, message) }
+        if raw(key) != nil { decoder.report(path.appending(key), message) }
     }
 
     /// Reports every key present in the table that was never asked for, with a suggestion when one is close.

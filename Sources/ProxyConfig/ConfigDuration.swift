@@ -51,14 +51,16 @@ public struct ConfigDuration: Sendable, Hashable, Comparable, CustomStringConver
             }
             guard index > digitsStart else { throw ParseError("invalid duration \"\(text)\": \(hint)") }
             let unitStart = index
-            while index < bytes.count, (bytes[index] >= UInt8(ascii: "a") && bytes[index] <= UInt8(ascii: "z")) {
+            while index < bytes.count, bytes[index] >= UInt8(ascii: "a") && bytes[index] <= UInt8(ascii: "z") {
                 index += 1
             }
             let number = String(decoding: bytes[digitsStart..<unitStart], as: UTF8.self)
             let unitName = String(decoding: bytes[unitStart..<index], as: UTF8.self)
             if unitName.isEmpty {
                 let next = index < bytes.count ? String(UnicodeScalar(bytes[index])) : ""
-                if next == "." { throw ParseError("invalid duration \"\(text)\": fractions are not supported; \(hint)") }
+                if next == "." {
+                    throw ParseError("invalid duration \"\(text)\": fractions are not supported; \(hint)")
+                }
                 throw ParseError("invalid duration \"\(text)\": missing unit after \(number); \(hint)")
             }
             guard let unitIndex = units.firstIndex(where: { $0.name == unitName }) else {

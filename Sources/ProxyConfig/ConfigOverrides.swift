@@ -86,7 +86,9 @@ extension ProxyConfiguration {
         }
 
         if let listen = overrides.listen {
-            do { config.listen = try HostPort.parse(listen, allowPortZero: true) } catch { fail(Flag.listen, error.message) }
+            do { config.listen = try HostPort.parse(listen, allowPortZero: true) } catch {
+                fail(Flag.listen, error.message)
+            }
         }
         if !overrides.upstreams.isEmpty {
             config.upstreams = []
@@ -99,7 +101,9 @@ extension ProxyConfiguration {
         }
         if let workers = overrides.workers { config.workers = workers }
         if let admin = overrides.admin {
-            do { config.admin = try HostPort.parse(admin, allowPortZero: true) } catch { fail(Flag.admin, error.message) }
+            do { config.admin = try HostPort.parse(admin, allowPortZero: true) } catch {
+                fail(Flag.admin, error.message)
+            }
         }
         if let rotation = overrides.ticketRotation {
             do {

@@ -45,7 +45,9 @@ public struct HostPort: Sendable, Hashable, CustomStringConvertible {
         /// DNS name.
         static func parse(_ text: String) throws(ValueError) -> Host {
             if text.hasPrefix("[") {
-                guard text.hasSuffix("]"), text.count > 2 else { throw ValueError("unterminated IPv6 literal \"\(text)\"") }
+                guard text.hasSuffix("]"), text.count > 2 else {
+                    throw ValueError("unterminated IPv6 literal \"\(text)\"")
+                }
                 let inner = String(text.dropFirst().dropLast())
                 var bytes = [UInt8](repeating: 0, count: 16)
                 guard !inner.contains("%"), inet_pton(AF_INET6, inner, &bytes) == 1 else {
@@ -59,7 +61,8 @@ public struct HostPort: Sendable, Hashable, CustomStringConvertible {
                 throw ValueError("IPv6 addresses must be written in brackets, e.g. \"[::1]:8443\" (got \"\(text)\")")
             }
             guard !text.isEmpty else { throw ValueError("the host is empty") }
-            if text.utf8.allSatisfy({ ($0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9")) || $0 == UInt8(ascii: ".") }) {
+            if text.utf8.allSatisfy({ ($0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9")) || $0 == UInt8(ascii: ".") })
+            {
                 // Strictly four decimal octets; inet_pton(AF_INET) rejects the octal/hex/short forms inet_aton allows.
                 var address = in_addr()
                 guard inet_pton(AF_INET, text, &address) == 1 else {
@@ -73,7 +76,8 @@ public struct HostPort: Sendable, Hashable, CustomStringConvertible {
             let validLabels = labels.allSatisfy { label in
                 !label.isEmpty && label.utf8.count <= 63 && !label.hasPrefix("-") && !label.hasSuffix("-")
                     && label.utf8.allSatisfy { b in
-                        (b >= UInt8(ascii: "a") && b <= UInt8(ascii: "z")) || (b >= UInt8(ascii: "0") && b <= UInt8(ascii: "9"))
+                        (b >= UInt8(ascii: "a") && b <= UInt8(ascii: "z"))
+                            || (b >= UInt8(ascii: "0") && b <= UInt8(ascii: "9"))
                             || b == UInt8(ascii: "-") || b == UInt8(ascii: "_")
                     }
             }
@@ -101,13 +105,17 @@ public struct HostPort: Sendable, Hashable, CustomStringConvertible {
         let hostPart: Substring
         let portPart: Substring
         if text.hasPrefix("[") {
-            guard let close = text.firstIndex(of: "]") else { throw ValueError("unterminated IPv6 literal in \"\(text)\"") }
+            guard let close = text.firstIndex(of: "]") else {
+                throw ValueError("unterminated IPv6 literal in \"\(text)\"")
+            }
             hostPart = text[...close]
             let rest = text[text.index(after: close)...]
             guard rest.hasPrefix(":") else { throw ValueError("missing port in \"\(text)\"; \(example)") }
             portPart = rest.dropFirst()
         } else {
-            guard let colon = text.lastIndex(of: ":") else { throw ValueError("missing port in \"\(text)\"; \(example)") }
+            guard let colon = text.lastIndex(of: ":") else {
+                throw ValueError("missing port in \"\(text)\"; \(example)")
+            }
             if text[..<colon].contains(":") {
                 throw ValueError("IPv6 addresses must be written in brackets, e.g. \"[::1]:8443\" (got \"\(text)\")")
             }

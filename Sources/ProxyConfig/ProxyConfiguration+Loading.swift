@@ -36,9 +36,17 @@ extension ProxyConfiguration {
         baseDirectory: String? = nil
     ) throws(ConfigError) -> ProxyConfiguration {
         if let nul = text.unicodeScalars.firstIndex(of: "\0") {
-            let before = text.unicodeScalars[..<nul]
-            let line = before.filter { $0 == "\n" }.count + 1
-            let column = before.count - (before.lastIndex(of: "\n").map { before.distance(from: before.startIndex, to: $0) + 1 } ?? 0) + 1
+            // toml++ reads a C string, so text after a NUL would silently vanish; refuse it instead.
+            var line = 1
+            var column = 1
+            for scalar in text.unicodeScalars[..<nul] {
+                if scalar == "\n" {
+                    line += 1
+                    column = 1
+                } else {
+                    column += 1
+                }
+            }
             throw ConfigError(file: fileName, line: line, column: column, message: "NUL characters are not allowed")
         }
         let table: TOMLTable
@@ -92,37 +100,8 @@ extension ProxyConfiguration {
             }
         }
         let decoder = root.decoder
-        if let v = root.array("upstreams", { item, itemPath -> Upstream? in
-            guard let s = item.string else {
-                decoder.report(itemPath, "\(itemPath): expected a URL string, found \(item.type.article)")
-                return nil
-            }
-            do throws(ValueError) {
-                return try Upstream.parse(s)
-            } catch {
-                decoder.report(itemPath, "\(itemPath): \(error.message)")
-                return nil
-            }
-        }) {
-            upstreams = v
-        }
-        if let v = root.array("certificates", { item, itemPath -> CertificatePair? in
-            guard let table = item.table else {
-                decoder.report(itemPath, "\(itemPath): expected a table with cert and key, found \(item.type.article)")
-                return nil
-            }
-            var reader = TableReader(decoder: decoder, table: table, path: itemPath)
-            let cert = reader.string("cert")
-            let key = reader.string("key")
-            reader.finish()
-            for (name, value) in [("cert", cert), ("key", key)] where value == nil && table[name] == nil {
-                decoder.report(itemPath, "\(itemPath): missing \"\(name)\"")
-            }
-            guard let cert, let key else { return nil }
-            return CertificatePair(cert: cert, key: key)
-        }) {
-            certificates = v
-        }
+        if let v = root.array("upstreams", { Self.readUpstream($0, at: $1, decoder) }) { upstreams = v }
+        if let v = root.array("certificates", { Self.readCertificatePair($0, at: $1, decoder) }) { certificates = v }
         if let v = root.string("admin", { s throws(ValueError) in try HostPort.parse(s, allowPortZero: true) }) {
             admin = v
         }
@@ -163,13 +142,18 @@ extension ProxyConfiguration {
         }
         if var t = root.table("tickets") {
             if let v = t.bool("enabled") { tickets.enabled = v }
-            if let v = t.string("source", { s throws(ValueError) in
-                if s == "redis" { throw ValueError("source \"redis\" is not supported yet; use \"memory\" or \"files\"") }
-                guard let v = TicketKeySource(rawValue: s) else {
-                    throw ValueError("\"\(s)\" is not one of \"memory\", \"files\"")
+            if let v = t.string(
+                "source",
+                { s throws(ValueError) in
+                    if s == "redis" {
+                        throw ValueError("source \"redis\" is not supported yet; use \"memory\" or \"files\"")
+                    }
+                    guard let v = TicketKeySource(rawValue: s) else {
+                        throw ValueError("\"\(s)\" is not one of \"memory\", \"files\"")
+                    }
+                    return v
                 }
-                return v
-            }) {
+            ) {
                 tickets.source = v
             }
             if let v = t.duration("rotation") { tickets.rotation = v }
@@ -195,6 +179,47 @@ extension ProxyConfiguration {
         root.reserved("redis", "[redis] is not supported yet (Redis ticket key sources are planned)")
         root.reserved("http2", "[http2] is not supported yet (EdgeProxy speaks HTTP/1.1 only)")
         root.finish()
+    }
+}
+
+extension ProxyConfiguration {
+    /// One `upstreams` element: a URL string.
+    fileprivate static func readUpstream(
+        _ item: TOMLValueConvertible,
+        at path: TOMLPath,
+        _ decoder: ConfigDecoder
+    ) -> Upstream? {
+        guard let text = item.string else {
+            decoder.report(path, "\(path): expected a URL string, found \(item.type.article)")
+            return nil
+        }
+        do throws(ValueError) {
+            return try Upstream.parse(text)
+        } catch {
+            decoder.report(path, "\(path): \(error.message)")
+            return nil
+        }
+    }
+
+    /// One `[[certificates]]` element: a table with exactly `cert` and `key`.
+    fileprivate static func readCertificatePair(
+        _ item: TOMLValueConvertible,
+        at path: TOMLPath,
+        _ decoder: ConfigDecoder
+    ) -> CertificatePair? {
+        guard let table = item.table else {
+            decoder.report(path, "\(path): expected a table with cert and key, found \(item.type.article)")
+            return nil
+        }
+        var reader = TableReader(decoder: decoder, table: table, path: path)
+        let cert = reader.string("cert")
+        let key = reader.string("key")
+        reader.finish()
+        for (name, value) in [("cert", cert), ("key", key)] where value == nil && table[name] == nil {
+            decoder.report(path, "\(path): missing \"\(name)\"")
+        }
+        guard let cert, let key else { return nil }
+        return CertificatePair(cert: cert, key: key)
     }
 }
 

@@ -119,7 +119,10 @@ extension ProxyConfiguration {
             break
         }
         for (i, file) in tickets.files.enumerated() where file.isEmpty {
-            add([TOMLPath(arrayLiteral: "tickets", "files").appending(index: i)], "tickets.files[\(i)] must not be empty")
+            add(
+                [TOMLPath(arrayLiteral: "tickets", "files").appending(index: i)],
+                "tickets.files[\(i)] must not be empty"
+            )
         }
 
         // [policies]

@@ -65,7 +65,8 @@ public struct Upstream: Sendable, Hashable, CustomStringConvertible {
         } catch {
             throw ValueError("upstream \"\(text)\": \(error.message)")
         }
-        let port = try portPart.map { p throws(ValueError) in try HostPort.parsePort(p, allowZero: false, in: text) } ?? 80
+        let port =
+            try portPart.map { p throws(ValueError) in try HostPort.parsePort(p, allowZero: false, in: text) } ?? 80
         return Upstream(host: host, port: port)
     }
 }
