@@ -41,8 +41,8 @@ public struct HostPort: Sendable, Hashable, CustomStringConvertible {
             }
         }
 
-        /// Parses a host: `[v6]` (brackets required when `bracketedIPv6` is true), a dotted-quad IPv4 literal or a
-        /// DNS name.
+        /// Parses a host: a bracketed IPv6 literal (`[::1]`, zone IDs rejected), a dotted-quad IPv4 literal or a
+        /// DNS name (lower-cased, trailing dot dropped).
         static func parse(_ text: String) throws(ValueError) -> Host {
             if text.hasPrefix("[") {
                 guard text.hasSuffix("]"), text.count > 2 else {

@@ -95,6 +95,8 @@ extension ProxyConfiguration {
                 workers = nil
             } else if let n = value.int {
                 workers = n
+            } else if let s = value.string {
+                root.report("workers", "\"\(s)\" is neither an integer nor \"auto\"")
             } else {
                 root.typeMismatch("workers", expected: "an integer or \"auto\"", found: value.type)
             }

@@ -242,6 +242,7 @@ final class ProxyConfigurationTests: XCTestCase {
         assertSingleError("[[tls]]\nmin_version = \"1.2\"", at: "1:3", "tls: expected a table, found an array")
         assertSingleError("timeouts.idle = 1.5", at: "1:10", "timeouts.idle: expected a duration")
         assertSingleError("workers = true", at: "1:1", "expected an integer or \"auto\", found a boolean")
+        assertSingleError("workers = \"four\"", at: "1:1", "workers: \"four\" is neither an integer nor \"auto\"")
         assertSingleError("upstreams = \"http://x\"", at: "1:1", "upstreams: expected an array, found a string")
         assertSingleError(
             "certificates = [\"a.crt\"]",
@@ -280,6 +281,7 @@ final class ProxyConfigurationTests: XCTestCase {
         assertSingleError("[log]\nlevel = \"verbose\"", at: "2:1", "is not one of \"trace\"")
         assertSingleError("[tickets]\nstale_action = \"renew\"", at: "2:1", "\"renew-inline\", \"full-handshake\"")
         assertSingleError("[tickets]\nrotation = \"-1h\"", at: "2:1", "tickets.rotation: durations cannot be negative")
+        assertSingleError("workers = \"four\"", at: "1:1", "workers: \"four\" is neither an integer nor \"auto\"")
         assertSingleError("[timeouts]\nidle = \"forever\"", at: "2:1", "timeouts.idle: invalid duration \"forever\"")
         assertSingleError("[timeouts]\nidle = -5", at: "2:1", "cannot be negative")
         assertSingleError("[timeouts]\nhandshake = 0", at: "2:1", "timeouts.handshake must be greater than 0")
