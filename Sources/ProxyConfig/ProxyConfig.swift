@@ -1,1 +1,0 @@
-// ProxyConfig: placeholder until its first real file lands.

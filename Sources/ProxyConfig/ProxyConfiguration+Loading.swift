@@ -1,0 +1,237 @@
+import Foundation
+import ProxyCore
+import TOMLKit
+
+extension ProxyConfiguration {
+    /// Reads and validates the TOML file at `path`. Relative paths inside it (`policies.dir`, certificate, key,
+    /// ticket key and access log files) are resolved against the file's directory.
+    /// - Throws: ``ConfigError`` listing every problem, each at `path:line:column`.
+    public static func load(path: String) throws(ConfigError) -> ProxyConfiguration {
+        let text: String
+        do {
+            let data = try Data(contentsOf: URL(fileURLWithPath: path))
+            guard let decoded = String(data: data, encoding: .utf8) else {
+                throw ConfigError(file: path, line: 0, column: 0, message: "the configuration file is not valid UTF-8")
+            }
+            text = decoded
+        } catch let error as ConfigError {
+            throw error
+        } catch {
+            let reason = FileManager.default.fileExists(atPath: path) ? "it could not be read" : "no such file"
+            throw ConfigError(file: path, line: 0, column: 0, message: "cannot open configuration file: \(reason)")
+        }
+        let directory = (path as NSString).deletingLastPathComponent
+        return try parse(text: text, fileName: path, baseDirectory: directory.isEmpty ? nil : directory)
+    }
+
+    /// Parses and validates a TOML document.
+    /// - Parameters:
+    ///   - fileName: used in diagnostics only.
+    ///   - baseDirectory: directory that relative paths in the document are resolved against; `nil` leaves them
+    ///     relative to the working directory.
+    /// - Throws: ``ConfigError`` listing every problem found, sorted by position.
+    public static func parse(
+        text: String,
+        fileName: String = "<config>",
+        baseDirectory: String? = nil
+    ) throws(ConfigError) -> ProxyConfiguration {
+        if let nul = text.unicodeScalars.firstIndex(of: "\0") {
+            // toml++ reads a C string, so text after a NUL would silently vanish; refuse it instead.
+            var line = 1
+            var column = 1
+            for scalar in text.unicodeScalars[..<nul] {
+                if scalar == "\n" {
+                    line += 1
+                    column = 1
+                } else {
+                    column += 1
+                }
+            }
+            throw ConfigError(file: fileName, line: line, column: column, message: "NUL characters are not allowed")
+        }
+        let table: TOMLTable
+        do {
+            table = try TOMLTable(string: text)
+        } catch let error as TOMLParseError {
+            throw ConfigError(
+                file: fileName,
+                line: max(1, error.source.begin.line),
+                column: max(1, error.source.begin.column),
+                message: "TOML syntax error: \(error.description)"
+            )
+        } catch {
+            throw ConfigError(file: fileName, line: 1, column: 1, message: "TOML syntax error: \(error)")
+        }
+
+        let decoder = ConfigDecoder(fileName: fileName, text: text)
+        var config = ProxyConfiguration()
+        config.read(TableReader(decoder: decoder, table: table, path: TOMLPath()))
+        if let base = baseDirectory { config.resolveRelativePaths(against: base) }
+        for problem in config.problems() { decoder.report(problem.paths, problem.message) }
+        if !decoder.diagnostics.isEmpty { throw ConfigError(decoder.diagnostics) }
+        return config
+    }
+
+    /// Resolves the relative file paths a config file may hold against `base`.
+    mutating func resolveRelativePaths(against base: String) {
+        func resolve(_ path: String) -> String {
+            path.isEmpty || path.hasPrefix("/") ? path : (base as NSString).appendingPathComponent(path)
+        }
+        policies.dir = resolve(policies.dir)
+        certificates = certificates.map { CertificatePair(cert: resolve($0.cert), key: resolve($0.key)) }
+        tickets.files = tickets.files.map(resolve)
+        if case .file(let path) = accessLog { accessLog = .file(resolve(path)) }
+    }
+
+    // MARK: - Schema. Each key read here is a known key; anything else in the document is reported as unknown.
+
+    private mutating func read(_ root: TableReader) {
+        var root = root
+        if let v = root.string("listen", { s throws(ValueError) in try HostPort.parse(s, allowPortZero: true) }) {
+            listen = v
+        }
+        if let value = root.raw("workers") {
+            if value.string == "auto" {
+                workers = nil
+            } else if let n = value.int {
+                workers = n
+            } else if let s = value.string {
+                root.report("workers", "\"\(s)\" is neither an integer nor \"auto\"")
+            } else {
+                root.typeMismatch("workers", expected: "an integer or \"auto\"", found: value.type)
+            }
+        }
+        let decoder = root.decoder
+        if let v = root.array("upstreams", { Self.readUpstream($0, at: $1, decoder) }) { upstreams = v }
+        if let v = root.array("certificates", { Self.readCertificatePair($0, at: $1, decoder) }) { certificates = v }
+        if let v = root.string("admin", { s throws(ValueError) in try HostPort.parse(s, allowPortZero: true) }) {
+            admin = v
+        }
+        if let v = root.bool("admin_allow_remote") { adminAllowRemote = v }
+
+        if var t = root.table("tls") {
+            if let v: TLSVersion = t.choice("min_version") { tls.minVersion = v }
+            if let v: TLSVersion = t.choice("max_version") { tls.maxVersion = v }
+            if let v = t.string("ciphers") { tls.ciphers = v }
+            if let v = t.string("ciphersuites") { tls.ciphersuites = v }
+            if let v = t.string("groups") { tls.groups = v }
+            if let v = t.stringArray("alpn") { tls.alpn = v }
+            t.finish()
+        }
+        if var t = root.table("timeouts") {
+            if let v = t.duration("handshake") { timeouts.handshake = v }
+            if let v = t.duration("header_read") { timeouts.headerRead = v }
+            if let v = t.duration("idle") { timeouts.idle = v }
+            if let v = t.duration("upstream_connect") { timeouts.upstreamConnect = v }
+            if let v = t.duration("upstream_read") { timeouts.upstreamRead = v }
+            if let v = t.duration("drain") { timeouts.drain = v }
+            t.finish()
+        }
+        if var t = root.table("limits") {
+            if let v = t.int("max_request_line") { limits.maxRequestLine = v }
+            if let v = t.int("max_header_bytes") { limits.maxHeaderBytes = v }
+            if let v = t.int("max_headers") { limits.maxHeaders = v }
+            if let v = t.int("max_connections_per_worker") { limits.maxConnectionsPerWorker = v }
+            t.finish()
+        }
+        if var t = root.table("access_log") {
+            if let v = t.string("path", { s throws(ValueError) in try AccessLogDestination.parse(s) }) { accessLog = v }
+            t.finish()
+        }
+        if var t = root.table("log") {
+            if let v: LogLevel = t.choice("level") { logLevel = v }
+            t.finish()
+        }
+        if var t = root.table("tickets") {
+            if let v = t.bool("enabled") { tickets.enabled = v }
+            if let v = t.string(
+                "source",
+                { s throws(ValueError) in
+                    if s == "redis" {
+                        throw ValueError("source \"redis\" is not supported yet; use \"memory\" or \"files\"")
+                    }
+                    guard let v = TicketKeySource(rawValue: s) else {
+                        throw ValueError("\"\(s)\" is not one of \"memory\", \"files\"")
+                    }
+                    return v
+                }
+            ) {
+                tickets.source = v
+            }
+            if let v = t.duration("rotation") { tickets.rotation = v }
+            if let v = t.duration("lifetime") { tickets.lifetime = v }
+            if let v: StaleTicketAction = t.choice("stale_action") { tickets.staleAction = v }
+            if let v = t.int("tls13_count") { tickets.tls13Count = v }
+            if let v = t.stringArray("files") { tickets.files = v }
+            t.finish()
+        }
+        if var t = root.table("policies") {
+            if let v = t.string("dir") { policies.dir = v }
+            if let v = t.bool("enabled") { policies.enabled = v }
+            if var h = t.table("headers") {
+                if let v = h.bool("enabled") { policies.headers.enabled = v }
+                if let v = h.string("ja3") { policies.headers.ja3 = v }
+                if let v = h.string("ja4") { policies.headers.ja4 = v }
+                if let v = h.string("policy") { policies.headers.policy = v }
+                if let v = h.string("tag") { policies.headers.tag = v }
+                h.finish()
+            }
+            t.finish()
+        }
+        root.reserved("redis", "[redis] is not supported yet (Redis ticket key sources are planned)")
+        root.reserved("http2", "[http2] is not supported yet (EdgeProxy speaks HTTP/1.1 only)")
+        root.finish()
+    }
+}
+
+extension ProxyConfiguration {
+    /// One `upstreams` element: a URL string.
+    fileprivate static func readUpstream(
+        _ item: TOMLValueConvertible,
+        at path: TOMLPath,
+        _ decoder: ConfigDecoder
+    ) -> Upstream? {
+        guard let text = item.string else {
+            decoder.report(path, "\(path): expected a URL string, found \(item.type.article)")
+            return nil
+        }
+        do throws(ValueError) {
+            return try Upstream.parse(text)
+        } catch {
+            decoder.report(path, "\(path): \(error.message)")
+            return nil
+        }
+    }
+
+    /// One `[[certificates]]` element: a table with exactly `cert` and `key`.
+    fileprivate static func readCertificatePair(
+        _ item: TOMLValueConvertible,
+        at path: TOMLPath,
+        _ decoder: ConfigDecoder
+    ) -> CertificatePair? {
+        guard let table = item.table else {
+            decoder.report(path, "\(path): expected a table with cert and key, found \(item.type.article)")
+            return nil
+        }
+        var reader = TableReader(decoder: decoder, table: table, path: path)
+        let cert = reader.string("cert")
+        let key = reader.string("key")
+        reader.finish()
+        for (name, value) in [("cert", cert), ("key", key)] where value == nil && table[name] == nil {
+            decoder.report(path, "\(path): missing \"\(name)\"")
+        }
+        guard let cert, let key else { return nil }
+        return CertificatePair(cert: cert, key: key)
+    }
+}
+
+extension AccessLogDestination {
+    static func parse(_ s: String) throws(ValueError) -> AccessLogDestination {
+        switch s {
+        case "stdout": return .stdout
+        case "off": return .off
+        case "": throw ValueError("must be \"stdout\", \"off\" or a file path, not empty")
+        default: return .file(s)
+        }
+    }
+}

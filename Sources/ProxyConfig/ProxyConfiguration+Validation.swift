@@ -1,0 +1,161 @@
+extension ProxyConfiguration {
+    /// One violated rule, naming the keys involved (the first written one locates it in a file).
+    struct Problem {
+        var paths: [TOMLPath]
+        var message: String
+    }
+
+    /// Checks the rules that hold for a whole configuration: ranges, non-empty names and cross-field constraints.
+    /// Values read from a file or flags are already checked; use this on a configuration assembled in code.
+    /// - Throws: ``ConfigError`` whose diagnostics carry the key names (`file` is `"configuration"`, no position).
+    public func validate() throws(ConfigError) {
+        let problems = problems()
+        guard !problems.isEmpty else { return }
+        throw ConfigError(problems.map { .init(file: "configuration", line: 0, column: 0, message: $0.message) })
+    }
+
+    /// Every rule this configuration breaks; shared by the file loader, ``applying(_:)`` and ``validate()`` so all
+    /// three apply the same checks.
+    func problems() -> [Problem] {
+        var out: [Problem] = []
+        func add(_ paths: [TOMLPath], _ message: String) { out.append(Problem(paths: paths, message: message)) }
+        func range(_ path: TOMLPath, _ value: Int, _ allowed: ClosedRange<Int>) {
+            if !allowed.contains(value) {
+                add([path], "\(path) must be between \(allowed.lowerBound) and \(allowed.upperBound) (got \(value))")
+            }
+        }
+
+        if let workers { range(["workers"], workers, 1...1024) }
+        var seenUpstreams: [Upstream: Int] = [:]
+        for (i, upstream) in upstreams.enumerated() {
+            let path = TOMLPath(arrayLiteral: "upstreams").appending(index: i)
+            if let first = seenUpstreams[upstream] {
+                add([path], "\(path) repeats upstreams[\(first)] (\(upstream))")
+            } else {
+                seenUpstreams[upstream] = i
+            }
+        }
+        for (i, pair) in certificates.enumerated() {
+            let path = TOMLPath(arrayLiteral: "certificates").appending(index: i)
+            if pair.cert.isEmpty { add([path.appending("cert")], "\(path.appending("cert")) must not be empty") }
+            if pair.key.isEmpty { add([path.appending("key")], "\(path.appending("key")) must not be empty") }
+        }
+        if let admin {
+            if !admin.host.isLoopback && !adminAllowRemote {
+                add(
+                    [["admin"], ["admin_allow_remote"]],
+                    "admin address \(admin) is not a loopback address; set admin_allow_remote = true to expose the "
+                        + "admin endpoint beyond this host"
+                )
+            }
+            if admin == listen && admin.port != 0 {
+                add([["admin"], ["listen"]], "admin must not use the listen address \(listen)")
+            }
+        }
+
+        // [tls]
+        if tls.minVersion > tls.maxVersion {
+            add(
+                [["tls", "min_version"], ["tls", "max_version"]],
+                "tls.min_version (\(tls.minVersion.rawValue)) is greater than tls.max_version (\(tls.maxVersion.rawValue))"
+            )
+        }
+        for (key, value) in [("ciphers", tls.ciphers), ("ciphersuites", tls.ciphersuites), ("groups", tls.groups)] {
+            let path: TOMLPath = ["tls", key]
+            if value.isEmpty {
+                add([path], "\(path) must not be empty")
+            } else if let bad = value.unicodeScalars.first(where: { !Self.isCipherListScalar($0) }) {
+                add([path], "\(path) contains \"\(bad)\", which never appears in an OpenSSL list")
+            }
+        }
+        for (i, name) in tls.alpn.enumerated() {
+            let path = TOMLPath(arrayLiteral: "tls", "alpn").appending(index: i)
+            if name == "h2" {
+                add([path], "\(path): \"h2\" is not supported yet (HTTP/2 is not implemented); use \"http/1.1\"")
+            } else if !["http/1.1", "http/1.0"].contains(name) {
+                add([path], "\(path): unsupported protocol \"\(name)\"; EdgeProxy speaks \"http/1.1\" and \"http/1.0\"")
+            } else if tls.alpn[..<i].contains(name) {
+                add([path], "\(path) repeats \"\(name)\"")
+            }
+        }
+
+        // [timeouts]: zero would mean "expire at once"; only drain may be zero (close without waiting).
+        let timeoutValues: [(String, ConfigDuration)] = [
+            ("handshake", timeouts.handshake), ("header_read", timeouts.headerRead), ("idle", timeouts.idle),
+            ("upstream_connect", timeouts.upstreamConnect), ("upstream_read", timeouts.upstreamRead),
+        ]
+        for (key, value) in timeoutValues where value.milliseconds == 0 {
+            add([["timeouts", key]], "timeouts.\(key) must be greater than 0")
+        }
+
+        // [limits]
+        range(["limits", "max_request_line"], limits.maxRequestLine, 64...1_048_576)
+        range(["limits", "max_header_bytes"], limits.maxHeaderBytes, 1024...16_777_216)
+        range(["limits", "max_headers"], limits.maxHeaders, 1...10_000)
+        range(["limits", "max_connections_per_worker"], limits.maxConnectionsPerWorker, 1...1_000_000)
+
+        // [tickets]
+        if tickets.rotation < .seconds(1) {
+            add([["tickets", "rotation"]], "tickets.rotation must be at least 1s (got \(tickets.rotation))")
+        } else if tickets.lifetime < tickets.rotation {
+            add(
+                [["tickets", "lifetime"], ["tickets", "rotation"]],
+                "tickets.lifetime (\(tickets.lifetime)) must be at least tickets.rotation (\(tickets.rotation))"
+            )
+        }
+        range(["tickets", "tls13_count"], tickets.tls13Count, 0...16)
+        switch tickets.source {
+        case .files where tickets.files.isEmpty:
+            add(
+                [["tickets", "files"], ["tickets", "source"]],
+                "tickets.source = \"files\" needs at least one path in tickets.files"
+            )
+        case .memory where !tickets.files.isEmpty:
+            add(
+                [["tickets", "files"], ["tickets", "source"]],
+                "tickets.files is only used with tickets.source = \"files\" (source is \"memory\")"
+            )
+        default:
+            break
+        }
+        for (i, file) in tickets.files.enumerated() where file.isEmpty {
+            add(
+                [TOMLPath(arrayLiteral: "tickets", "files").appending(index: i)],
+                "tickets.files[\(i)] must not be empty"
+            )
+        }
+
+        // [policies]
+        if policies.dir.isEmpty { add([["policies", "dir"]], "policies.dir must not be empty") }
+        let headerNames = [
+            ("ja3", policies.headers.ja3), ("ja4", policies.headers.ja4), ("policy", policies.headers.policy),
+            ("tag", policies.headers.tag),
+        ]
+        for (i, (key, name)) in headerNames.enumerated() {
+            let path: TOMLPath = ["policies", "headers", key]
+            if name.isEmpty || !name.unicodeScalars.allSatisfy(Self.isTokenScalar) {
+                add([path], "\(path) must be a valid HTTP header name (got \"\(name)\")")
+            } else if let other = headerNames[..<i].first(where: { $0.1.lowercased() == name.lowercased() }) {
+                add([path], "\(path) uses the same header name as policies.headers.\(other.0) (\"\(name)\")")
+            }
+        }
+        return out
+    }
+
+    /// RFC 9110 `tchar`.
+    static func isTokenScalar(_ c: Unicode.Scalar) -> Bool {
+        switch c {
+        case "A"..."Z", "a"..."z", "0"..."9", "!", "#", "$", "%", "&", "'", "*", "+", "-", ".", "^", "_", "`", "|", "~":
+            true
+        default: false
+        }
+    }
+
+    /// Characters of OpenSSL cipher, cipher suite and group lists (`ECDHE+AESGCM:!aNULL:@SECLEVEL=2`).
+    static func isCipherListScalar(_ c: Unicode.Scalar) -> Bool {
+        switch c {
+        case "A"..."Z", "a"..."z", "0"..."9", ":", "+", "-", "!", "@", "=", "_", ",", ".", " ": true
+        default: false
+        }
+    }
+}

@@ -1,0 +1,202 @@
+import Foundation
+import ProxyCore
+
+/// The complete, validated EdgeProxy configuration.
+///
+/// `ProxyConfiguration()` is the configuration used when `edgeproxy` runs with no file and no flags: listen on
+/// 127.0.0.1:8443 with a freshly generated self-signed certificate, one worker per core, no upstream (the server
+/// answers 502 until one is configured), TLS 1.2–1.3. Values obtained from ``load(path:)``, ``parse(text:fileName:baseDirectory:)``
+/// or ``applying(_:)`` have passed every check; a value assembled by hand has not — run ``validate()`` on it.
+/// The reference for every key is `edgeproxy.example.toml` at the repository root.
+public struct ProxyConfiguration: Sendable, Equatable {
+    /// Address the TLS listener binds (`listen`).
+    public var listen = HostPort(host: .ipv4("127.0.0.1"), port: 8443)
+    /// Worker threads (`workers`); `nil` means one per available core, see ``effectiveWorkers``.
+    public var workers: Int? = nil
+    /// Origins requests are forwarded to (`upstreams`), used in order of preference by the server.
+    public var upstreams: [Upstream] = []
+    /// Certificate chains and keys (`[[certificates]]`); empty means generate a self-signed one at start.
+    public var certificates: [CertificatePair] = []
+    /// Address of the admin/metrics listener (`admin`); `nil` disables it.
+    public var admin: HostPort? = nil
+    /// Allows `admin` on a non-loopback address (`admin_allow_remote`).
+    public var adminAllowRemote = false
+    /// `[tls]`.
+    public var tls = TLS()
+    /// `[timeouts]`.
+    public var timeouts = Timeouts()
+    /// `[limits]`.
+    public var limits = Limits()
+    /// `[access_log] path`.
+    public var accessLog = AccessLogDestination.stdout
+    /// `[log] level`.
+    public var logLevel = LogLevel.info
+    /// `[tickets]`.
+    public var tickets = Tickets()
+    /// `[policies]`.
+    public var policies = Policies()
+
+    /// The defaults described on the type.
+    public init() {}
+
+    /// `workers`, or the number of cores available to this process when it is `nil`.
+    public var effectiveWorkers: Int { workers ?? max(1, ProcessInfo.processInfo.activeProcessorCount) }
+}
+
+/// A certificate chain file and its private key file, both PEM.
+public struct CertificatePair: Sendable, Hashable {
+    /// Path of the PEM certificate chain, leaf first.
+    public var cert: String
+    /// Path of the PEM private key.
+    public var key: String
+
+    public init(cert: String, key: String) {
+        self.cert = cert
+        self.key = key
+    }
+}
+
+/// A TLS protocol version as written in `[tls]` (`"1.0"` … `"1.3"`), ordered oldest first.
+public enum TLSVersion: String, Sendable, CaseIterable, Comparable {
+    case v1_0 = "1.0"
+    case v1_1 = "1.1"
+    case v1_2 = "1.2"
+    case v1_3 = "1.3"
+
+    public static func < (lhs: TLSVersion, rhs: TLSVersion) -> Bool {
+        allCases.firstIndex(of: lhs)! < allCases.firstIndex(of: rhs)!
+    }
+}
+
+/// Where access log lines go (`[access_log] path`).
+public enum AccessLogDestination: Sendable, Hashable, CustomStringConvertible {
+    /// Standard output (`"stdout"`, the default).
+    case stdout
+    /// No access log (`"off"`).
+    case off
+    /// Appended to this file (any other value).
+    case file(String)
+
+    public var description: String {
+        switch self {
+        case .stdout: "stdout"
+        case .off: "off"
+        case .file(let path): path
+        }
+    }
+}
+
+/// Minimum severity logged (`[log] level`); the names and order are swift-log's `Logger.Level`.
+public enum LogLevel: String, Sendable, CaseIterable, Comparable {
+    case trace, debug, info, notice, warning, error, critical
+
+    public static func < (lhs: LogLevel, rhs: LogLevel) -> Bool {
+        allCases.firstIndex(of: lhs)! < allCases.firstIndex(of: rhs)!
+    }
+}
+
+/// Where session ticket keys come from (`[tickets] source`).
+public enum TicketKeySource: String, Sendable, CaseIterable {
+    /// Generated in memory by each process and rotated on schedule; tickets do not survive a restart or span hosts.
+    case memory
+    /// Read from `tickets.files` (shared between hosts by the operator), newest key first.
+    case files
+}
+
+extension ProxyConfiguration {
+    /// `[tls]`: protocol versions, cipher lists, groups and ALPN. Cipher strings are handed to OpenSSL unchanged;
+    /// ProxyTLS reports strings OpenSSL rejects when it builds the `SSL_CTX`.
+    public struct TLS: Sendable, Equatable {
+        public var minVersion = TLSVersion.v1_2
+        public var maxVersion = TLSVersion.v1_3
+        /// OpenSSL cipher list for TLS ≤ 1.2 (`SSL_CTX_set_cipher_list`).
+        public var ciphers = TLS.defaultCiphers
+        /// OpenSSL TLS 1.3 cipher suites (`SSL_CTX_set_ciphersuites`).
+        public var ciphersuites = TLS.defaultCiphersuites
+        /// Key exchange groups (`SSL_CTX_set1_groups_list`).
+        public var groups = "X25519:P-256:P-384"
+        /// ALPN protocol names the server accepts, in preference order.
+        public var alpn = ["http/1.1"]
+
+        /// ECDHE with AEAD ciphers only (Mozilla "intermediate" TLS 1.2 list).
+        public static let defaultCiphers =
+            "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:"
+            + "ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
+        /// All three TLS 1.3 suites OpenSSL enables by default.
+        public static let defaultCiphersuites =
+            "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256"
+
+        public init() {}
+    }
+
+    /// `[timeouts]`.
+    public struct Timeouts: Sendable, Equatable {
+        /// From accept to a completed TLS handshake.
+        public var handshake = ConfigDuration.seconds(10)
+        /// From the first byte of a request to the end of its header block.
+        public var headerRead = ConfigDuration.seconds(15)
+        /// A keep-alive connection with no request in flight.
+        public var idle = ConfigDuration.seconds(60)
+        /// Establishing the TCP connection to an upstream.
+        public var upstreamConnect = ConfigDuration.seconds(5)
+        /// Between reads from an upstream while a response is awaited or streamed.
+        public var upstreamRead = ConfigDuration.seconds(60)
+        /// On shutdown or reload, how long in-flight requests may finish before connections are closed; 0 = at once.
+        public var drain = ConfigDuration.seconds(30)
+
+        public init() {}
+    }
+
+    /// `[limits]`; requests exceeding them are rejected with 414/431 (HTTP) or refused (connections).
+    public struct Limits: Sendable, Equatable {
+        public var maxRequestLine = 8192
+        public var maxHeaderBytes = 32768
+        public var maxHeaders = 100
+        public var maxConnectionsPerWorker = 10000
+
+        public init() {}
+    }
+
+    /// `[tickets]`: TLS session ticket keys and their schedule.
+    public struct Tickets: Sendable, Equatable {
+        /// Whether session tickets are issued and accepted at all.
+        public var enabled = true
+        public var source = TicketKeySource.memory
+        /// How often a new encryption key is introduced.
+        public var rotation = ConfigDuration.hours(1)
+        /// The longest a ticket is honoured after it was issued (how long a key keeps decrypting); at least
+        /// `rotation`.
+        public var lifetime = ConfigDuration.hours(18)
+        /// What to do with a ticket sealed under a key that no longer encrypts.
+        public var staleAction = StaleTicketAction.renewInline
+        /// Tickets sent after a TLS 1.3 full handshake (`SSL_CTX_set_num_tickets`).
+        public var tls13Count = 1
+        /// Key files, newest first; required when and only when `source` is `.files`.
+        public var files: [String] = []
+
+        public init() {}
+    }
+
+    /// `[policies]`: fingerprint policy files and the headers that tell the origin about them.
+    public struct Policies: Sendable, Equatable {
+        /// Directory of policy files. Relative paths from a config file are made relative to that file's
+        /// directory; relative paths from the defaults or `--policies-dir` are relative to the working directory.
+        public var dir = "policies"
+        public var enabled = true
+        public var headers = Headers()
+
+        public init() {}
+
+        /// `[policies.headers]`: request headers added towards the origin (opt-in). The server must remove any
+        /// client-sent header of the same name first, so the origin can trust them.
+        public struct Headers: Sendable, Equatable {
+            public var enabled = false
+            public var ja3 = "X-EdgeProxy-JA3"
+            public var ja4 = "X-EdgeProxy-JA4"
+            public var policy = "X-EdgeProxy-Policy"
+            public var tag = "X-EdgeProxy-Tag"
+
+            public init() {}
+        }
+    }
+}

@@ -1,0 +1,109 @@
+import XCTest
+
+@testable import ProxyConfig
+
+final class ConfigOverridesTests: XCTestCase {
+    private let file = """
+        listen = "127.0.0.1:8443"
+        upstreams = ["http://file-origin:8080"]
+        workers = 2
+        [[certificates]]
+        cert = "file.crt"
+        key = "file.key"
+        [tickets]
+        rotation = "2h"
+        lifetime = "18h"
+        [policies]
+        dir = "/etc/policies"
+        """
+
+    func testFlagsWinOverTheFile() throws {
+        let base = try XCTUnwrap(parsed(file))
+        let overrides = ConfigOverrides(
+            listen: "[::]:443",
+            upstreams: ["http://a:1", "http://[::1]:2"],
+            certs: [(cert: "x.crt", key: "x.key")],
+            workers: 8,
+            admin: "127.0.0.1:9000",
+            ticketRotation: "30m",
+            ticketLifetime: "6h",
+            policiesDir: "local/policies"
+        )
+        let c = try base.applying(overrides)
+        XCTAssertEqual(c.listen, HostPort(host: .ipv6("::"), port: 443))
+        XCTAssertEqual(c.upstreams, [Upstream(host: .name("a"), port: 1), Upstream(host: .ipv6("::1"), port: 2)])
+        XCTAssertEqual(c.certificates, [CertificatePair(cert: "x.crt", key: "x.key")])
+        XCTAssertEqual(c.workers, 8)
+        XCTAssertEqual(c.admin, HostPort(host: .ipv4("127.0.0.1"), port: 9000))
+        XCTAssertEqual(c.tickets.rotation, .minutes(30))
+        XCTAssertEqual(c.tickets.lifetime, .hours(6))
+        XCTAssertEqual(c.policies.dir, "local/policies", "flag paths stay relative to the working directory")
+    }
+
+    func testNoOverridesKeepsTheFile() throws {
+        let base = try XCTUnwrap(parsed(file))
+        XCTAssertEqual(try base.applying(ConfigOverrides()), base)
+        var partial = base
+        partial.workers = 5
+        XCTAssertEqual(try base.applying(ConfigOverrides(workers: 5)), partial)
+    }
+
+    func testBadFlagValuesNameTheFlag() throws {
+        let base = ProxyConfiguration()
+        let cases: [(ConfigOverrides, String)] = [
+            (ConfigOverrides(listen: "localhost"), "--listen: missing port"),
+            (ConfigOverrides(upstreams: ["ftp://x"]), "--upstream: upstream \"ftp://x\": only http:// upstreams"),
+            (ConfigOverrides(workers: 0), "--workers: workers must be between 1 and 1024 (got 0)"),
+            (ConfigOverrides(admin: "192.0.2.1:9000"), "--admin: admin address 192.0.2.1:9000 is not a loopback"),
+            (ConfigOverrides(ticketRotation: "soon"), "--ticket-rotation: invalid duration \"soon\""),
+            (ConfigOverrides(ticketLifetime: "-1h"), "--ticket-lifetime: durations cannot be negative"),
+            (ConfigOverrides(policiesDir: ""), "--policies-dir: policies.dir must not be empty"),
+            (ConfigOverrides(certs: [(cert: "a", key: "")]), "--key: certificates[0].key must not be empty"),
+            (ConfigOverrides(listen: "127.0.0.1:8443", admin: "127.0.0.1:8443"), "--admin: admin must not use"),
+        ]
+        for (overrides, expected) in cases {
+            XCTAssertThrowsError(try base.applying(overrides), expected) { error in
+                XCTAssertTrue("\(error)".hasPrefix(expected), "\(error)\n  expected prefix: \(expected)")
+            }
+        }
+    }
+
+    func testCrossFieldRuleBrokenByAFlagIsReportedAgainstTheFlag() throws {
+        let base = try XCTUnwrap(parsed(file))  // rotation = 2h in the file
+        XCTAssertThrowsError(try base.applying(ConfigOverrides(ticketLifetime: "1h"))) { error in
+            XCTAssertEqual(
+                "\(error)",
+                "--ticket-lifetime: tickets.lifetime (1h) must be at least tickets.rotation (2h)"
+            )
+        }
+        XCTAssertThrowsError(try base.applying(ConfigOverrides(ticketRotation: "1d"))) { error in
+            XCTAssertTrue("\(error)".hasPrefix("--ticket-rotation: invalid duration \"1d\""), "\(error)")
+        }
+        var allowRemote = base
+        allowRemote.adminAllowRemote = true
+        XCTAssertNoThrow(try allowRemote.applying(ConfigOverrides(admin: "0.0.0.0:9000")))
+    }
+
+    func testAllFlagErrorsAreCollected() {
+        XCTAssertThrowsError(
+            try ProxyConfiguration().applying(
+                ConfigOverrides(listen: "x", upstreams: ["http://ok", "nope"], workers: -1)
+            )
+        ) { error in
+            let lines = "\(error)".split(separator: "\n")
+            XCTAssertEqual(lines.count, 3, "\(error)")
+            XCTAssertEqual(Set(lines.map { $0.split(separator: ":")[0] }), ["--listen", "--upstream", "--workers"])
+        }
+    }
+
+    func testValidateReportsHandBuiltMistakes() {
+        var c = ProxyConfiguration()
+        c.tls.minVersion = .v1_3
+        c.tls.maxVersion = .v1_2
+        c.limits.maxHeaders = 0
+        XCTAssertThrowsError(try c.validate()) { error in
+            XCTAssertEqual((error as? ConfigError)?.diagnostics.count, 2, "\(error)")
+            XCTAssertTrue("\(error)".hasPrefix("configuration: tls.min_version (1.3) is greater"), "\(error)")
+        }
+    }
+}

@@ -1,7 +1,0 @@
-import XCTest
-
-@testable import ProxyConfig
-
-final class ProxyConfigPlaceholderTests: XCTestCase {
-    func testModuleLinks() {}
-}

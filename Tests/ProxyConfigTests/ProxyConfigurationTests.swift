@@ -1,0 +1,455 @@
+import ProxyCore
+import XCTest
+
+@testable import ProxyConfig
+
+final class ProxyConfigurationTests: XCTestCase {
+    func testDefaults() throws {
+        let c = ProxyConfiguration()
+        XCTAssertEqual(c.listen.description, "127.0.0.1:8443")
+        XCTAssertNil(c.workers)
+        XCTAssertGreaterThanOrEqual(c.effectiveWorkers, 1)
+        XCTAssertEqual(c.upstreams, [])
+        XCTAssertEqual(c.certificates, [])
+        XCTAssertNil(c.admin)
+        XCTAssertFalse(c.adminAllowRemote)
+        XCTAssertEqual(c.tls.minVersion, .v1_2)
+        XCTAssertEqual(c.tls.maxVersion, .v1_3)
+        XCTAssertEqual(c.tls.groups, "X25519:P-256:P-384")
+        XCTAssertEqual(c.tls.alpn, ["http/1.1"])
+        XCTAssertTrue(c.tls.ciphers.hasPrefix("ECDHE-"))
+        XCTAssertEqual(c.timeouts.handshake, .seconds(10))
+        XCTAssertEqual(c.timeouts.headerRead, .seconds(15))
+        XCTAssertEqual(c.timeouts.idle, .seconds(60))
+        XCTAssertEqual(c.timeouts.upstreamConnect, .seconds(5))
+        XCTAssertEqual(c.timeouts.upstreamRead, .seconds(60))
+        XCTAssertEqual(c.timeouts.drain, .seconds(30))
+        XCTAssertEqual(c.limits.maxRequestLine, 8192)
+        XCTAssertEqual(c.limits.maxHeaderBytes, 32768)
+        XCTAssertEqual(c.limits.maxHeaders, 100)
+        XCTAssertEqual(c.limits.maxConnectionsPerWorker, 10000)
+        XCTAssertEqual(c.accessLog, .stdout)
+        XCTAssertEqual(c.logLevel, .info)
+        XCTAssertTrue(c.tickets.enabled)
+        XCTAssertEqual(c.tickets.source, .memory)
+        XCTAssertEqual(c.tickets.rotation, .hours(1))
+        XCTAssertEqual(c.tickets.lifetime, .hours(18))
+        XCTAssertEqual(c.tickets.staleAction, .renewInline)
+        XCTAssertEqual(c.tickets.tls13Count, 1)
+        XCTAssertEqual(c.tickets.files, [])
+        XCTAssertEqual(c.policies.dir, "policies")
+        XCTAssertTrue(c.policies.enabled)
+        XCTAssertFalse(c.policies.headers.enabled)
+        XCTAssertEqual(c.policies.headers.ja3, "X-EdgeProxy-JA3")
+        XCTAssertEqual(c.policies.headers.ja4, "X-EdgeProxy-JA4")
+        XCTAssertEqual(c.policies.headers.policy, "X-EdgeProxy-Policy")
+        XCTAssertEqual(c.policies.headers.tag, "X-EdgeProxy-Tag")
+        XCTAssertNoThrow(try c.validate())
+        // An empty document and a comments-only one are the defaults.
+        XCTAssertEqual(parsed(""), c)
+        XCTAssertEqual(parsed("# nothing\n\n"), c)
+    }
+
+    func testEveryKeyIsRead() throws {
+        let text = """
+            listen = "[::1]:9443"
+            workers = 3
+            upstreams = ["http://origin.example:8080", "http://10.0.0.1", "http://[2001:db8::1]:81/"]
+            admin = "0.0.0.0:9000"
+            admin_allow_remote = true
+
+            [[certificates]]
+            cert = "/etc/a.crt"
+            key = "/etc/a.key"
+
+            [[certificates]]
+            cert = "b.crt"
+            key = "b.key"
+
+            [tls]
+            min_version = "1.0"
+            max_version = "1.2"
+            ciphers = "HIGH:!aNULL"
+            ciphersuites = "TLS_AES_256_GCM_SHA384"
+            groups = "P-256"
+            alpn = ["http/1.1", "http/1.0"]
+
+            [timeouts]
+            handshake = "2s"
+            header_read = 7
+            idle = "1m30s"
+            upstream_connect = "500ms"
+            upstream_read = "2m"
+            drain = "0s"
+
+            [limits]
+            max_request_line = 4096
+            max_header_bytes = 65536
+            max_headers = 50
+            max_connections_per_worker = 20
+
+            [access_log]
+            path = "/var/log/edgeproxy/access.log"
+
+            [log]
+            level = "debug"
+
+            [tickets]
+            enabled = false
+            source = "files"
+            rotation = "30m"
+            lifetime = "12h"
+            stale_action = "full-handshake"
+            tls13_count = 2
+            files = ["/etc/k1", "/etc/k2"]
+
+            [policies]
+            dir = "/etc/edgeproxy/policies"
+            enabled = false
+            headers = { enabled = true, ja3 = "X-JA3", ja4 = "X-JA4", policy = "X-P", tag = "X-T" }
+            """
+        let c = try XCTUnwrap(parsed(text))
+        XCTAssertEqual(c.listen, HostPort(host: .ipv6("::1"), port: 9443))
+        XCTAssertEqual(c.workers, 3)
+        XCTAssertEqual(
+            c.upstreams,
+            [
+                Upstream(host: .name("origin.example"), port: 8080), Upstream(host: .ipv4("10.0.0.1"), port: 80),
+                Upstream(host: .ipv6("2001:db8::1"), port: 81),
+            ]
+        )
+        XCTAssertEqual(c.admin, HostPort(host: .ipv4("0.0.0.0"), port: 9000))
+        XCTAssertTrue(c.adminAllowRemote)
+        XCTAssertEqual(
+            c.certificates,
+            [.init(cert: "/etc/a.crt", key: "/etc/a.key"), .init(cert: "b.crt", key: "b.key")]
+        )
+        XCTAssertEqual(c.tls.minVersion, .v1_0)
+        XCTAssertEqual(c.tls.maxVersion, .v1_2)
+        XCTAssertEqual(c.tls.ciphers, "HIGH:!aNULL")
+        XCTAssertEqual(c.tls.ciphersuites, "TLS_AES_256_GCM_SHA384")
+        XCTAssertEqual(c.tls.groups, "P-256")
+        XCTAssertEqual(c.tls.alpn, ["http/1.1", "http/1.0"])
+        XCTAssertEqual(c.timeouts.handshake, .seconds(2))
+        XCTAssertEqual(c.timeouts.headerRead, .seconds(7))
+        XCTAssertEqual(c.timeouts.idle, .seconds(90))
+        XCTAssertEqual(c.timeouts.upstreamConnect, .milliseconds(500))
+        XCTAssertEqual(c.timeouts.upstreamRead, .minutes(2))
+        XCTAssertEqual(c.timeouts.drain, .seconds(0))
+        XCTAssertEqual(c.limits.maxRequestLine, 4096)
+        XCTAssertEqual(c.limits.maxHeaderBytes, 65536)
+        XCTAssertEqual(c.limits.maxHeaders, 50)
+        XCTAssertEqual(c.limits.maxConnectionsPerWorker, 20)
+        XCTAssertEqual(c.accessLog, .file("/var/log/edgeproxy/access.log"))
+        XCTAssertEqual(c.logLevel, .debug)
+        XCTAssertFalse(c.tickets.enabled)
+        XCTAssertEqual(c.tickets.source, .files)
+        XCTAssertEqual(c.tickets.rotation, .minutes(30))
+        XCTAssertEqual(c.tickets.lifetime, .hours(12))
+        XCTAssertEqual(c.tickets.staleAction, .fullHandshake)
+        XCTAssertEqual(c.tickets.tls13Count, 2)
+        XCTAssertEqual(c.tickets.files, ["/etc/k1", "/etc/k2"])
+        XCTAssertEqual(c.policies.dir, "/etc/edgeproxy/policies")
+        XCTAssertFalse(c.policies.enabled)
+        XCTAssertEqual(
+            c.policies.headers,
+            {
+                var h = ProxyConfiguration.Policies.Headers()
+                h.enabled = true
+                h.ja3 = "X-JA3"
+                h.ja4 = "X-JA4"
+                h.policy = "X-P"
+                h.tag = "X-T"
+                return h
+            }()
+        )
+    }
+
+    func testSmallerSpellings() throws {
+        XCTAssertNil(parsed("workers = \"auto\"")?.workers)
+        XCTAssertEqual(parsed("[access_log]\npath = \"off\"")?.accessLog, .off)
+        XCTAssertEqual(
+            parsed("tickets.stale_action = \"resume-without-renewal\"")?.tickets.staleAction,
+            .resumeWithoutRenewal
+        )
+        XCTAssertEqual(parsed("tls = { alpn = [] }")?.tls.alpn, [])
+        XCTAssertEqual(parsed("admin = \"[::1]:9000\"")?.admin?.host.isLoopback, true)
+        XCTAssertEqual(parsed("admin = \"localhost:9000\"")?.admin?.host, .name("localhost"))
+        XCTAssertEqual(parsed("listen = \"0.0.0.0:0\"")?.listen.port, 0)
+    }
+
+    // MARK: - Unknown keys, with exact positions.
+
+    func testUnknownKeyAtTopLevel() {
+        assertSingleError(
+            "listen = \"127.0.0.1:1\"\nlisten_addr = 1\n",
+            at: "2:1",
+            "unknown key \"listen_addr\" at the top level"
+        )
+        assertSingleError("\n\n[frobnicate]\nx = 1\n", at: "3:2", "unknown key \"frobnicate\"")
+    }
+
+    func testUnknownKeyInNestedTablesSuggestsTheClosestKey() {
+        assertSingleError(
+            "[tickets]\nenabled = true\n  rotaton = \"1h\"\n",
+            at: "3:3",
+            "unknown key \"rotaton\" in [tickets] (did you mean \"rotation\"?)"
+        )
+        assertSingleError("[policies.headers]\nja5 = \"X\"\n", at: "2:1", "in [policies.headers]")
+        assertSingleError("policies.headers.colour = 1\n", at: "1:18", "unknown key \"colour\" in [policies.headers]")
+        assertSingleError("[tls]\nx = { a = 1 }\n", at: "2:1", "unknown key \"x\" in [tls]")
+    }
+
+    func testUnknownKeyInsideArraysOfTables() {
+        let text = """
+            [[certificates]]
+            cert = "a.crt"
+            key = "a.key"
+
+            [[certificates]]
+            cert = "b.crt"
+            key = "b.key"
+            chain = "oops"
+            """
+        assertSingleError(text, at: "8:1", "unknown key \"chain\" in [certificates[1]]")
+        assertSingleError(
+            "certificates = [{ cert = \"a\", key = \"b\" }, { cert = \"c\", key = \"d\", pass = \"x\" }]",
+            at: "1:69",
+            "unknown key \"pass\" in [certificates[1]]"
+        )
+    }
+
+    func testReservedTablesAreNotSupportedYet() {
+        let found = diagnostics("[redis]\nurl = \"redis://x\"\n\n[http2]\nenabled = true\n")
+        XCTAssertEqual(found.count, 2, "\(found)")
+        XCTAssertTrue(found[0].hasPrefix("t.toml:1:2: [redis] is not supported yet"), found[0])
+        XCTAssertTrue(found[1].hasPrefix("t.toml:4:2: [http2] is not supported yet"), found[1])
+        assertSingleError("[tickets]\nsource = \"redis\"", at: "2:1", "not supported yet")
+        assertSingleError("tls.alpn = [\"http/1.1\", \"h2\"]", at: "1:25", "\"h2\" is not supported yet")
+    }
+
+    // MARK: - Type errors and bad values, with positions.
+
+    func testTypeErrorsAreReportedAtTheKey() {
+        assertSingleError(
+            "[limits]\nmax_headers = \"100\"",
+            at: "2:1",
+            "limits.max_headers: expected an integer, found a string"
+        )
+        assertSingleError("\n  listen = 8443", at: "2:3", "listen: expected a string, found an integer")
+        assertSingleError("[tickets]\nenabled = \"yes\"", at: "2:1", "expected true or false, found a string")
+        assertSingleError("tls = \"modern\"", at: "1:1", "tls: expected a table, found a string")
+        assertSingleError("[[tls]]\nmin_version = \"1.2\"", at: "1:3", "tls: expected a table, found an array")
+        assertSingleError("timeouts.idle = 1.5", at: "1:10", "timeouts.idle: expected a duration")
+        assertSingleError("workers = true", at: "1:1", "expected an integer or \"auto\", found a boolean")
+        assertSingleError("workers = \"four\"", at: "1:1", "workers: \"four\" is neither an integer nor \"auto\"")
+        assertSingleError("upstreams = \"http://x\"", at: "1:1", "upstreams: expected an array, found a string")
+        assertSingleError(
+            "certificates = [\"a.crt\"]",
+            at: "1:17",
+            "certificates[0]: expected a table with cert and key"
+        )
+        assertSingleError(
+            "tls.alpn = [\"http/1.1\",\n    11]",
+            at: "2:5",
+            "tls.alpn[1]: expected a string, found an integer"
+        )
+    }
+
+    func testBadValuesAreReportedAtTheKeyOrElement() {
+        assertSingleError(
+            "upstreams = [\n  \"http://ok:1\",\n  \"https://secure:443\",\n]",
+            at: "3:3",
+            "upstreams[1]: upstream \"https://secure:443\": only http:// upstreams are supported"
+        )
+        assertSingleError("upstreams = [\"http://a/b\"]", at: "1:14", "a path, query or fragment is not allowed")
+        assertSingleError("upstreams = [\"http://a:0\"]", at: "1:14", "port 0 is not allowed")
+        assertSingleError("upstreams = [\"http://a:99999\"]", at: "1:14", "invalid port")
+        assertSingleError("upstreams = [\"http://::1:80\"]", at: "1:14", "must be in brackets")
+        assertSingleError("upstreams = [\"http://300.1.1.1\"]", at: "1:14", "not a valid IPv4 address")
+        assertSingleError("upstreams = [\"http://a_b..c\"]", at: "1:14", "not a valid host name")
+        assertSingleError("upstreams = [\"127.0.0.1:80\"]", at: "1:14", "must be a URL")
+        assertSingleError("upstreams = [\"http://a\", \"http://A:80/\"]", at: "1:26", "repeats upstreams[0]")
+        assertSingleError("listen = \"127.0.0.1\"", at: "1:1", "missing port")
+        assertSingleError("listen = \"::1:8443\"", at: "1:1", "must be written in brackets")
+        assertSingleError("listen = \"[::g]:8443\"", at: "1:1", "not a valid IPv6 address")
+        assertSingleError(
+            "tls.min_version = \"1.4\"",
+            at: "1:5",
+            "\"1.4\" is not one of \"1.0\", \"1.1\", \"1.2\", \"1.3\""
+        )
+        assertSingleError("[log]\nlevel = \"verbose\"", at: "2:1", "is not one of \"trace\"")
+        assertSingleError("[tickets]\nstale_action = \"renew\"", at: "2:1", "\"renew-inline\", \"full-handshake\"")
+        assertSingleError("[tickets]\nrotation = \"-1h\"", at: "2:1", "tickets.rotation: durations cannot be negative")
+        assertSingleError("workers = \"four\"", at: "1:1", "workers: \"four\" is neither an integer nor \"auto\"")
+        assertSingleError("[timeouts]\nidle = \"forever\"", at: "2:1", "timeouts.idle: invalid duration \"forever\"")
+        assertSingleError("[timeouts]\nidle = -5", at: "2:1", "cannot be negative")
+        assertSingleError("[timeouts]\nhandshake = 0", at: "2:1", "timeouts.handshake must be greater than 0")
+        assertSingleError("workers = 0", at: "1:1", "workers must be between 1 and 1024 (got 0)")
+        assertSingleError("[limits]\nmax_headers = 0", at: "2:1", "limits.max_headers must be between 1 and 10000")
+        assertSingleError("[tickets]\ntls13_count = 17", at: "2:1", "tickets.tls13_count must be between 0 and 16")
+        assertSingleError("[access_log]\npath = \"\"", at: "2:1", "not empty")
+        assertSingleError("[tls]\nciphers = \"AES;rm -rf\"", at: "2:1", "tls.ciphers contains \";\"")
+        assertSingleError("[policies.headers]\nja3 = \"X JA3\"", at: "2:1", "valid HTTP header name")
+        assertSingleError(
+            "[policies.headers]\nja4 = \"x-edgeproxy-ja3\"",
+            at: "2:1",
+            "same header name as policies.headers.ja3"
+        )
+        assertSingleError("[[certificates]]\ncert = \"a\"", at: "1:3", "certificates[0]: missing \"key\"")
+        assertSingleError(
+            "[[certificates]]\ncert = \"\"\nkey = \"k\"",
+            at: "2:1",
+            "certificates[0].cert must not be empty"
+        )
+    }
+
+    // MARK: - Cross-field rules.
+
+    func testCrossFieldRules() {
+        assertSingleError(
+            "[tls]\nmax_version = \"1.2\"\nmin_version = \"1.3\"",
+            at: "3:1",
+            "tls.min_version (1.3) is greater than tls.max_version (1.2)"
+        )
+        // Only max_version is written: the error is placed on it.
+        assertSingleError("[tls]\nmax_version = \"1.1\"", at: "2:1", "is greater than tls.max_version (1.1)")
+        assertSingleError("[tickets]\nsource = \"files\"", at: "2:1", "needs at least one path in tickets.files")
+        assertSingleError("[tickets]\nsource = \"files\"\nfiles = []", at: "3:1", "needs at least one path")
+        assertSingleError("[tickets]\nfiles = [\"/k\"]", at: "2:1", "only used with tickets.source = \"files\"")
+        assertSingleError(
+            "[tickets]\nrotation = \"2h\"\nlifetime = \"1h\"",
+            at: "3:1",
+            "tickets.lifetime (1h) must be at least tickets.rotation (2h)"
+        )
+        assertSingleError("[tickets]\nrotation = \"500ms\"", at: "2:1", "at least 1s")
+        assertSingleError(
+            "admin = \"10.0.0.1:9000\"",
+            at: "1:1",
+            "not a loopback address; set admin_allow_remote = true"
+        )
+        XCTAssertNotNil(parsed("admin = \"10.0.0.1:9000\"\nadmin_allow_remote = true"))
+        assertSingleError(
+            "listen = \"127.0.0.1:9000\"\nadmin = \"127.0.0.1:9000\"",
+            at: "2:1",
+            "must not use the listen address"
+        )
+    }
+
+    func testAllErrorsAreCollectedInPositionOrder() {
+        let text = """
+            bogus = 1
+            [tls]
+            min_version = "1.3"
+            max_version = "1.2"
+            [limits]
+            max_headers = "many"
+            [tickets]
+            rotation = "soon"
+            source = "files"
+            """
+        let found = diagnostics(text)
+        XCTAssertEqual(found.count, 5, found.joined(separator: "\n"))
+        let positions = found.map { $0.split(separator: ":").prefix(3).joined(separator: ":") }
+        XCTAssertEqual(positions, ["t.toml:1:1", "t.toml:3:1", "t.toml:6:1", "t.toml:8:1", "t.toml:9:1"])
+        do {
+            _ = try ProxyConfiguration.parse(text: text, fileName: "t.toml")
+        } catch {
+            XCTAssertEqual(error.description, found.joined(separator: "\n"))
+            XCTAssertEqual(error.file, "t.toml")
+            XCTAssertEqual(error.line, 1)
+            XCTAssertEqual(error.column, 1)
+            XCTAssertTrue(error.message.contains("bogus"))
+        }
+    }
+
+    // MARK: - Syntax errors and files.
+
+    func testSyntaxErrorCarriesTOMLPosition() {
+        let found = diagnostics("listen = \"127.0.0.1:1\"\n[tls\nmin_version = \"1.2\"\n")
+        XCTAssertEqual(found.count, 1)
+        XCTAssertTrue(found.first?.hasPrefix("t.toml:2:") ?? false, "\(found)")
+        XCTAssertTrue(found.first?.contains("TOML syntax error") ?? false, "\(found)")
+
+        assertSingleError("a = 1\nb = \"x\u{0}y\"", at: "2:7", "NUL characters are not allowed")
+        let duplicate = diagnostics("a = 1\nb = 2\na = 3\n")
+        XCTAssertTrue(duplicate.first?.hasPrefix("t.toml:3:") ?? false, "\(duplicate)")
+    }
+
+    func testLoadResolvesRelativePathsAgainstTheFileDirectory() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("proxyconfig-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let path = dir.appendingPathComponent("edge.toml").path
+        let text = """
+            [[certificates]]
+            cert = "certs/a.crt"
+            key = "/abs/a.key"
+            [access_log]
+            path = "logs/access.log"
+            [tickets]
+            source = "files"
+            files = ["keys/k1"]
+            """
+        try text.write(toFile: path, atomically: true, encoding: .utf8)
+        let c = try ProxyConfiguration.load(path: path)
+        XCTAssertEqual(c.policies.dir, dir.path + "/policies")
+        XCTAssertEqual(c.certificates, [.init(cert: dir.path + "/certs/a.crt", key: "/abs/a.key")])
+        XCTAssertEqual(c.accessLog, .file(dir.path + "/logs/access.log"))
+        XCTAssertEqual(c.tickets.files, [dir.path + "/keys/k1"])
+
+        try "[limits]\nmax_headers = true\n".write(toFile: path, atomically: true, encoding: .utf8)
+        XCTAssertThrowsError(try ProxyConfiguration.load(path: path)) { error in
+            XCTAssertTrue("\(error)".hasPrefix("\(path):2:1: limits.max_headers: expected an integer"), "\(error)")
+        }
+    }
+
+    func testLoadOfMissingFileNamesIt() {
+        XCTAssertThrowsError(try ProxyConfiguration.load(path: "/nonexistent/edge.toml")) { error in
+            XCTAssertEqual("\(error)", "/nonexistent/edge.toml: cannot open configuration file: no such file")
+        }
+    }
+
+    // MARK: - The shipped reference file.
+
+    func testExampleFileLoadsAndDiffersFromDefaultsOnlyWhereItSaysSo() throws {
+        let path = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("edgeproxy.example.toml").path
+        let text = try String(contentsOfFile: path, encoding: .utf8)
+        let parsedExample = try ProxyConfiguration.parse(text: text, fileName: path)
+        var expected = ProxyConfiguration()
+        expected.upstreams = [Upstream(host: .ipv4("127.0.0.1"), port: 8080)]
+        expected.admin = HostPort(host: .ipv4("127.0.0.1"), port: 9443)
+        XCTAssertEqual(parsedExample, expected)
+        XCTAssertEqual(text.components(separatedBy: "# EXAMPLE:").count - 1, 2, "each deliberate difference is marked")
+
+        // load(path:) additionally anchors the policies directory next to the file.
+        let loaded = try ProxyConfiguration.load(path: path)
+        expected.policies.dir = (path as NSString).deletingLastPathComponent + "/policies"
+        XCTAssertEqual(loaded, expected)
+    }
+
+    func testExampleFileDocumentsEveryKey() throws {
+        let path = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("edgeproxy.example.toml").path
+        let text = try String(contentsOfFile: path, encoding: .utf8)
+        let locator = TOMLKeyLocator(text: text)
+        let keys: [TOMLPath] = [
+            ["listen"], ["workers"], ["upstreams"], ["admin"], ["admin_allow_remote"],
+            ["tls", "min_version"], ["tls", "max_version"], ["tls", "ciphers"], ["tls", "ciphersuites"],
+            ["tls", "groups"], ["tls", "alpn"],
+            ["timeouts", "handshake"], ["timeouts", "header_read"], ["timeouts", "idle"],
+            ["timeouts", "upstream_connect"], ["timeouts", "upstream_read"], ["timeouts", "drain"],
+            ["limits", "max_request_line"], ["limits", "max_header_bytes"], ["limits", "max_headers"],
+            ["limits", "max_connections_per_worker"], ["access_log", "path"], ["log", "level"],
+            ["tickets", "enabled"], ["tickets", "source"], ["tickets", "rotation"], ["tickets", "lifetime"],
+            ["tickets", "stale_action"], ["tickets", "tls13_count"], ["tickets", "files"],
+            ["policies", "dir"], ["policies", "enabled"], ["policies", "headers", "enabled"],
+            ["policies", "headers", "ja3"], ["policies", "headers", "ja4"], ["policies", "headers", "policy"],
+            ["policies", "headers", "tag"],
+        ]
+        for key in keys { XCTAssertNotNil(locator.position(of: key), "\(key) is not in the example file") }
+        // [[certificates]] is shown commented out (the default is none); its keys must still be documented.
+        XCTAssertTrue(text.contains("# [[certificates]]\n# cert = "))
+    }
+}
