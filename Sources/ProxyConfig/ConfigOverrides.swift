@@ -16,7 +16,7 @@ public struct ConfigOverrides: Sendable {
     public var ticketRotation: String?
     /// `--ticket-lifetime DURATION`.
     public var ticketLifetime: String?
-    /// `--policies-dir PATH`.
+    /// `--policies PATH`.
     public var policiesDir: String?
 
     public init(
@@ -49,7 +49,7 @@ public struct ConfigOverrides: Sendable {
         public static let admin = "--admin"
         public static let ticketRotation = "--ticket-rotation"
         public static let ticketLifetime = "--ticket-lifetime"
-        public static let policiesDir = "--policies-dir"
+        public static let policiesDir = "--policies"
     }
 
     /// The flag that sets `path`, if this value of overrides sets it.

@@ -180,7 +180,7 @@ extension ProxyConfiguration {
     /// `[policies]`: fingerprint policy files and the headers that tell the origin about them.
     public struct Policies: Sendable, Equatable {
         /// Directory of policy files. Relative paths from a config file are made relative to that file's
-        /// directory; relative paths from the defaults or `--policies-dir` are relative to the working directory.
+        /// directory; relative paths from the defaults or `--policies` are relative to the working directory.
         public var dir = "policies"
         public var enabled = true
         public var headers = Headers()

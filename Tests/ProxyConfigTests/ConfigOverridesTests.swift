@@ -57,7 +57,7 @@ final class ConfigOverridesTests: XCTestCase {
             (ConfigOverrides(admin: "192.0.2.1:9000"), "--admin: admin address 192.0.2.1:9000 is not a loopback"),
             (ConfigOverrides(ticketRotation: "soon"), "--ticket-rotation: invalid duration \"soon\""),
             (ConfigOverrides(ticketLifetime: "-1h"), "--ticket-lifetime: durations cannot be negative"),
-            (ConfigOverrides(policiesDir: ""), "--policies-dir: policies.dir must not be empty"),
+            (ConfigOverrides(policiesDir: ""), "--policies: policies.dir must not be empty"),
             (ConfigOverrides(certs: [(cert: "a", key: "")]), "--key: certificates[0].key must not be empty"),
             (ConfigOverrides(listen: "127.0.0.1:8443", admin: "127.0.0.1:8443"), "--admin: admin must not use"),
         ]
