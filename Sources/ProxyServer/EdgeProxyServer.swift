@@ -1,0 +1,442 @@
+import CProxyShims
+import Glibc
+import Logging
+import Metrics
+import Prometheus
+import ProxyConfig
+import ProxyCore
+import ProxyEventLoop
+import ProxyHTTP1
+import ProxyPolicy
+import ProxyTLS
+import ProxyTickets
+import Synchronization
+
+/// The process: N workers (one epoll loop + SO_REUSEPORT listener each) and a control loop on the calling
+/// thread that owns signals (signalfd), the admin listener, the ticket-key schedule and reloads.
+///
+/// Workers read immutable snapshots (TLS contexts + policies + origins, and the ticket ring) published here;
+/// nothing is shared mutably between threads except through `SnapshotBox`/`TicketKeyStore` and messengers.
+public final class EdgeProxyServer: @unchecked Sendable {
+    // SAFETY: all mutable state is used only on the control thread (the one that calls `run()`), except
+    // `exitedWorkers`, which is a Mutex.
+    private var config: ProxyConfiguration
+    private let configPath: String?
+    private let overrides: ConfigOverrides
+    private let logger: Logger
+    private let registry: PrometheusCollectorRegistry
+    private var snapshots: SnapshotBox<RuntimeSnapshot>!
+    private var workers: [Worker] = []
+    private var ticketStore: TicketKeyStore?
+    private var memorySource: MemoryKeySource?
+    private var fileSource: FileKeySource?
+    private var accessLog: AccessLogSink?
+    private var loop: EventLoop!
+    private var controlMessenger: LoopMessenger!
+    private var admin: AdminServer?
+    private var signalHandler: SignalHandler?
+    private var ticker: Ticker?
+    private let exitedWorkers = Mutex<Int>(0)
+    private var draining = false
+    private var policyGeneration: UInt64 = 0
+    private let reloadFailures: Counter
+    private let reloads: Counter
+    private let keyAge: Gauge
+    private let ticketStoreUp: Gauge
+    /// The addresses actually bound (port 0 resolved), for logs and tests.
+    public private(set) var boundAddress: SocketAddress?
+    public private(set) var adminAddress: SocketAddress?
+    /// Test-only hook: the admin listener's handler for unknown paths.
+    public var onReady: (@Sendable (SocketAddress, SocketAddress?) -> Void)?
+
+    public init(
+        config: ProxyConfiguration, configPath: String?, overrides: ConfigOverrides, logger: Logger,
+        registry: PrometheusCollectorRegistry
+    ) {
+        self.config = config
+        self.configPath = configPath
+        self.overrides = overrides
+        self.logger = logger
+        self.registry = registry
+        reloadFailures = Counter(label: "edgeproxy_reload_failures_total")
+        reloads = Counter(label: "edgeproxy_reloads_total")
+        keyAge = Gauge(label: "edgeproxy_ticket_key_age_seconds")
+        ticketStoreUp = Gauge(label: "edgeproxy_ticket_store_up")
+    }
+
+    /// Builds everything, serves until SIGTERM/SIGINT, drains, and returns the exit status.
+    public func run() throws -> Int32 {
+        // Signals are handled through signalfd on the control loop; block them in every thread (workers inherit
+        // the mask), and never die from a peer closing a socket.
+        signal(SIGPIPE, SIG_IGN)
+        let sigs: [Int32] = [SIGTERM, SIGINT, SIGHUP]
+        _ = sigs.withUnsafeBufferPointer { cps_sigmask_block($0.baseAddress, Int32($0.count)) }
+        loop = try EventLoop()
+        controlMessenger = try LoopMessenger()
+        try controlMessenger.attach(to: loop)
+
+        try setUpTickets()
+        let snapshot = try buildSnapshot(config, previousPolicies: nil, strictPolicies: true)
+        snapshots = SnapshotBox(snapshot)
+        if snapshot.tls.isSelfSigned {
+            logger.notice(
+                "no certificate configured: generated a self-signed ECDSA P-256 certificate for localhost in memory")
+        }
+        if snapshot.origins.isEmpty {
+            logger.notice("no upstream configured: serving the built-in page that describes each TLS connection")
+        }
+        switch config.accessLog {
+        case .off: accessLog = nil
+        case .stdout: accessLog = try AccessLogSink(path: "stdout")
+        case .file(let p): accessLog = try AccessLogSink(path: p)
+        }
+        accessLog?.start()
+
+        guard let listen = resolveListen(config) else {
+            throw SyscallErrorLike("cannot resolve listen address \(config.listen)")
+        }
+        var listenAddr = listen
+        let n = config.effectiveWorkers
+        for i in 0..<n {
+            let w = try Worker(
+                index: i, listenAddress: listenAddr, snapshots: snapshots, ticketStore: ticketStore,
+                accessLog: accessLog, logger: logger,
+                onExit: { [weak self] _ in self?.workerExited() })
+            if i == 0, listenAddr.port == 0, let bound = w.boundAddress {
+                // Port 0: every worker must share the port the first one got.
+                listenAddr = bound
+            }
+            workers.append(w)
+        }
+        boundAddress = listenAddr
+        for w in workers { w.start() }
+
+        signalHandler = try SignalHandler(loop: loop, signals: sigs) { [unowned self] sig in self.onSignal(sig) }
+        if let a = config.admin {
+            guard let addr = SocketAddress.resolve(host: a.host.unbracketed, port: Int(a.port)).first else {
+                throw SyscallErrorLike("cannot resolve admin address \(a)")
+            }
+            let server = try AdminServer(loop: loop, address: addr, handler: self)
+            admin = server
+            adminAddress = server.boundAddress
+        }
+        ticker = Ticker(server: self)
+        loop.schedule(at: loop.now &+ 1_000_000_000, ticker!)
+        logger.notice(
+            "edgeproxy listening",
+            metadata: [
+                "address": "\(listenAddr)", "workers": "\(n)",
+                "admin": "\(adminAddress.map { "\($0)" } ?? "off")",
+                "certificates": "\(snapshot.tls.certificateSummary.joined(separator: "; "))",
+                "upstreams": "\(snapshot.origins.map(\.display).joined(separator: ","))",
+            ])
+        onReady?(listenAddr, adminAddress)
+        loop.run()
+        for w in workers { w.join() }
+        accessLog?.stop()
+        logger.notice("edgeproxy stopped")
+        return 0
+    }
+
+    // MARK: snapshots
+
+    private func resolveListen(_ c: ProxyConfiguration) -> SocketAddress? {
+        SocketAddress.resolve(host: c.listen.host.unbracketed, port: Int(c.listen.port)).first
+    }
+
+    /// Builds a runtime snapshot from a configuration. With `strictPolicies` a policy error fails the build;
+    /// on reload a policy error keeps `previousPolicies` (the caller reports it).
+    func buildSnapshot(_ c: ProxyConfiguration, previousPolicies: CompiledPolicySet?, strictPolicies: Bool) throws
+        -> RuntimeSnapshot
+    {
+        var tls = TLSSettings()
+        tls.certificates = c.certificates.map { .init(chainPath: $0.cert, keyPath: $0.key) }
+        tls.minVersion = Self.openSSLVersion(c.tls.minVersion)
+        tls.maxVersion = Self.openSSLVersion(c.tls.maxVersion)
+        tls.ciphers = c.tls.ciphers
+        tls.ciphersuites = c.tls.ciphersuites
+        tls.groups = c.tls.groups
+        tls.alpn = c.tls.alpn
+        tls.ticketsEnabled = c.tickets.enabled
+        tls.ticketLifetimeSeconds = Int(c.tickets.lifetime.milliseconds / 1000)
+        tls.tls13TicketCount = c.tickets.tls13Count
+        tls.defaultStaleAction = c.tickets.staleAction
+        let contexts = try TLSContextSet(settings: tls)
+
+        var policies: CompiledPolicySet? = previousPolicies
+        if c.policies.enabled {
+            do {
+                policies = try loadPolicies(dir: c.policies.dir)
+            } catch {
+                if strictPolicies { throw error }
+                throw PolicyReloadError(underlying: error, kept: previousPolicies)
+            }
+        } else {
+            policies = nil
+        }
+        var origins: [RuntimeSnapshot.Origin] = []
+        for u in c.upstreams {
+            let addrs = SocketAddress.resolve(host: u.host.unbracketed, port: Int(u.port))
+            if addrs.isEmpty { logger.warning("upstream \(u) does not resolve (it will be skipped)") }
+            origins.append(.init(display: u.description, hostHeader: u.hostHeader, addresses: addrs))
+        }
+        var t = RuntimeSnapshot.Timeouts()
+        t.handshake = Self.nanos(c.timeouts.handshake)
+        t.headerRead = Self.nanos(c.timeouts.headerRead)
+        t.idle = Self.nanos(c.timeouts.idle)
+        t.upstreamConnect = Self.nanos(c.timeouts.upstreamConnect)
+        t.upstreamRead = Self.nanos(c.timeouts.upstreamRead)
+        t.drain = Self.nanos(c.timeouts.drain)
+        var limits = HTTP1Limits()
+        limits.maxRequestLineBytes = c.limits.maxRequestLine
+        limits.maxHeaderBytes = c.limits.maxHeaderBytes
+        limits.maxHeaderCount = c.limits.maxHeaders
+        var fh = RuntimeSnapshot.FingerprintHeaders()
+        fh.enabled = c.policies.headers.enabled
+        fh.ja3 = c.policies.headers.ja3
+        fh.ja4 = c.policies.headers.ja4
+        fh.policy = c.policies.headers.policy
+        fh.tag = c.policies.headers.tag
+        return RuntimeSnapshot(
+            tls: contexts, policies: policies, origins: origins, timeouts: t, limits: limits, fingerprintHeaders: fh,
+            maxConnectionsPerWorker: c.limits.maxConnectionsPerWorker)
+    }
+
+    private func loadPolicies(dir: String) throws -> CompiledPolicySet {
+        policyGeneration += 1
+        var isDir = false
+        if !directoryExists(dir, isDir: &isDir) {
+            logger.warning("policy directory \(dir) does not exist: no policies loaded")
+            return CompiledPolicySet(generation: policyGeneration, policies: [])
+        }
+        let result = try PolicyLoader.load(directory: dir, generation: policyGeneration)
+        for d in result.diagnostics { logger.warning("\(d)") }
+        logger.info("loaded \(result.set.policies.count) polic\(result.set.policies.count == 1 ? "y" : "ies") from \(dir)")
+        return result.set
+    }
+
+    private func directoryExists(_ path: String, isDir: inout Bool) -> Bool {
+        var st = stat()
+        guard stat(path, &st) == 0 else { return false }
+        isDir = (st.st_mode & S_IFMT) == S_IFDIR
+        return isDir
+    }
+
+    static func openSSLVersion(_ v: TLSVersion) -> Int32 {
+        switch v {
+        case .v1_0: return 0x0301
+        case .v1_1: return 0x0302
+        case .v1_2: return 0x0303
+        case .v1_3: return 0x0304
+        }
+    }
+
+    static func nanos(_ d: ConfigDuration) -> UInt64 { UInt64(max(0, d.milliseconds)) * 1_000_000 }
+
+    // MARK: tickets
+
+    private func setUpTickets() throws {
+        guard config.tickets.enabled else { return }
+        let now = Timestamp.wallClockNow()
+        switch config.tickets.source {
+        case .memory:
+            let schedule = try TicketKeySchedule(
+                rotationNanoseconds: config.tickets.rotation.milliseconds * 1_000_000,
+                lifetimeNanoseconds: config.tickets.lifetime.milliseconds * 1_000_000)
+            let src = try MemoryKeySource(schedule: schedule, now: now)
+            memorySource = src
+            ticketStore = src.store
+            logger.info("session tickets: in-memory keys, rotation \(config.tickets.rotation), lifetime \(config.tickets.lifetime)")
+        case .files:
+            let src = try FileKeySource(paths: config.tickets.files)
+            fileSource = src
+            ticketStore = src.store
+            logger.info("session tickets: \(config.tickets.files.count) key file(s), first encrypts")
+        }
+        ticketStoreUp.record(1)
+    }
+
+    /// Once a second on the control loop: advance the key schedule, watch key files.
+    fileprivate func tick() {
+        let now = Timestamp.wallClockNow()
+        do {
+            if let m = memorySource { try m.tick(now: now) }
+            if let f = fileSource, try f.tick(now: now) { logger.notice("ticket key files changed: reloaded") }
+        } catch {
+            logger.error("ticket keys: \(error) (keeping the previous keys)")
+        }
+        if let ring = ticketStore?.current() {
+            let age = Double(now.nanosecondsSinceEpoch - ring.encryptionKey(at: now).encryptFrom.nanosecondsSinceEpoch) / 1e9
+            keyAge.record(ring.encryptionKey(at: now).encryptFrom == .distantPast ? 0 : age)
+        }
+    }
+
+    // MARK: signals, reload, drain
+
+    private func onSignal(_ sig: Int32) {
+        switch sig {
+        case SIGHUP:
+            logger.notice("SIGHUP: reloading")
+            _ = reload()
+        default:
+            beginDrain()
+        }
+    }
+
+    private func beginDrain() {
+        guard !draining else { return }
+        draining = true
+        let deadline = snapshots.load().timeouts.drain
+        logger.notice("draining: no new connections; in-flight requests have \(Double(deadline) / 1e9)s")
+        admin?.close()
+        for w in workers {
+            w.messenger.send { [w] in w.beginDrain(deadlineNanos: deadline) }
+        }
+    }
+
+    private func workerExited() {
+        let all = exitedWorkers.withLock { n -> Bool in
+            n += 1
+            return n == workers.count
+        }
+        if all { controlMessenger.send { [unowned self] in self.loop.stop() } }
+    }
+
+    /// Re-reads the configuration (file + the same flags) and swaps in new TLS contexts, policies, origins,
+    /// timeouts and limits. Any error keeps everything as it was. Returns a message for the admin API.
+    func reload() -> (ok: Bool, message: String) {
+        var newConfig = config
+        if let path = configPath {
+            do {
+                newConfig = try ProxyConfiguration.load(path: path).applying(overrides)
+            } catch {
+                reloadFailures.increment()
+                logger.error("reload rejected, configuration unchanged:\n\(error)")
+                return (false, "\(error)")
+            }
+        }
+        if newConfig.listen != config.listen || newConfig.effectiveWorkers != config.effectiveWorkers {
+            logger.warning("listen address and worker count change only on restart")
+        }
+        let previous = snapshots.load()
+        do {
+            let s = try buildSnapshot(newConfig, previousPolicies: previous.policies, strictPolicies: false)
+            snapshots.publish(s)
+            config = newConfig
+        } catch let e as PolicyReloadError {
+            reloadFailures.increment()
+            logger.error("policy reload rejected, previous policies stay in force:\n\(e.underlying)")
+            return (false, "\(e.underlying)")
+        } catch {
+            reloadFailures.increment()
+            logger.error("reload rejected, configuration unchanged: \(error)")
+            return (false, "\(error)")
+        }
+        if let f = fileSource {
+            do { _ = try f.reload() } catch {
+                reloadFailures.increment()
+                logger.error("ticket key files rejected, previous keys stay in force: \(error)")
+                return (false, "\(error)")
+            }
+        }
+        reloads.increment()
+        // Wake workers so idle ones pick the new snapshot up now rather than at their next event.
+        for w in workers { w.messenger.send {} }
+        logger.notice("reload complete")
+        return (true, "reloaded")
+    }
+
+    // MARK: admin
+
+    func keysJSON() -> [UInt8] {
+        var w = JSONWriter()
+        w.beginObject()
+        w.field("source", config.tickets.enabled ? config.tickets.source.rawValue : "off")
+        w.beginArray("keys")
+        if let ring = ticketStore?.current() {
+            for k in ring.info(at: Timestamp.wallClockNow()) {
+                w.beginObject()
+                w.field("name", k.nameHex)
+                w.field("state", k.state.rawValue)
+                w.field("cipher", k.cipher.rawValue)
+                w.field("encrypt_from", Self.time(k.encryptFrom))
+                w.field("encrypt_until", Self.time(k.encryptUntil))
+                w.field("decrypt_until", Self.time(k.decryptUntil))
+                w.field("encrypting", k.isEncryptionKey)
+                w.endObject()
+            }
+        }
+        w.endArray()
+        w.endObject()
+        return w.bytes + [10]
+    }
+
+    func rotateKeys() -> (ok: Bool, message: String) {
+        guard let m = memorySource else { return (false, "rotation is only available with tickets.source = memory") }
+        do {
+            let k = try m.rotateNow(now: Timestamp.wallClockNow())
+            logger.notice("ticket keys rotated by admin request; new encryption key \(k.nameHex)")
+            for w in workers { w.messenger.send {} }
+            return (true, "rotated")
+        } catch {
+            return (false, "\(error)")
+        }
+    }
+
+    func metricsText() -> [UInt8] {
+        var buf: [UInt8] = []
+        registry.emit(into: &buf)
+        return buf
+    }
+
+    private static func time(_ t: Timestamp) -> String? {
+        if t == .distantPast || t == .distantFuture { return nil }
+        var secs = time_t(t.secondsSinceEpoch)
+        var tmv = tm()
+        gmtime_r(&secs, &tmv)
+        var buf = [CChar](repeating: 0, count: 32)
+        strftime(&buf, 32, "%Y-%m-%dT%H:%M:%SZ", &tmv)
+        return String(cString: buf)
+    }
+}
+
+struct PolicyReloadError: Error {
+    let underlying: Error
+    let kept: CompiledPolicySet?
+}
+
+private final class Ticker: TimerHandler {
+    unowned let server: EdgeProxyServer
+    init(server: EdgeProxyServer) { self.server = server }
+    func timerFired(now: UInt64) {
+        server.tick()
+        server.scheduleTick(self, now: now)
+    }
+}
+
+extension EdgeProxyServer {
+    fileprivate func scheduleTick(_ t: TimerHandler, now: UInt64) {
+        loop.schedule(at: now &+ 1_000_000_000, t)
+    }
+}
+
+/// SIGTERM/SIGINT/SIGHUP through a signalfd on the control loop.
+final class SignalHandler: EventHandler {
+    private let fd: Int32
+    private let onSignal: (Int32) -> Void
+
+    init(loop: EventLoop, signals: [Int32], onSignal: @escaping (Int32) -> Void) throws {
+        fd = signals.withUnsafeBufferPointer { cps_signalfd($0.baseAddress, Int32($0.count)) }
+        guard fd >= 0 else { throw SyscallError("signalfd", errno) }
+        self.onSignal = onSignal
+        try loop.register(fd: fd, interest: EventLoop.readable, handler: self)
+    }
+
+    func handleEvent(_ events: UInt32) {
+        while true {
+            let s = cps_signalfd_read_signo(fd)
+            if s < 0 { return }
+            onSignal(s)
+        }
+    }
+}
