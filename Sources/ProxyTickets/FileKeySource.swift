@@ -1,5 +1,5 @@
-public import ProxyCore
 import Glibc
+public import ProxyCore
 import Synchronization
 
 /// Why loading ticket key files failed. Every case names the file; none carries key bytes.
@@ -123,8 +123,12 @@ public final class FileKeySource: TicketKeySource {
             var st = stat()
             guard stat(path, &st) == 0 else { return Fingerprint(errno: errno) }
             return Fingerprint(
-                device: UInt64(st.st_dev), inode: UInt64(st.st_ino), size: Int64(st.st_size),
-                mtimeSeconds: Int(st.st_mtim.tv_sec), mtimeNanoseconds: Int(st.st_mtim.tv_nsec))
+                device: UInt64(st.st_dev),
+                inode: UInt64(st.st_ino),
+                size: Int64(st.st_size),
+                mtimeSeconds: Int(st.st_mtim.tv_sec),
+                mtimeNanoseconds: Int(st.st_mtim.tv_nsec)
+            )
         }
     }
 
@@ -186,8 +190,13 @@ public final class FileKeySource: TicketKeySource {
             throw .secretMemory(path: path, error)
         }
         return TicketKey(
-            name: UnsafeRawBufferPointer(rebasing: bytes[0..<16]), cipher: cipher, aesKey: aes, hmacKey: hmac,
-            encryptFrom: .distantPast, encryptUntil: encrypting ? .distantFuture : .distantPast,
-            decryptUntil: .distantFuture)
+            name: UnsafeRawBufferPointer(rebasing: bytes[0..<16]),
+            cipher: cipher,
+            aesKey: aes,
+            hmacKey: hmac,
+            encryptFrom: .distantPast,
+            encryptUntil: encrypting ? .distantFuture : .distantPast,
+            decryptUntil: .distantFuture
+        )
     }
 }

@@ -1,5 +1,5 @@
-public import ProxyCore
 import Glibc
+public import ProxyCore
 import Synchronization
 
 /// Generates AES-256-CBC ticket keys from the OS CSPRNG, one per epoch of a ``TicketKeySchedule``, and publishes
@@ -34,7 +34,9 @@ public final class MemoryKeySource: TicketKeySource {
     /// `store.generation + 1`), otherwise into a new store (generation 1).
     /// Throws ``SecretBytes/Failure`` if memory or the random source fails.
     public init(
-        schedule: TicketKeySchedule = .default, now: Timestamp, store: TicketKeyStore? = nil,
+        schedule: TicketKeySchedule = .default,
+        now: Timestamp,
+        store: TicketKeyStore? = nil,
         zeroizeGraceSeconds: Int64 = 60
     ) throws {
         precondition(zeroizeGraceSeconds >= 0)
@@ -87,10 +89,15 @@ public final class MemoryKeySource: TicketKeySource {
             let nextIndex = keys.firstIndex { $0.encryptFrom == current.encryptUntil }!
             let next = keys[nextIndex]
             keys[currentIndex] = current.withTimes(
-                encryptFrom: current.encryptFrom, encryptUntil: now,
-                decryptUntil: now.adding(nanoseconds: schedule.lifetimeNanoseconds))
+                encryptFrom: current.encryptFrom,
+                encryptUntil: now,
+                decryptUntil: now.adding(nanoseconds: schedule.lifetimeNanoseconds)
+            )
             let promoted = next.withTimes(
-                encryptFrom: now, encryptUntil: next.encryptUntil, decryptUntil: next.decryptUntil)
+                encryptFrom: now,
+                encryptUntil: next.encryptUntil,
+                decryptUntil: next.decryptUntil
+            )
             keys[nextIndex] = promoted
             _ = try Self.reconcile(&keys, &retired, schedule: schedule, now: now)
             zeroizeRetired(&retired, now: now)
@@ -116,7 +123,10 @@ public final class MemoryKeySource: TicketKeySource {
 
     /// Makes `keys` satisfy the promises at `now`. Returns whether anything changed.
     private static func reconcile(
-        _ keys: inout [TicketKey], _ retired: inout [TicketKey], schedule: TicketKeySchedule, now: Timestamp
+        _ keys: inout [TicketKey],
+        _ retired: inout [TicketKey],
+        schedule: TicketKeySchedule,
+        now: Timestamp
     ) throws -> Bool {
         var changed = false
         // 1. Retire keys that no longer decrypt.
@@ -132,8 +142,10 @@ public final class MemoryKeySource: TicketKeySource {
         if current == nil {
             let e = schedule.epoch(at: now)
             let key = try makeKey(
-                encryptFrom: schedule.encryptFrom(epoch: e), encryptUntil: schedule.encryptUntil(epoch: e),
-                decryptUntil: schedule.decryptUntil(epoch: e))
+                encryptFrom: schedule.encryptFrom(epoch: e),
+                encryptUntil: schedule.encryptUntil(epoch: e),
+                decryptUntil: schedule.decryptUntil(epoch: e)
+            )
             keys.append(key)
             current = key
             changed = true
@@ -144,8 +156,11 @@ public final class MemoryKeySource: TicketKeySource {
             let end = boundary.adding(nanoseconds: schedule.rotationNanoseconds)
             keys.append(
                 try makeKey(
-                    encryptFrom: boundary, encryptUntil: end,
-                    decryptUntil: end.adding(nanoseconds: schedule.lifetimeNanoseconds)))
+                    encryptFrom: boundary,
+                    encryptUntil: end,
+                    decryptUntil: end.adding(nanoseconds: schedule.lifetimeNanoseconds)
+                )
+            )
             changed = true
         }
         // 4. Newest first, and bounded.
@@ -161,7 +176,11 @@ public final class MemoryKeySource: TicketKeySource {
         return changed
     }
 
-    private static func makeKey(encryptFrom: Timestamp, encryptUntil: Timestamp, decryptUntil: Timestamp) throws
+    private static func makeKey(
+        encryptFrom: Timestamp,
+        encryptUntil: Timestamp,
+        decryptUntil: Timestamp
+    ) throws
         -> TicketKey
     {
         var name: (UInt64, UInt64) = (0, 0)
@@ -171,8 +190,14 @@ public final class MemoryKeySource: TicketKeySource {
         let hmac = try SecretBytes(randomCount: TicketCipher.aes256cbc.hmacKeyLength)
         return withUnsafeBytes(of: &name) {
             TicketKey(
-                name: $0, cipher: .aes256cbc, aesKey: aes, hmacKey: hmac, encryptFrom: encryptFrom,
-                encryptUntil: encryptUntil, decryptUntil: decryptUntil)
+                name: $0,
+                cipher: .aes256cbc,
+                aesKey: aes,
+                hmacKey: hmac,
+                encryptFrom: encryptFrom,
+                encryptUntil: encryptUntil,
+                decryptUntil: decryptUntil
+            )
         }
     }
 }

@@ -41,7 +41,10 @@ public enum TicketCrypto {
     /// keys `macCtx` (an `EVP_MAC_CTX *`) with HMAC-SHA256 and the key's HMAC key. Returns false on any failure
     /// (the callback must then return -1). The caller also writes the key name (``TicketKey/writeName(to:)``).
     public static func initEncrypt(
-        key: TicketKey, iv: UnsafeMutablePointer<UInt8>, cipherCtx: OpaquePointer, macCtx: OpaquePointer
+        key: TicketKey,
+        iv: UnsafeMutablePointer<UInt8>,
+        cipherCtx: OpaquePointer,
+        macCtx: OpaquePointer
     ) -> Bool {
         guard let cipher = cipher(for: key.cipher) else { return false }
         guard RAND_bytes(iv, Int32(ivLength)) == 1 else { return false }
@@ -55,7 +58,10 @@ public enum TicketCrypto {
     /// decryption with the key's cipher, AES key and the ticket's `iv` (16 bytes, read only). Returns false on
     /// any failure (the callback must then return -1).
     public static func initDecrypt(
-        key: TicketKey, iv: UnsafePointer<UInt8>, cipherCtx: OpaquePointer, macCtx: OpaquePointer
+        key: TicketKey,
+        iv: UnsafePointer<UInt8>,
+        cipherCtx: OpaquePointer,
+        macCtx: OpaquePointer
     ) -> Bool {
         guard let cipher = cipher(for: key.cipher) else { return false }
         guard setMACKey(key, macCtx) else { return false }
@@ -83,7 +89,10 @@ public enum TicketCrypto {
                 let digestNamePtr = UnsafeRawPointer(paramDigest.utf8Start).assumingMemoryBound(to: CChar.self)
                 params[0] = OSSL_PARAM_construct_utf8_string(digestNamePtr, digest, digestSHA256.utf8CodeUnitCount)
                 params[1] = OSSL_PARAM_construct_octet_string(
-                    keyNamePtr, UnsafeMutableRawPointer(mutating: hmac.baseAddress), hmac.count)
+                    keyNamePtr,
+                    UnsafeMutableRawPointer(mutating: hmac.baseAddress),
+                    hmac.count
+                )
                 params[2] = OSSL_PARAM_construct_end()
                 return EVP_MAC_CTX_set_params(macCtx, params.baseAddress) == 1
             }

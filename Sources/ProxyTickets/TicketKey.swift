@@ -61,8 +61,13 @@ public final class TicketKey: Sendable, CustomStringConvertible {
     /// (precondition: a mismatch is a programming error, file contents are validated before this).
     /// Requires `encryptFrom <= encryptUntil <= decryptUntil`.
     public init(
-        name: UnsafeRawBufferPointer, cipher: TicketCipher, aesKey: SecretBytes, hmacKey: SecretBytes,
-        encryptFrom: Timestamp, encryptUntil: Timestamp, decryptUntil: Timestamp
+        name: UnsafeRawBufferPointer,
+        cipher: TicketCipher,
+        aesKey: SecretBytes,
+        hmacKey: SecretBytes,
+        encryptFrom: Timestamp,
+        encryptUntil: Timestamp,
+        decryptUntil: Timestamp
     ) {
         precondition(name.count == 16, "a ticket key name is 16 bytes")
         precondition(aesKey.count == cipher.aesKeyLength && hmacKey.count == cipher.hmacKeyLength)
@@ -81,8 +86,14 @@ public final class TicketKey: Sendable, CustomStringConvertible {
     func withTimes(encryptFrom: Timestamp, encryptUntil: Timestamp, decryptUntil: Timestamp) -> TicketKey {
         withUnsafeNameBytes { name in
             TicketKey(
-                name: name, cipher: cipher, aesKey: aesKey, hmacKey: hmacKey, encryptFrom: encryptFrom,
-                encryptUntil: encryptUntil, decryptUntil: decryptUntil)
+                name: name,
+                cipher: cipher,
+                aesKey: aesKey,
+                hmacKey: hmacKey,
+                encryptFrom: encryptFrom,
+                encryptUntil: encryptUntil,
+                decryptUntil: decryptUntil
+            )
         }
     }
 

@@ -60,8 +60,14 @@ public final class TicketKeyRing: Sendable {
     public func info(at now: Timestamp) -> [KeyInfo] {
         keys.map {
             KeyInfo(
-                nameHex: $0.nameHex, cipher: $0.cipher, state: $0.state(at: now), encryptFrom: $0.encryptFrom,
-                encryptUntil: $0.encryptUntil, decryptUntil: $0.decryptUntil, isEncryptionKey: $0 === encryptionKey)
+                nameHex: $0.nameHex,
+                cipher: $0.cipher,
+                state: $0.state(at: now),
+                encryptFrom: $0.encryptFrom,
+                encryptUntil: $0.encryptUntil,
+                decryptUntil: $0.decryptUntil,
+                isEncryptionKey: $0 === encryptionKey
+            )
         }
     }
 }

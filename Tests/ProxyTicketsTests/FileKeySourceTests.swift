@@ -25,7 +25,9 @@ final class FileKeySourceTests: XCTestCase {
         try Data(bytes).write(to: url)
         mtimeCounter += 10
         try FileManager.default.setAttributes(
-            [.modificationDate: Date(timeIntervalSince1970: Double(mtimeCounter))], ofItemAtPath: url.path)
+            [.modificationDate: Date(timeIntervalSince1970: Double(mtimeCounter))],
+            ofItemAtPath: url.path
+        )
         return url.path
     }
 
@@ -112,7 +114,8 @@ final class FileKeySourceTests: XCTestCase {
         XCTAssertThrowsError(try FileKeySource(paths: [a, b])) { error in
             XCTAssertEqual(
                 error as? TicketKeyFileError,
-                .duplicateName(path: b, firstPath: a, nameHex: "000102030405060708090a0b0c0d0e0f"))
+                .duplicateName(path: b, firstPath: a, nameHex: "000102030405060708090a0b0c0d0e0f")
+            )
             XCTAssertTrue("\(error)".contains(a) && "\(error)".contains(b))
         }
         // Same during a reload: the old ring stays.

@@ -8,7 +8,12 @@ final class MemoryKeySourceTests: XCTestCase {
     var schedule: TicketKeySchedule { try! TicketKeySchedule(rotationSeconds: hour, lifetimeSeconds: 3 * hour) }
 
     /// The promises that must hold after every tick.
-    func assertInvariants(_ store: TicketKeyStore, at now: Timestamp, file: StaticString = #filePath, line: UInt = #line) {
+    func assertInvariants(
+        _ store: TicketKeyStore,
+        at now: Timestamp,
+        file: StaticString = #filePath,
+        line: UInt = #line
+    ) {
         let ring = store.current()
         let current = ring.keys.filter { $0.state(at: now) == .current }
         XCTAssertEqual(current.count, 1, "exactly one current key", file: file, line: line)
@@ -18,7 +23,12 @@ final class MemoryKeySourceTests: XCTestCase {
         XCTAssertEqual(next.count, 1, "the next key exists", file: file, line: line)
         XCTAssertEqual(next.first?.state(at: now), .next, file: file, line: line)
         XCTAssertLessThanOrEqual(ring.keys.count, schedule.ringSize, file: file, line: line)
-        XCTAssertTrue(ring.keys.allSatisfy { $0.state(at: now).decrypts }, "no expired key in the ring", file: file, line: line)
+        XCTAssertTrue(
+            ring.keys.allSatisfy { $0.state(at: now).decrypts },
+            "no expired key in the ring",
+            file: file,
+            line: line
+        )
         XCTAssertTrue(ring.keys.allSatisfy { !$0.isZeroized }, file: file, line: line)
         XCTAssertEqual(ring.generation, store.generation, file: file, line: line)
     }
@@ -76,7 +86,9 @@ final class MemoryKeySourceTests: XCTestCase {
             let inRing = store.current().keys.contains { $0 === key }
             let wipeDue = key.decryptUntil.adding(seconds: 60) <= now
             XCTAssertEqual(key.isZeroized, !inRing && wipeDue, key.description)
-            if key.isZeroized { XCTAssertTrue(key.aesBytes.allSatisfy { $0 == 0 } && key.hmacBytes.allSatisfy { $0 == 0 }) }
+            if key.isZeroized {
+                XCTAssertTrue(key.aesBytes.allSatisfy { $0 == 0 } && key.hmacBytes.allSatisfy { $0 == 0 })
+            }
         }
         XCTAssertEqual(everSeen.count, 2 + 30)
         XCTAssertEqual(Set(everSeen.map(\.nameHex)).count, everSeen.count, "names are unique")

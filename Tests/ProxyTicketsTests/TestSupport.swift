@@ -7,8 +7,12 @@ func t(_ seconds: Int64) -> Timestamp { Timestamp(secondsSinceEpoch: seconds) }
 
 /// A key with recognisable bytes: name = nameByte repeated, AES = aesByte..., HMAC = hmacByte....
 func makeKey(
-    name nameByte: UInt8, cipher: TicketCipher = .aes256cbc, aes aesByte: UInt8 = 0x11, hmac hmacByte: UInt8 = 0x22,
-    encryptFrom: Timestamp = .distantPast, encryptUntil: Timestamp = .distantFuture,
+    name nameByte: UInt8,
+    cipher: TicketCipher = .aes256cbc,
+    aes aesByte: UInt8 = 0x11,
+    hmac hmacByte: UInt8 = 0x22,
+    encryptFrom: Timestamp = .distantPast,
+    encryptUntil: Timestamp = .distantFuture,
     decryptUntil: Timestamp = .distantFuture
 ) -> TicketKey {
     let name = [UInt8](repeating: nameByte, count: 16)
@@ -16,9 +20,14 @@ func makeKey(
     let hmac = (0..<cipher.hmacKeyLength).map { hmacByte &+ UInt8($0) }
     return name.withUnsafeBytes { n in
         TicketKey(
-            name: n, cipher: cipher, aesKey: try! aes.withUnsafeBytes { try SecretBytes(copying: $0) },
-            hmacKey: try! hmac.withUnsafeBytes { try SecretBytes(copying: $0) }, encryptFrom: encryptFrom,
-            encryptUntil: encryptUntil, decryptUntil: decryptUntil)
+            name: n,
+            cipher: cipher,
+            aesKey: try! aes.withUnsafeBytes { try SecretBytes(copying: $0) },
+            hmacKey: try! hmac.withUnsafeBytes { try SecretBytes(copying: $0) },
+            encryptFrom: encryptFrom,
+            encryptUntil: encryptUntil,
+            decryptUntil: decryptUntil
+        )
     }
 }
 

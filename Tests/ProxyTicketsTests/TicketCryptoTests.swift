@@ -45,7 +45,9 @@ final class TicketCryptoTests: XCTestCase {
         guard try mac(mctx, sealed.name + sealed.iv + sealed.ciphertext) == sealed.tag else { return nil }
         var out = [UInt8](repeating: 0, count: sealed.ciphertext.count + 32)
         var n: Int32 = 0
-        guard EVP_DecryptUpdate(cctx, &out, &n, sealed.ciphertext, Int32(sealed.ciphertext.count)) == 1 else { return nil }
+        guard EVP_DecryptUpdate(cctx, &out, &n, sealed.ciphertext, Int32(sealed.ciphertext.count)) == 1 else {
+            return nil
+        }
         var total = Int(n)
         guard out.withUnsafeMutableBufferPointer({ EVP_DecryptFinal_ex(cctx, $0.baseAddress! + total, &n) }) == 1 else {
             return nil
@@ -85,7 +87,21 @@ final class TicketCryptoTests: XCTestCase {
             let input = sealed.name + sealed.iv + sealed.ciphertext
             let hmacKey = key.hmacBytes
             XCTAssertNotNil(
-                EVP_Q_mac(nil, "HMAC", nil, "SHA256", nil, hmacKey, hmacKey.count, input, input.count, &expected, 32, &len))
+                EVP_Q_mac(
+                    nil,
+                    "HMAC",
+                    nil,
+                    "SHA256",
+                    nil,
+                    hmacKey,
+                    hmacKey.count,
+                    input,
+                    input.count,
+                    &expected,
+                    32,
+                    &len
+                )
+            )
             XCTAssertEqual(sealed.tag, expected, "HMAC uses SHA-256 and the HMAC key")
             let ctx = try XCTUnwrap(EVP_CIPHER_CTX_new())
             defer { EVP_CIPHER_CTX_free(ctx) }
@@ -95,7 +111,10 @@ final class TicketCryptoTests: XCTestCase {
             var n: Int32 = 0
             XCTAssertEqual(EVP_DecryptUpdate(ctx, &out, &n, sealed.ciphertext, Int32(sealed.ciphertext.count)), 1)
             var total = Int(n)
-            XCTAssertEqual(out.withUnsafeMutableBufferPointer { EVP_DecryptFinal_ex(ctx, $0.baseAddress! + total, &n) }, 1)
+            XCTAssertEqual(
+                out.withUnsafeMutableBufferPointer { EVP_DecryptFinal_ex(ctx, $0.baseAddress! + total, &n) },
+                1
+            )
             total += Int(n)
             XCTAssertEqual(Array(out[..<total]), plaintext, "AES uses the AES key and the key's cipher")
         }

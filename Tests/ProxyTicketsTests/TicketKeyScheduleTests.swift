@@ -45,7 +45,9 @@ final class TicketKeyScheduleTests: XCTestCase {
     }
 
     func testRingSizeAndTheNextKeyAlwaysPresent() throws {
-        let cases: [(Int64, Int64, Int)] = [(3600, 18 * 3600, 20), (3600, 0, 2), (3600, 1, 3), (3600, 5400, 4), (60, 60, 3)]
+        let cases: [(Int64, Int64, Int)] = [
+            (3600, 18 * 3600, 20), (3600, 0, 2), (3600, 1, 3), (3600, 5400, 4), (60, 60, 3),
+        ]
         for (r, l, size) in cases {
             let s = try TicketKeySchedule(rotationSeconds: r, lifetimeSeconds: l)
             XCTAssertEqual(s.ringSize, size, "R=\(r) L=\(l)")
