@@ -156,6 +156,7 @@ public final class FileKeySource: TicketKeySource {
         let size = Int(st.st_size)
         guard size == 48 || size == 80 else { throw .wrongSize(path: path, size: size) }
 
+        // SAFETY: owned here only, never escapes; wiped and freed by the defer on every path (throws included).
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 80, alignment: 8)
         defer {
             SecretBytes.secureZero(buffer)

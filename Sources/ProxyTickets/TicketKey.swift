@@ -102,15 +102,17 @@ public final class TicketKey: Sendable, CustomStringConvertible {
     @inlinable
     public static func nameWords(_ name: UnsafeRawBufferPointer) -> (high: UInt64, low: UInt64) {
         precondition(name.count >= 16)
+        // SAFETY: 16 bytes checked above; unaligned loads, so any byte pointer from OpenSSL works.
         return (
             name.loadUnaligned(fromByteOffset: 0, as: UInt64.self),
             name.loadUnaligned(fromByteOffset: 8, as: UInt64.self)
         )
     }
 
-    /// Writes the 16-byte name to `destination` (the callback's `key_name` out-parameter on encrypt).
-    /// Allocation-free.
+    /// Writes the 16-byte name to `destination`, which must have 16 writable bytes (the callback's `key_name`
+    /// out-parameter on encrypt). Allocation-free.
     public func writeName(to destination: UnsafeMutableRawPointer) {
+        // SAFETY: the caller promises 16 writable bytes (OpenSSL's `key_name[16]`); raw stores need no alignment.
         destination.storeBytes(of: nameHigh, toByteOffset: 0, as: UInt64.self)
         destination.storeBytes(of: nameLow, toByteOffset: 8, as: UInt64.self)
     }
