@@ -1,1 +1,0 @@
-// ProxyTickets: placeholder until its first real file lands.

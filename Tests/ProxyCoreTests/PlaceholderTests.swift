@@ -1,7 +1,0 @@
-import XCTest
-
-@testable import ProxyCore
-
-final class ProxyCorePlaceholderTests: XCTestCase {
-    func testModuleLinks() {}
-}

@@ -1,7 +1,0 @@
-import XCTest
-
-@testable import ProxyTickets
-
-final class ProxyTicketsPlaceholderTests: XCTestCase {
-    func testModuleLinks() {}
-}
