@@ -48,6 +48,8 @@ final class ClientConnection: EventHandler, TimerHandler {
 
     // The current exchange, stored inline (no per-request allocation).
     var ex = Exchange()
+    /// Built on the first proxied request (needs the handshake's fingerprint), reused for the rest.
+    private var forwarding: ForwardingContext?
 
     init(worker: Worker, fd: Int32, peer: SocketAddress) {
         self.worker = worker
@@ -565,7 +567,8 @@ final class ClientConnection: EventHandler, TimerHandler {
         }
         let out = ensureOutBuf()
         let framing = HTTPGlue.writeClientResponseHead(
-            resp, requestVersion: ex.version, isHEAD: ex.isHEAD, close: closeAfterResponse, into: out)
+            resp, requestVersion: ex.version, isHEAD: ex.isHEAD, close: closeAfterResponse, into: out,
+            scratch: &worker.scratch)
         switch framing {
         case .none:
             failExchange(status: 502)
@@ -638,7 +641,7 @@ final class ClientConnection: EventHandler, TimerHandler {
         let body = BuiltinPage.render(connection: self, head: parser.head)
         HTTPGlue.writeSimpleResponse(
             status: 200, contentType: body.contentType, body: body.bytes, close: closeAfterResponse,
-            isHEAD: ex.isHEAD, into: out)
+            isHEAD: ex.isHEAD, into: out, scratch: &worker.scratch)
         ex.status = 200
         ex.responseBodyBytes = body.bytes.count
         ex.responseEnded = true
@@ -648,7 +651,7 @@ final class ClientConnection: EventHandler, TimerHandler {
     private func sendErrorAndClose(status: Int) {
         let out = ensureOutBuf()
         out.clear()
-        HTTPGlue.writeErrorResponse(status: status, into: out)
+        HTTPGlue.writeErrorResponse(status: status, into: out, scratch: &worker.scratch)
         worker.metrics.request(status: status)
         closeAfterResponse = true
         phase = .closing
@@ -741,6 +744,30 @@ private final class YieldTimer: TimerHandler {
 }
 
 extension ClientConnection {
+    /// The per-connection rewrite settings toward the origin: client address, stripped spoofable headers and,
+    /// when enabled, the fingerprint headers (computed once per connection).
+    func forwardingContext() -> ForwardingContext {
+        if let f = forwarding { return f }
+        var extra: [UInt8] = []
+        let h = snapshot.fingerprintHeaders
+        if h.enabled {
+            let s = tlsState
+            func line(_ name: String, _ value: String?) {
+                guard let value, !value.isEmpty else { return }
+                extra += Array(name.utf8) + [58, 32] + Array(value.utf8) + [13, 10]
+            }
+            line(h.ja3, s.ja3Hash)
+            line(h.ja4, s.ja4)
+            line(h.policy, s.policyName)
+            line(h.tag, s.tag)
+        }
+        let f = ForwardingContext(
+            clientAddress: Array(peer.host.utf8), stripped: HeaderNameList(snapshot.strippedHeaderNames),
+            extraHeaderLines: extra, defaultHost: Array((snapshot.origins.first?.hostHeader ?? "").utf8))
+        forwarding = f
+        return f
+    }
+
     var tlsVersionStatic: StaticString { tls?.versionName ?? "unknown" }
     var tlsVersionName: String { tlsVersionStatic.description }
     var cipherName: String? { tls?.cipherName.map { String(cString: $0) } }

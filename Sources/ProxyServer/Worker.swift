@@ -34,6 +34,8 @@ final class Worker: EventHandler, @unchecked Sendable {
     var roundRobin: Int
     let accessLog: AccessLogSink?
     var logLines: [UInt8] = []
+    /// Reusable serialisation space for heads (loop thread only).
+    var scratch: [UInt8] = []
     var logClock = LogClock()
     let logger: Logger
     private(set) var draining = false
@@ -62,6 +64,9 @@ final class Worker: EventHandler, @unchecked Sendable {
         // Bind here (on the main thread) so a bad address fails start-up with a clear error.
         self.listenFd = try Socket.listen(on: listenAddress, reusePort: true)
     }
+
+    /// The address the listener is bound to (resolves port 0).
+    var boundAddress: SocketAddress? { Socket.localAddress(listenFd) }
 
     /// Starts the worker thread.
     func start() {

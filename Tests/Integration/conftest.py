@@ -1,0 +1,199 @@
+"""Integration-test harness: builds nothing, starts real processes, always cleans up.
+
+The `edgeproxy` binary comes from $EDGEPROXY_BIN or .build/release/edgeproxy (the test script builds it).
+Ports come from the OS (port 0 / the proxy reports what it bound).
+"""
+import os
+import re
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import time
+
+import pytest
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def edgeproxy_bin():
+    b = os.environ.get("EDGEPROXY_BIN") or os.path.join(ROOT, ".build", "release", "edgeproxy")
+    if not os.path.exists(b):
+        pytest.fail(f"edgeproxy binary not found at {b}: run `swift build -c release --product edgeproxy` first")
+    return b
+
+
+def wait_for(pred, timeout=20.0, interval=0.05, what="condition"):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        v = pred()
+        if v:
+            return v
+        time.sleep(interval)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+class Process:
+    """A child process whose output goes to a file; killed (with its group) at cleanup."""
+
+    def __init__(self, args, env=None, cwd=None, name="proc"):
+        self.log_path = tempfile.mktemp(prefix=f"{name}-", suffix=".log")
+        self.log = open(self.log_path, "wb")
+        self.p = subprocess.Popen(
+            args, stdout=self.log, stderr=subprocess.STDOUT, env=env, cwd=cwd, start_new_session=True
+        )
+
+    def output(self):
+        self.log.flush()
+        with open(self.log_path, "rb") as f:
+            return f.read().decode("utf-8", "replace")
+
+    def alive(self):
+        return self.p.poll() is None
+
+    def signal(self, sig):
+        if self.alive():
+            self.p.send_signal(sig)
+
+    def wait(self, timeout):
+        return self.p.wait(timeout=timeout)
+
+    def stop(self):
+        if self.alive():
+            try:
+                os.killpg(self.p.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            try:
+                self.p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                pass
+        self.log.close()
+
+
+class Origin(Process):
+    def __init__(self):
+        super().__init__([sys.executable, os.path.join(HERE, "origin.py")], name="origin")
+        self.port = int(wait_for(lambda: (re.search(r"READY (\d+)", self.output()) or [None, None])[1],
+                                 what="origin READY"))
+
+    @property
+    def url(self):
+        return f"http://127.0.0.1:{self.port}"
+
+
+class Proxy(Process):
+    """The real edgeproxy binary. Finds its bound ports from its log lines."""
+
+    def __init__(self, args, cwd=None, env=None):
+        full_env = dict(os.environ)
+        if env:
+            full_env.update(env)
+        super().__init__([edgeproxy_bin()] + args, cwd=cwd or ROOT, env=full_env, name="edgeproxy")
+        out = wait_for(lambda: (not self.alive()) or re.search(r"edgeproxy listening", self.output()),
+                       what="edgeproxy to listen")
+        if not self.alive():
+            raise AssertionError("edgeproxy exited at start:\n" + self.output())
+        text = self.output()
+        m = re.search(r"address=\S*?:(\d+)", text)
+        self.port = int(m.group(1))
+        m = re.search(r"admin=\S*?:(\d+)", text)
+        self.admin_port = int(m.group(1)) if m else None
+
+    @property
+    def base(self):
+        return f"https://127.0.0.1:{self.port}"
+
+
+@pytest.fixture
+def origin():
+    o = Origin()
+    yield o
+    o.stop()
+
+
+@pytest.fixture
+def proxies():
+    started = []
+
+    def start(args, **kw):
+        p = Proxy(args, **kw)
+        started.append(p)
+        return p
+
+    yield start
+    for p in started:
+        p.stop()
+
+
+@pytest.fixture(scope="session")
+def certs():
+    """Test-time certificates: an ECDSA and an RSA cert for a.test, and an ECDSA cert for b.test."""
+    d = tempfile.mkdtemp(prefix="edgeproxy-certs-")
+
+    def run(*a):
+        subprocess.run(a, check=True, capture_output=True)
+
+    out = {}
+    for name, alg in [("a-ec", "ec"), ("a-rsa", "rsa"), ("b-ec", "ec")]:
+        host = "a.test" if name.startswith("a") else "b.test"
+        key = os.path.join(d, f"{name}.key")
+        crt = os.path.join(d, f"{name}.pem")
+        if alg == "ec":
+            run("openssl", "ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", key)
+        else:
+            run("openssl", "genrsa", "-out", key, "2048")
+        run("openssl", "req", "-new", "-x509", "-key", key, "-out", crt, "-days", "2", "-subj", f"/CN={host}",
+            "-addext", f"subjectAltName=DNS:{host},DNS:localhost,IP:127.0.0.1")
+        out[name] = (crt, key)
+    yield out
+    shutil.rmtree(d, ignore_errors=True)
+
+
+def curl(*args, timeout=60):
+    """Runs curl; returns CompletedProcess (text)."""
+    return subprocess.run(["curl", "-sS", "-k", "--max-time", str(timeout)] + list(args),
+                          capture_output=True, text=True, timeout=timeout + 10)
+
+
+def tls_connect(port, server_name="localhost", alpn=None, version=None):
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    if alpn:
+        ctx.set_alpn_protocols(alpn)
+    if version:
+        ctx.minimum_version = version
+        ctx.maximum_version = version
+    raw = socket.create_connection(("127.0.0.1", port), timeout=10)
+    return ctx.wrap_socket(raw, server_hostname=server_name)
+
+
+def read_response(sock, limit=1 << 24):
+    """Reads until the peer closes; returns bytes (raises on reset)."""
+    chunks = []
+    total = 0
+    while total < limit:
+        try:
+            b = sock.recv(65536)
+        except (ssl.SSLZeroReturnError,):
+            break
+        if not b:
+            break
+        chunks.append(b)
+        total += len(b)
+    return b"".join(chunks)
+
+
+def rss_kb(pid):
+    total = 0
+    for p in [pid]:
+        with open(f"/proc/{p}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+    return total
