@@ -32,8 +32,14 @@ final class ParserRobustnessTests: XCTestCase {
                 assertParseError(try ClientHello.parse(bytes: prefix))
             }
             for n in 0..<record.count {
-                let e = assertParseError(try ClientHello.parse(records: Array(record[0..<n])), "\(name) record cut at \(n)")
-                if n > 0, case .truncated = e {} else if n > 0 { XCTFail("\(name) record cut at \(n): \(String(describing: e))") }
+                let e = assertParseError(
+                    try ClientHello.parse(records: Array(record[0..<n])),
+                    "\(name) record cut at \(n)"
+                )
+                if n > 0, case .truncated = e {
+                } else if n > 0 {
+                    XCTFail("\(name) record cut at \(n): \(String(describing: e))")
+                }
             }
         }
     }
@@ -42,36 +48,66 @@ final class ParserRobustnessTests: XCTestCase {
         let base = small([.serverName("a.example"), .supportedGroups([29, 23])])
         var b = base
         setU16(&b, 2, base.count - 4 + 1)  // handshake length one too long
-        XCTAssertEqual(assertParseError(try ClientHello.parse(handshake: b)), .truncated(what: .handshake, offset: 4, needed: base.count - 3, available: base.count - 4))
+        XCTAssertEqual(
+            assertParseError(try ClientHello.parse(handshake: b)),
+            .truncated(what: .handshake, offset: 4, needed: base.count - 3, available: base.count - 4)
+        )
         b = base
         setU16(&b, 2, base.count - 4 - 1)  // one too short
-        XCTAssertEqual(assertParseError(try ClientHello.parse(handshake: b)), .trailingBytes(what: .handshake, offset: base.count - 1, count: 1))
+        XCTAssertEqual(
+            assertParseError(try ClientHello.parse(handshake: b)),
+            .trailingBytes(what: .handshake, offset: base.count - 1, count: 1)
+        )
 
         b = base
         setU16(&b, 39, 0xfffe)  // cipher list longer than the hello
-        XCTAssertEqual(assertParseError(try ClientHello.parse(handshake: b)), .lengthMismatch(what: .cipherSuites, offset: 39, declared: 0xfffe, actual: base.count - 41))
+        XCTAssertEqual(
+            assertParseError(try ClientHello.parse(handshake: b)),
+            .lengthMismatch(what: .cipherSuites, offset: 39, declared: 0xfffe, actual: base.count - 41)
+        )
         b = base
         setU16(&b, 39, 3)  // odd cipher list
-        XCTAssertEqual(assertParseError(try ClientHello.parse(handshake: b)), .badVectorLength(what: .cipherSuites, offset: 41, length: 3))
+        XCTAssertEqual(
+            assertParseError(try ClientHello.parse(handshake: b)),
+            .badVectorLength(what: .cipherSuites, offset: 41, length: 3)
+        )
         b = base
         b[38] = 33  // session id > 32
-        XCTAssertEqual(assertParseError(try ClientHello.parse(handshake: b)), .badVectorLength(what: .sessionID, offset: 38, length: 33))
+        XCTAssertEqual(
+            assertParseError(try ClientHello.parse(handshake: b)),
+            .badVectorLength(what: .sessionID, offset: 38, length: 33)
+        )
 
         b = base
         setU16(&b, 47, base.count - 49 + 2)  // extensions block longer than the rest
-        XCTAssertEqual(assertParseError(try ClientHello.parse(handshake: b)), .lengthMismatch(what: .extensions, offset: 47, declared: base.count - 47, actual: base.count - 49))
+        XCTAssertEqual(
+            assertParseError(try ClientHello.parse(handshake: b)),
+            .lengthMismatch(what: .extensions, offset: 47, declared: base.count - 47, actual: base.count - 49)
+        )
         b = base
         setU16(&b, 47, base.count - 49 - 2)  // shorter: bytes left over after the block
-        XCTAssertEqual(assertParseError(try ClientHello.parse(handshake: b)), .lengthMismatch(what: .extensions, offset: 47, declared: base.count - 51, actual: base.count - 49))
+        XCTAssertEqual(
+            assertParseError(try ClientHello.parse(handshake: b)),
+            .lengthMismatch(what: .extensions, offset: 47, declared: base.count - 51, actual: base.count - 49)
+        )
         b = base
         setU16(&b, 51, 200)  // first extension body longer than the block
-        if case .lengthMismatch(.extensionBody, 51, 200, _)? = assertParseError(try ClientHello.parse(handshake: b)) {} else { XCTFail() }
+        if case .lengthMismatch(.extensionBody, 51, 200, _)? = assertParseError(try ClientHello.parse(handshake: b)) {
+        } else {
+            XCTFail()
+        }
         b = base
         setU16(&b, 53, 100)  // server_name list length lies
-        if case .lengthMismatch(.serverName, 53, 100, _)? = assertParseError(try ClientHello.parse(handshake: b)) {} else { XCTFail() }
+        if case .lengthMismatch(.serverName, 53, 100, _)? = assertParseError(try ClientHello.parse(handshake: b)) {
+        } else {
+            XCTFail()
+        }
         b = base
         setU16(&b, 56, 1)  // host_name length shorter than its list
-        if case .lengthMismatch(.serverName, _, _, _)? = assertParseError(try ClientHello.parse(handshake: b)) {} else { XCTFail() }
+        if case .lengthMismatch(.serverName, _, _, _)? = assertParseError(try ClientHello.parse(handshake: b)) {
+        } else {
+            XCTFail()
+        }
     }
 
     func testMalformedDecodedExtensionBodies() {
@@ -99,10 +135,12 @@ final class ParserRobustnessTests: XCTestCase {
             }
         }
         // Unknown extensions are kept raw whatever their body; empty decoded lists are accepted.
-        let ok = try? ClientHello.parse(handshake: small([
-            .init(type: 0x4469, body: [1, 2, 3]), .init(type: 10, body: [0, 0]), .init(type: 16, body: [0, 0]),
-            .init(type: 51, body: [0, 0]), .init(type: 0, body: []),
-        ]))
+        let ok = try? ClientHello.parse(
+            handshake: small([
+                .init(type: 0x4469, body: [1, 2, 3]), .init(type: 10, body: [0, 0]), .init(type: 16, body: [0, 0]),
+                .init(type: 51, body: [0, 0]), .init(type: 0, body: []),
+            ])
+        )
         XCTAssertEqual(ok?.extensions.first?.body, [1, 2, 3])
         XCTAssertEqual(ok?.serverName, nil)
         XCTAssertEqual(ok?.features.sniPresent, true)
@@ -110,11 +148,17 @@ final class ParserRobustnessTests: XCTestCase {
 
     func testDuplicateExtensions() {
         let dup = small([.supportedGroups([29]), .init(type: 23, body: []), .supportedGroups([23])])
-        XCTAssertEqual(assertParseError(try ClientHello.parse(handshake: dup)), .duplicateExtension(type: 10, offset: 49 + 8 + 4))
+        XCTAssertEqual(
+            assertParseError(try ClientHello.parse(handshake: dup)),
+            .duplicateExtension(type: 10, offset: 49 + 8 + 4)
+        )
         // Past 32 extensions the check switches to a set: still caught.
         var many: [ClientHello.Extension] = (1000..<1040).map { .init(type: UInt16($0), body: []) }
         many.append(.init(type: 1037, body: []))
-        XCTAssertEqual(assertParseError(try ClientHello.parse(handshake: small(many))), .duplicateExtension(type: 1037, offset: 49 + 40 * 4))
+        XCTAssertEqual(
+            assertParseError(try ClientHello.parse(handshake: small(many))),
+            .duplicateExtension(type: 1037, offset: 49 + 40 * 4)
+        )
     }
 
     func testEmptyCipherListAndNoExtensions() throws {
@@ -135,20 +179,49 @@ final class ParserRobustnessTests: XCTestCase {
         // A single byte where the block length should be.
         b.removeLast()
         b[3] -= 1
-        XCTAssertEqual(assertParseError(try ClientHello.parse(handshake: b)), .truncated(what: .extensions, offset: 43, needed: 2, available: 1))
+        XCTAssertEqual(
+            assertParseError(try ClientHello.parse(handshake: b)),
+            .truncated(what: .extensions, offset: 43, needed: 2, available: 1)
+        )
     }
 
     func testOversizeAndWrongTypes() {
-        XCTAssertEqual(assertParseError(try ClientHello.parse(handshake: [1, 1, 0, 1] + [UInt8](repeating: 0, count: 20))), .oversized(what: .handshake, length: 65_537, limit: 65_536))
-        XCTAssertEqual(assertParseError(try ClientHello.parse(records: [22, 3, 1, 0x40, 0x01] + [UInt8](repeating: 0, count: 0x4001))), .oversized(what: .record, length: 16_385, limit: 16_384))
+        XCTAssertEqual(
+            assertParseError(try ClientHello.parse(handshake: [1, 1, 0, 1] + [UInt8](repeating: 0, count: 20))),
+            .oversized(what: .handshake, length: 65_537, limit: 65_536)
+        )
+        XCTAssertEqual(
+            assertParseError(
+                try ClientHello.parse(records: [22, 3, 1, 0x40, 0x01] + [UInt8](repeating: 0, count: 0x4001))
+            ),
+            .oversized(what: .record, length: 16_385, limit: 16_384)
+        )
         // An oversized message declared in the first fragment is refused before anything is buffered.
-        XCTAssertEqual(assertParseError(try ClientHello.parse(records: [22, 3, 1, 0, 4, 1, 0xff, 0xff, 0xff])), .oversized(what: .handshake, length: 0xffffff, limit: 65_536))
-        XCTAssertEqual(assertParseError(try ClientHello.parse(handshake: [2, 0, 0, 0])), .notClientHello(handshakeType: 2))
-        XCTAssertEqual(assertParseError(try ClientHello.parse(records: [23, 3, 3, 0, 1, 0])), .notHandshakeRecord(contentType: 23, version: 0x0303, offset: 0))
-        XCTAssertEqual(assertParseError(try ClientHello.parse(records: [22, 2, 0, 0, 1, 1])), .notHandshakeRecord(contentType: 22, version: 0x0200, offset: 0))
-        XCTAssertEqual(assertParseError(try ClientHello.parse(bytes: Array("GET / HTTP/1.1\r\n".utf8))), .notHandshakeRecord(contentType: 0x47, version: 0x4554, offset: 0))
+        XCTAssertEqual(
+            assertParseError(try ClientHello.parse(records: [22, 3, 1, 0, 4, 1, 0xff, 0xff, 0xff])),
+            .oversized(what: .handshake, length: 0xffffff, limit: 65_536)
+        )
+        XCTAssertEqual(
+            assertParseError(try ClientHello.parse(handshake: [2, 0, 0, 0])),
+            .notClientHello(handshakeType: 2)
+        )
+        XCTAssertEqual(
+            assertParseError(try ClientHello.parse(records: [23, 3, 3, 0, 1, 0])),
+            .notHandshakeRecord(contentType: 23, version: 0x0303, offset: 0)
+        )
+        XCTAssertEqual(
+            assertParseError(try ClientHello.parse(records: [22, 2, 0, 0, 1, 1])),
+            .notHandshakeRecord(contentType: 22, version: 0x0200, offset: 0)
+        )
+        XCTAssertEqual(
+            assertParseError(try ClientHello.parse(bytes: Array("GET / HTTP/1.1\r\n".utf8))),
+            .notHandshakeRecord(contentType: 0x47, version: 0x4554, offset: 0)
+        )
         XCTAssertEqual(assertParseError(try ClientHello.parse(bytes: [])), .empty)
-        XCTAssertEqual(assertParseError(try ClientHello.parse(records: [22, 3, 1, 0, 0])), .badVectorLength(what: .record, offset: 3, length: 0))
+        XCTAssertEqual(
+            assertParseError(try ClientHello.parse(records: [22, 3, 1, 0, 0])),
+            .badVectorLength(what: .record, offset: 3, length: 0)
+        )
     }
 
     func testFragmentedAcrossRecords() throws {
@@ -170,28 +243,47 @@ final class ParserRobustnessTests: XCTestCase {
         XCTAssertEqual(try ClientHello.parse(bytes: tiny).ja3, whole.ja3)
         // Missing last fragment → truncated; an extra record or extra bytes after the hello → trailing bytes.
         let three = record(raw[0..<100]) + record(raw[100..<200]) + record(raw[200...])
-        XCTAssertEqual(assertParseError(try ClientHello.parse(records: Array(three[0..<(105 + 105)]))), .truncated(what: .handshake, offset: 200, needed: raw.count - 200, available: 0))
-        XCTAssertEqual(assertParseError(try ClientHello.parse(records: three + record([0x14][...]))), .trailingBytes(what: .record, offset: three.count, count: 6))
-        XCTAssertEqual(assertParseError(try ClientHello.parse(records: record(raw[...]) + [0x14])), .trailingBytes(what: .record, offset: raw.count + 5, count: 1))
-        XCTAssertEqual(assertParseError(try ClientHello.parse(records: record((raw + [2, 0, 0, 0])[...]))), .trailingBytes(what: .handshake, offset: raw.count + 5, count: 4))
+        XCTAssertEqual(
+            assertParseError(try ClientHello.parse(records: Array(three[0..<(105 + 105)]))),
+            .truncated(what: .handshake, offset: 200, needed: raw.count - 200, available: 0)
+        )
+        XCTAssertEqual(
+            assertParseError(try ClientHello.parse(records: three + record([0x14][...]))),
+            .trailingBytes(what: .record, offset: three.count, count: 6)
+        )
+        XCTAssertEqual(
+            assertParseError(try ClientHello.parse(records: record(raw[...]) + [0x14])),
+            .trailingBytes(what: .record, offset: raw.count + 5, count: 1)
+        )
+        XCTAssertEqual(
+            assertParseError(try ClientHello.parse(records: record((raw + [2, 0, 0, 0])[...]))),
+            .trailingBytes(what: .handshake, offset: raw.count + 5, count: 4)
+        )
         // A fragmented non-ClientHello is refused as soon as its header is complete.
-        XCTAssertEqual(assertParseError(try ClientHello.parse(records: record([2, 0][...]) + record([0, 9, 9, 9][...]))), .notClientHello(handshakeType: 2))
+        XCTAssertEqual(
+            assertParseError(try ClientHello.parse(records: record([2, 0][...]) + record([0, 9, 9, 9][...]))),
+            .notClientHello(handshakeType: 2)
+        )
     }
 
     func testGREASEInsideBodies() throws {
         let plain = ClientHello(
-            legacyVersion: 0x0303, cipherSuites: [0x1301, 0xc02b],
+            legacyVersion: 0x0303,
+            cipherSuites: [0x1301, 0xc02b],
             extensions: [
                 .serverName("grease.example"), .supportedGroups([29, 23]), .supportedVersions([0x0304, 0x0303]),
                 .keyShare(groups: [29]), .signatureAlgorithms([0x0403, 0x0804]), .alpn(["h2"]),
-            ])
+            ]
+        )
         let greased = ClientHello(
-            legacyVersion: 0x0303, cipherSuites: [0x2a2a, 0x1301, 0xc02b],
+            legacyVersion: 0x0303,
+            cipherSuites: [0x2a2a, 0x1301, 0xc02b],
             extensions: [
                 .init(type: 0x0a0a, body: []), .serverName("grease.example"), .supportedGroups([0xfafa, 29, 23]),
                 .supportedVersions([0x7a7a, 0x0304, 0x0303]), .keyShare(groups: [0xfafa, 29]),
                 .signatureAlgorithms([0x0403, 0x0804]), .alpn(["h2"]), .init(type: 0xdada, body: [0]),
-            ])
+            ]
+        )
         let p = try ClientHello.parse(handshake: plain.serialize())
         let g = try ClientHello.parse(handshake: greased.serialize())
         // Wire order and GREASE kept in the parsed hello...
@@ -218,7 +310,10 @@ final class ParserRobustnessTests: XCTestCase {
         let chrome = try ClientHello.parse(handshake: try HelloFixture.raw("chrome-110-desktop")).features
         XCTAssertTrue(chrome.greasePresent)
         XCTAssertTrue(chrome.sniPresent)
-        XCTAssertTrue(chrome.sessionTicketExtPresent && chrome.extendedMasterSecretExtPresent && chrome.renegotiationInfoExtPresent)
+        XCTAssertTrue(
+            chrome.sessionTicketExtPresent && chrome.extendedMasterSecretExtPresent
+                && chrome.renegotiationInfoExtPresent
+        )
         XCTAssertEqual(chrome.highestVersion, 0x0304)
         XCTAssertEqual(chrome.cipherSuites.count, 15)
         XCTAssertEqual(chrome.extensions.count, 16)
@@ -273,8 +368,12 @@ final class ParserRobustnessTests: XCTestCase {
     func testErrorDescriptionsSayWhereAndWhy() {
         XCTAssertEqual(
             ClientHelloParseError.truncated(what: .cipherSuites, offset: 41, needed: 4, available: 2).description,
-            "ClientHello: truncated at offset 41 in cipher_suites: need 4 bytes, 2 left")
+            "ClientHello: truncated at offset 41 in cipher_suites: need 4 bytes, 2 left"
+        )
         XCTAssertTrue(ClientHelloParseError.duplicateExtension(type: 10, offset: 60).description.contains("0x000a"))
-        XCTAssertTrue(ClientHelloParseError.lengthMismatch(what: .extensions, offset: 47, declared: 9, actual: 3).description.contains("lies"))
+        XCTAssertTrue(
+            ClientHelloParseError.lengthMismatch(what: .extensions, offset: 47, declared: 9, actual: 3).description
+                .contains("lies")
+        )
     }
 }

@@ -52,6 +52,9 @@ final class TestsslClientSimulationTests: XCTestCase {
         for n in 1..<msg.count { assertParseError(try ClientHello.parse(bytes: Array(msg[0..<n])), "cut at \(n)") }
         var bad = msg
         bad[6] = 8  // spec length not a multiple of 3
-        if case .badVectorLength(.sslv2Hello, _, 8)? = assertParseError(try ClientHello.parse(bytes: bad)) {} else { XCTFail() }
+        if case .badVectorLength(.sslv2Hello, _, 8)? = assertParseError(try ClientHello.parse(bytes: bad)) {
+        } else {
+            XCTFail()
+        }
     }
 }
