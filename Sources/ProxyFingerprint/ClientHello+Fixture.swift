@@ -1,7 +1,8 @@
+// Internal imports: Foundation is an implementation detail of this non-hot-path builder, not part of the API.
 #if canImport(FoundationEssentials)
-import FoundationEssentials
+internal import FoundationEssentials
 #else
-import Foundation
+internal import Foundation
 #endif
 
 /// Why a fixture file could not be turned into a ClientHello.

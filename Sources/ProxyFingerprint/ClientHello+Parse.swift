@@ -41,6 +41,18 @@ extension ClientHello {
 
     /// Record-layer variant of `parse(records:)` over borrowed memory (e.g. bytes read with `MSG_PEEK`).
     public static func parse(records buf: UnsafeRawBufferPointer) throws(ClientHelloParseError) -> ClientHello {
+        let (hello, consumed) = try parsePrefix(records: buf)
+        if consumed < buf.count { throw .trailingBytes(what: .record, offset: consumed, count: buf.count - consumed) }
+        return hello
+    }
+
+    /// Like `parse(records:)`, but stops after the record that completes the hello and returns how many bytes that
+    /// was, leaving later records (a 0-RTT client's ChangeCipherSpec and early data) alone: for callers that
+    /// `MSG_PEEK` the socket and cannot know record boundaries in advance. Bytes after the hello *inside* its last
+    /// record are still an error (a second handshake message is never valid there).
+    public static func parsePrefix(
+        records buf: UnsafeRawBufferPointer
+    ) throws(ClientHelloParseError) -> (hello: ClientHello, consumed: Int) {
         guard !buf.isEmpty else { throw .empty }
         var pos = 0
         var firstVersion: UInt16 = 0
@@ -111,7 +123,6 @@ extension ClientHello {
             }
         }
         if extra > 0 { throw .trailingBytes(what: .handshake, offset: pos - extra, count: extra) }
-        if pos < buf.count { throw .trailingBytes(what: .record, offset: pos, count: buf.count - pos) }
         var hello: ClientHello
         if let inPlace {
             hello = try parseMessage(UnsafeRawBufferPointer(rebasing: buf[inPlace]), recordVersion: firstVersion)
@@ -124,7 +135,7 @@ extension ClientHello {
             hello = try result.get()
         }
         hello.recordVersion = firstVersion
-        return hello
+        return (hello, pos)
     }
 
     /// Auto-detects the framing: a TLS record (first byte 22), a bare handshake message (first byte 1) or an

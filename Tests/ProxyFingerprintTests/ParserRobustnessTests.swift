@@ -259,6 +259,11 @@ final class ParserRobustnessTests: XCTestCase {
             assertParseError(try ClientHello.parse(records: record((raw + [2, 0, 0, 0])[...]))),
             .trailingBytes(what: .handshake, offset: raw.count + 5, count: 4)
         )
+        // parsePrefix leaves later records to the caller.
+        let withCCS = three + record([1][...]) + [23, 3, 3]
+        let prefix = try withCCS.withUnsafeBytes { b in try ClientHello.parsePrefix(records: b) }
+        XCTAssertEqual(prefix.consumed, three.count)
+        XCTAssertEqual(prefix.hello.ja4, whole.ja4)
         // A fragmented non-ClientHello is refused as soon as its header is complete.
         XCTAssertEqual(
             assertParseError(try ClientHello.parse(records: record([2, 0][...]) + record([0, 9, 9, 9][...]))),

@@ -9,6 +9,9 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     // The explicit framings see the same bytes too: each has its own length bookkeeping.
     _ = try? ClientHello.parse(handshake: input)
     _ = try? ClientHello.parse(records: input)
+    if let (_, consumed) = try? ClientHello.parsePrefix(records: input) {
+        precondition(consumed > 0 && consumed <= size, "parsePrefix consumed out of range")
+    }
     guard let hello = try? ClientHello.parse(bytes: input) else { return 0 }
     let ja3 = hello.ja3
     let ja4 = hello.ja4
