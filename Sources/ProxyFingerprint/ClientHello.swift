@@ -31,6 +31,9 @@ public struct ClientHello: Sendable, Equatable {
     public var signatureAlgorithms: [UInt16]
     public var alpn: [String]
     public var keyShareGroups: [UInt16]
+    /// True when the hello arrived in the SSLv2-compatible CLIENT-HELLO format (RFC 6101 appendix E.2; old IE/Java):
+    /// `cipherSuites` then holds the 3-byte specs whose first byte is 0, as 16-bit suites, and there are no extensions.
+    public var isSSLv2Compatible: Bool = false
 
     public init(
         recordVersion: UInt16? = nil, legacyVersion: UInt16, sessionIDLength: Int = 0, cipherSuites: [UInt16],

@@ -1,7 +1,0 @@
-import XCTest
-
-@testable import ProxyFingerprint
-
-final class ProxyFingerprintPlaceholderTests: XCTestCase {
-    func testModuleLinks() {}
-}
