@@ -1,1 +1,0 @@
-// ProxyPolicy: placeholder until its first real file lands.

@@ -1,7 +1,0 @@
-import XCTest
-
-@testable import ProxyPolicy
-
-final class ProxyPolicyPlaceholderTests: XCTestCase {
-    func testModuleLinks() {}
-}
