@@ -103,6 +103,9 @@ public struct RequestParser: Sendable {
     public mutating func finish() -> ParseEvent {
         switch state {
         case .head where scanner.atStart: return .needMore
+        case .body where decoder.isDone:
+            state = .head
+            return .end(consumed: 0)
         case .failed: return .error(failure!)
         default: return fail(.unexpectedEOF)
         }
