@@ -1,0 +1,67 @@
+/// Splits a scanned head (or trailer section) into field lines and validates them (RFC 9112 §5, RFC 9110 §5.5).
+///
+/// Strict (requests): name is 1*tchar immediately followed by ":"; values may hold HTAB, SP, VCHAR and obs-text
+/// only. Tolerant (responses): whitespace between name and colon is dropped from the name (RFC 9112 §5.1 says a
+/// proxy MUST remove it from responses), and values only refuse NUL. Both refuse obs-fold: a proxy may either
+/// replace it or reject the message (RFC 9112 §5.2), and rejecting keeps the stored ranges byte-exact.
+enum FieldLineParser {
+    /// Parses field lines in `p[start..<end]`, where `end` is just past the final empty line, appending to `fields`.
+    /// The scanner guarantees every CR is followed by LF.
+    static func parse(
+        _ p: UnsafePointer<UInt8>,
+        from start: Int,
+        to end: Int,
+        strict: Bool,
+        into fields: inout [HeaderField]
+    ) -> HTTPParseError.Kind? {
+        var i = start
+        while i < end {
+            // Find the end of this line.
+            var lf = i
+            while p[lf] != ASCII.lf { lf += 1 }
+            var lineEnd = lf
+            if lineEnd > i && p[lineEnd - 1] == ASCII.cr { lineEnd -= 1 }
+            let next = lf + 1
+            if lineEnd == i { return nil }  // the empty line ending the section
+            if ASCII.isOWS(p[i]) { return .obsoleteLineFolding }
+
+            var j = i
+            while j < lineEnd && ASCII.isToken(p[j]) { j += 1 }
+            let nameEnd = j
+            if nameEnd == i { return .invalidFieldName }
+            if j < lineEnd && ASCII.isOWS(p[j]) {
+                if strict { return .whitespaceBeforeColon }
+                while j < lineEnd && ASCII.isOWS(p[j]) { j += 1 }
+            }
+            if j == lineEnd || p[j] != ASCII.colon { return .invalidFieldName }
+            j += 1
+            while j < lineEnd && ASCII.isOWS(p[j]) { j += 1 }
+            let valueStart = j
+            var valueEnd = lineEnd
+            while valueEnd > valueStart && ASCII.isOWS(p[valueEnd - 1]) { valueEnd -= 1 }
+            if strict {
+                while j < valueEnd {
+                    let b = p[j]
+                    // Refuse CTLs except HTAB, and DEL.
+                    if (b < 0x20 && b != ASCII.htab) || b == 0x7F { return .invalidFieldValue }
+                    j += 1
+                }
+            } else {
+                while j < valueEnd {
+                    if p[j] == 0 { return .invalidFieldValue }
+                    j += 1
+                }
+            }
+            fields.append(
+                HeaderField(
+                    nameStart: UInt32(truncatingIfNeeded: i),
+                    nameEnd: UInt32(truncatingIfNeeded: nameEnd),
+                    valueStart: UInt32(truncatingIfNeeded: valueStart),
+                    valueEnd: UInt32(truncatingIfNeeded: valueEnd)
+                )
+            )
+            i = next
+        }
+        return nil
+    }
+}

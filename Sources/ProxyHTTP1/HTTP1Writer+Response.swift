@@ -1,0 +1,65 @@
+extension HTTP1Writer {
+    /// Appends the head of an origin response as forwarded to the client:
+    /// - status line `HTTP/1.1 <status> <reason>` (the origin's reason, or the standard one when it sent none);
+    /// - the origin's fields in order, minus hop-by-hop fields (including those named in Connection), minus
+    ///   Content-Length/Transfer-Encoding, minus `stripped`;
+    /// - framing for `framing` (usually `head.clientFraming(clientVersion:)`): for `.bodiless` the origin's
+    ///   Content-Length is kept on responses that may carry one (HEAD responses, 304), never on 1xx/204;
+    /// - `Via: <via>`;
+    /// - `Connection: close` when `closeConnection` or `framing == .closeDelimited`; otherwise
+    ///   `Connection: keep-alive` for an HTTP/1.0 client (whose default is close).
+    ///
+    /// For a forwarded 1xx interim head pass `.bodiless` and `closeConnection: false`.
+    public static func appendResponseHead(
+        _ head: ResponseHead,
+        framing: OutboundFraming,
+        closeConnection: Bool,
+        clientVersion: HTTPVersion,
+        via: StaticString = "1.1 edgeproxy",
+        stripped: HeaderNameList = HeaderNameList(),
+        to out: inout [UInt8]
+    ) {
+        let fields = head.headers.fields
+        head.headers.bytes.withUnsafeBufferPointer { buf in
+            let p = buf.baseAddress!
+            out.appendStatic("HTTP/1.1 ")
+            out.appendDecimal(head.status)
+            out.append(ASCII.sp)
+            if head.reasonEnd > head.reasonStart {
+                out.append(
+                    contentsOf: UnsafeBufferPointer(start: p + head.reasonStart, count: head.reasonEnd - head.reasonStart)
+                )
+            } else {
+                out.appendStatic(reasonPhrase(head.status))
+            }
+            out.appendCRLF()
+            let checkConnection = connectionNamesFields(p, fields)
+            let checkStripped = stripped.count > 0
+            for f in fields {
+                let np = p + Int(f.nameStart)
+                let nl = Int(f.nameEnd - f.nameStart)
+                if isHopByHopOrFraming(np, nl) { continue }
+                if checkStripped && stripped.contains(np, nl) { continue }
+                if checkConnection && isNamedByConnection(p, fields, np, nl) { continue }
+                appendField(p, f, to: &out)
+            }
+        }
+        if framing == .bodiless {
+            let mayCarryLength = head.status >= 200 && head.status != 204
+            if mayCarryLength, let n = head.contentLength { appendFraming(.contentLength(n), to: &out) }
+        } else {
+            appendFraming(framing, to: &out)
+        }
+        if via.utf8CodeUnitCount > 0 {
+            out.appendStatic("Via: ")
+            out.appendStatic(via)
+            out.appendCRLF()
+        }
+        if closeConnection || framing == .closeDelimited {
+            out.appendStatic("Connection: close\r\n")
+        } else if clientVersion == .http1_0 {
+            out.appendStatic("Connection: keep-alive\r\n")
+        }
+        out.appendCRLF()
+    }
+}
