@@ -24,9 +24,10 @@ public final class ByteBuffer {
         UnsafeRawBufferPointer(start: base + start, count: end - start)
     }
 
-    /// The free space after `end` (compacts first when that makes room).
+    /// The free space after `end`; compacts first when the tail is full or the data is small, so the result is
+    /// empty only when the buffer is completely full (a zero-length read would look like EOF).
     @inlinable public var writable: UnsafeMutableRawBufferPointer {
-        if start > 0 && end - start < capacity / 2 { compact() }
+        if start > 0 && (end == capacity || end - start < capacity / 2) { compact() }
         return UnsafeMutableRawBufferPointer(start: base + end, count: capacity - end)
     }
 

@@ -94,9 +94,11 @@ private final class AdminConnection: EventHandler {
                     let head = parser.head
                     let (status, type, body) = server.respond(method: head.method, path: head.target)
                     var out: [UInt8] = []
-                    HTTP1Writer.appendSimpleResponse(
-                        status: status, contentType: type, body: body, close: true, to: &out)
-                    if head.method == .head, let i = findBodyStart(out) { out.removeSubrange(i...) }
+                    body.withUnsafeBytes {
+                        HTTP1Writer.appendSimpleResponse(
+                            status: status, contentType: type, body: $0, closeConnection: true,
+                            includeBody: head.method != .head, to: &out)
+                    }
                     writeAll(out)
                     return server.finished(self)
                 case .error(let e):
@@ -109,15 +111,6 @@ private final class AdminConnection: EventHandler {
                 }
             }
         }
-    }
-
-    private func findBodyStart(_ b: [UInt8]) -> Int? {
-        var i = 0
-        while i + 3 < b.count {
-            if b[i] == 13 && b[i + 1] == 10 && b[i + 2] == 13 && b[i + 3] == 10 { return i + 4 }
-            i += 1
-        }
-        return nil
     }
 
     /// Admin responses are small; a short blocking-style loop on a local socket is acceptable here (control

@@ -669,7 +669,7 @@ final class ClientConnection: EventHandler, TimerHandler {
     private func logExchange() {
         worker.metrics.request(status: ex.status)
         guard worker.accessLog != nil else { return }
-        AccessLogLine.append(connection: self, exchange: ex, to: &worker.logLines, clock: &worker.logClock, now: worker.loop.now)
+        AccessLogLine.append(connection: self, exchange: ex, to: &worker.logLines, clock: &worker.logClock, now: monotonicNanos())
     }
 
     // MARK: deadlines and closing

@@ -39,10 +39,10 @@ public final class EdgeProxyServer: @unchecked Sendable {
     private let exitedWorkers = Mutex<Int>(0)
     private var draining = false
     private var policyGeneration: UInt64 = 0
-    private let reloadFailures: Counter
-    private let reloads: Counter
-    private let keyAge: Gauge
-    private let ticketStoreUp: Gauge
+    private let reloadFailures: Metrics.Counter
+    private let reloads: Metrics.Counter
+    private let keyAge: Metrics.Gauge
+    private let ticketStoreUp: Metrics.Gauge
     /// The addresses actually bound (port 0 resolved), for logs and tests.
     public private(set) var boundAddress: SocketAddress?
     public private(set) var adminAddress: SocketAddress?
@@ -210,7 +210,7 @@ public final class EdgeProxyServer: @unchecked Sendable {
             return CompiledPolicySet(generation: policyGeneration, policies: [])
         }
         let result = try PolicyLoader.load(directory: dir, generation: policyGeneration)
-        for d in result.diagnostics { logger.warning("\(d)") }
+        for d in result.warnings { logger.warning("\(d)") }
         logger.info("loaded \(result.set.policies.count) polic\(result.set.policies.count == 1 ? "y" : "ies") from \(dir)")
         return result.set
     }
@@ -405,7 +405,7 @@ struct PolicyReloadError: Error {
     let kept: CompiledPolicySet?
 }
 
-private final class Ticker: TimerHandler {
+private final class Ticker: ProxyEventLoop.TimerHandler {
     unowned let server: EdgeProxyServer
     init(server: EdgeProxyServer) { self.server = server }
     func timerFired(now: UInt64) {
@@ -415,7 +415,7 @@ private final class Ticker: TimerHandler {
 }
 
 extension EdgeProxyServer {
-    fileprivate func scheduleTick(_ t: TimerHandler, now: UInt64) {
+    fileprivate func scheduleTick(_ t: ProxyEventLoop.TimerHandler, now: UInt64) {
         loop.schedule(at: now &+ 1_000_000_000, t)
     }
 }

@@ -54,7 +54,7 @@ struct Exchange {
         attempts = 0
         originIndex = -1
         upSent = 0
-        respParser.reset()
+        if !respParser.isIdle { respParser = ResponseParser() }
         respParserPending = false
         responseHeadSent = false
         responseChunked = false

@@ -45,7 +45,7 @@ public final class RuntimeSnapshot: Sendable {
     public let timeouts: Timeouts
     public let limits: HTTP1Limits
     public let fingerprintHeaders: FingerprintHeaders
-    /// Lowercased names of inbound headers always removed (spoofable fingerprint headers).
+    /// Lowercased names of inbound headers always removed (spoofable fingerprint headers, Expect).
     let strippedHeaderNames: [[UInt8]]
     public let maxConnectionsPerWorker: Int
 
@@ -61,6 +61,7 @@ public final class RuntimeSnapshot: Sendable {
         self.fingerprintHeaders = fingerprintHeaders
         self.maxConnectionsPerWorker = maxConnectionsPerWorker
         let h = fingerprintHeaders
-        self.strippedHeaderNames = [h.ja3, h.ja4, h.policy, h.tag].map { Array($0.lowercased().utf8) }
+        // Expect is answered by the proxy itself (100 Continue), so the origin never sees it.
+        self.strippedHeaderNames = [h.ja3, h.ja4, h.policy, h.tag, "expect"].map { Array($0.lowercased().utf8) }
     }
 }

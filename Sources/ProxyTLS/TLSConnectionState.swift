@@ -88,7 +88,7 @@ public final class TLSConnectionState {
     var keyNameLo: UInt64 = 0
     var hasKeyName = false
 
-    init(worker: TLSWorkerContext, contextSet: TLSContextSet) {
+    public init(worker: TLSWorkerContext, contextSet: TLSContextSet) {
         self.worker = worker
         self.contextSet = contextSet
         self.staleAction = contextSet.settings.defaultStaleAction
