@@ -39,7 +39,8 @@ let ticketKeyCallback:
         guard state.ticketsEnabled else { return 0 }
         let words = TicketKey.nameWords(UnsafeRawBufferPointer(start: keyName, count: 16))
         guard let (key, keyState) = ring.lookup(nameHigh: words.high, nameLow: words.low, at: now) else {
-            state.ticketOutcome = .unknownKey
+            state.ticketOutcome =
+                ring.isExpired(nameHigh: words.high, nameLow: words.low, at: now) ? .expiredKey : .unknownKey
             return 0
         }
         state.keyNameHi = key.nameHigh

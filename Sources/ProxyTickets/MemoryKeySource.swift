@@ -27,6 +27,7 @@ public final class MemoryKeySource: TicketKeySource {
     private struct State {
         var keys: [TicketKey]  // newest first
         var retired: [TicketKey]  // removed from the ring, waiting to be zeroized
+        var retiredNames: [UInt64] = []  // name words of retired keys, newest first (for expired_key counting)
     }
     private let state: Mutex<State>
 
@@ -68,8 +69,9 @@ public final class MemoryKeySource: TicketKeySource {
             zeroizeRetired(&retired, now: now)
             s.retired = retired
             guard changed else { return false }
+            Self.rememberNames(of: s.keys, notIn: keys, into: &s.retiredNames)
             s.keys = keys
-            publish(keys, now: now)
+            publish(keys, retiredNames: s.retiredNames, now: now)
             return true
         }
     }
@@ -102,15 +104,26 @@ public final class MemoryKeySource: TicketKeySource {
             _ = try Self.reconcile(&keys, &retired, schedule: schedule, now: now)
             zeroizeRetired(&retired, now: now)
             s.retired = retired
+            Self.rememberNames(of: s.keys, notIn: keys, into: &s.retiredNames)
             s.keys = keys
-            publish(keys, now: now)
+            publish(keys, retiredNames: s.retiredNames, now: now)
             return promoted
         }
     }
 
-    private func publish(_ keys: [TicketKey], now: Timestamp) {
+    private func publish(_ keys: [TicketKey], retiredNames: [UInt64], now: Timestamp) {
         let encrypting = keys.first { $0.state(at: now) == .current }!
-        store.publish(TicketKeyRing(generation: store.generation + 1, keys: keys, encryptionKey: encrypting))
+        store.publish(
+            TicketKeyRing(
+                generation: store.generation + 1, keys: keys, encryptionKey: encrypting, retiredNames: retiredNames))
+    }
+
+    /// Prepends the names of keys that left the ring (bounded), so lookups can report `expired` for them.
+    private static func rememberNames(of old: [TicketKey], notIn new: [TicketKey], into names: inout [UInt64]) {
+        for k in old where !new.contains(where: { $0.nameHigh == k.nameHigh && $0.nameLow == k.nameLow }) {
+            names.insert(contentsOf: [k.nameHigh, k.nameLow], at: 0)
+        }
+        if names.count > 2 * TicketKeySchedule.maxRingSize { names.removeLast(names.count - 2 * TicketKeySchedule.maxRingSize) }
     }
 
     private func zeroizeRetired(_ retired: inout [TicketKey], now: Timestamp) {

@@ -16,10 +16,14 @@ public final class TicketKeyRing: Sendable {
     public let encryptionKey: TicketKey
 
     private let storage: ContiguousArray<TicketKey>
+    /// Names (two words each, flattened) of keys retired from the ring after their decrypt window, newest first,
+    /// bounded. Names only — no key material — so the callback can tell `expired_key` from `unknown_key`.
+    private let retiredNames: ContiguousArray<UInt64>
 
     /// Builds a ring. Preconditions: `keys` is not empty, names are unique, `encryptionKey` is one of `keys`
-    /// (sources validate untrusted input before building a ring).
-    public init(generation: UInt64, keys: [TicketKey], encryptionKey: TicketKey) {
+    /// (sources validate untrusted input before building a ring). `retiredNames` are name words of keys that
+    /// have left the ring (pairs: high, low).
+    public init(generation: UInt64, keys: [TicketKey], encryptionKey: TicketKey, retiredNames: [UInt64] = []) {
         precondition(!keys.isEmpty, "a ticket key ring needs at least one key")
         precondition(keys.contains { $0 === encryptionKey }, "the encryption key must be in the ring")
         var seen = Set<[UInt64]>()
@@ -28,6 +32,21 @@ public final class TicketKeyRing: Sendable {
         self.keys = keys
         self.encryptionKey = encryptionKey
         self.storage = ContiguousArray(keys)
+        self.retiredNames = ContiguousArray(retiredNames.prefix(2 * TicketKeySchedule.maxRingSize))
+    }
+
+    /// True when the name belongs to a key whose decrypt window has passed (still listed in the ring, or recently
+    /// retired from it). Only for classifying a failed lookup; allocation-free.
+    public func isExpired(nameHigh: UInt64, nameLow: UInt64, at now: Timestamp) -> Bool {
+        for key in storage where key.nameHigh == nameHigh && key.nameLow == nameLow {
+            return key.state(at: now) == .expired
+        }
+        var i = 0
+        while i + 1 < retiredNames.count {
+            if retiredNames[i] == nameHigh && retiredNames[i + 1] == nameLow { return true }
+            i += 2
+        }
+        return false
     }
 
     /// The key to seal a new ticket with at `now`: the first key whose state at `now` is `current`, else
