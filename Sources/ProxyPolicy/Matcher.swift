@@ -56,7 +56,7 @@ public enum FeatureFlag: String, Sendable, Hashable, CaseIterable {
 }
 
 /// One compiled leaf test over `PolicyInput`. Built by `PolicyLoader`; lists are precompiled to sets/arrays.
-public enum Predicate: Sendable, Hashable {
+public enum MatchPredicate: Sendable, Hashable {
     case ja3(Set<JA3Digest>)
     case ja4([JA4Pattern])
     case highestVersion(VersionComparison, UInt16)
@@ -293,7 +293,7 @@ public indirect enum Matcher: Sendable, Hashable {
     /// True when some child is true (an empty `any` is false).
     case any([Matcher])
     case not(Matcher)
-    case leaf(Predicate)
+    case leaf(MatchPredicate)
 
     /// Evaluate on a complete hello. Allocation-free: walks the precompiled tree.
     public func matches(_ input: PolicyInput) -> Bool {

@@ -20,7 +20,7 @@ public enum PolicyAnalysis {
     static let maxTerms = 256
 
     struct Literal: Hashable {
-        var predicate: Predicate
+        var predicate: MatchPredicate
         var positive: Bool
     }
     typealias Conjunction = [Literal]
@@ -179,7 +179,7 @@ public enum PolicyAnalysis {
         }
     }
 
-    private static func pairContradicts(_ a: Predicate, _ b: Predicate) -> Bool {
+    private static func pairContradicts(_ a: MatchPredicate, _ b: MatchPredicate) -> Bool {
         switch (a, b) {
         case (.flag(let f, let x), .flag(let g, let y)): return f == g && x != y
         case (.ja3(let x), .ja3(let y)): return x.isDisjoint(with: y)

@@ -295,7 +295,7 @@ struct FileReader {
     }
 
     private mutating func readMatcherKey(_ key: String, _ v: TOMLValueConvertible, path: [String]) -> Matcher? {
-        func leaf(_ p: Predicate?) -> Matcher? { p.map(Matcher.leaf) }
+        func leaf(_ p: MatchPredicate?) -> Matcher? { p.map(Matcher.leaf) }
         switch key {
         case "all": return matcherList(v, path, key).map(Matcher.all)
         case "any": return matcherList(v, path, key).map(Matcher.any)
