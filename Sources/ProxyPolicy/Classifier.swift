@@ -27,7 +27,9 @@ public enum Classifier {
         let ja3 = hello.ja3
         let ja4 = hello.ja4
         let features = hello.features
-        let decision = policies.decide(PolicyInput(features: features, ja3: JA3Digest(hex: ja3.md5), ja4: ja4.fingerprint))
+        let decision = policies.decide(
+            PolicyInput(features: features, ja3: JA3Digest(hex: ja3.md5), ja4: ja4.fingerprint)
+        )
 
         var o = JSONObject()
         o.add("ja3", .string(ja3.string))
@@ -50,7 +52,9 @@ public enum Classifier {
 
     static func decodeHello(_ input: [UInt8]) throws -> ClientHello {
         let trimmed = input.drop { isBlank($0) }
-        guard let first = trimmed.first else { throw ClassifierError("empty input: expected a ClientHello (hex, binary or fixture JSON)") }
+        guard let first = trimmed.first else {
+            throw ClassifierError("empty input: expected a ClientHello (hex, binary or fixture JSON)")
+        }
         if first == UInt8(ascii: "{") {
             do {
                 return try ClientHello(fixtureJSON: input)

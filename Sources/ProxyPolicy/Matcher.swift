@@ -134,7 +134,8 @@ public enum MatchPredicate: Sendable, Hashable {
         case .extensionsEqual(let e): return f.extensions == e
         case .extensionsSubsequence(let e): return isSubsequence(e, of: f.extensions)
         case .extensionsPrefix(let e): return f.extensions.starts(with: e)
-        case .extensionsSuffix(let e): return f.extensions.count >= e.count && f.extensions.suffix(e.count).elementsEqual(e)
+        case .extensionsSuffix(let e):
+            return f.extensions.count >= e.count && f.extensions.suffix(e.count).elementsEqual(e)
         case .extensionsPresent(let s): return containsAll(f.extensions, s)
         case .extensionsAbsent(let s): return !f.extensions.contains(where: s.contains)
         case .extensionsSubsetOf(let s): return f.extensions.allSatisfy(s.contains)
@@ -224,7 +225,8 @@ public struct JA4Pattern: Sendable, Hashable, CustomStringConvertible {
             guard !p.isEmpty else { return nil }
             for c in p {
                 let ok =
-                    (c >= UInt8(ascii: "0") && c <= UInt8(ascii: "9")) || (c >= UInt8(ascii: "a") && c <= UInt8(ascii: "z"))
+                    (c >= UInt8(ascii: "0") && c <= UInt8(ascii: "9"))
+                    || (c >= UInt8(ascii: "a") && c <= UInt8(ascii: "z"))
                     || c == UInt8(ascii: "*") || c == UInt8(ascii: "?")
                 guard ok else { return nil }
             }

@@ -25,10 +25,12 @@ final class ClassifierTests: XCTestCase {
         let rawHex = try XCTUnwrap(json["raw_hex"] as? String)
         let recordHex = try XCTUnwrap(json["raw_record_hex"] as? String)
         // Colon-separated, wrapped hex with a 0x prefix.
-        let colons = "0x" + stride(from: 0, to: rawHex.count, by: 2).map { i -> String in
-            let s = rawHex.index(rawHex.startIndex, offsetBy: i)
-            return String(rawHex[s..<rawHex.index(s, offsetBy: 2)])
-        }.enumerated().map { $0.offset % 16 == 15 ? $0.element + "\n" : $0.element + ":" }.joined()
+        let colons =
+            "0x"
+            + stride(from: 0, to: rawHex.count, by: 2).map { i -> String in
+                let s = rawHex.index(rawHex.startIndex, offsetBy: i)
+                return String(rawHex[s..<rawHex.index(s, offsetBy: 2)])
+            }.enumerated().map { $0.offset % 16 == 15 ? $0.element + "\n" : $0.element + ":" }.joined()
         let inputs: [(String, [UInt8])] = [
             ("hex handshake", Array(rawHex.utf8)), ("hex record with spaces", Array(("  " + recordHex + "\n").utf8)),
             ("binary record", try hexBytes(recordHex)), ("binary handshake", try hexBytes(rawHex)),
@@ -37,7 +39,10 @@ final class ClassifierTests: XCTestCase {
         for (what, input) in inputs {
             let o = try classify(input)
             XCTAssertEqual(
-                Set(o.keys), ["ja3", "ja3_hash", "ja4", "ja4_r", "ja4_o", "features", "policy", "actions"], what)
+                Set(o.keys),
+                ["ja3", "ja3_hash", "ja4", "ja4_r", "ja4_o", "features", "policy", "actions"],
+                what
+            )
             XCTAssertEqual(o["ja4"] as? String, json["ja4"] as? String, what)
             XCTAssertEqual(o["ja3_hash"] as? String, json["ja3_md5"] as? String, what)
             XCTAssertEqual(o["policy"] as? String, "schannel", what)
@@ -76,8 +81,10 @@ final class ClassifierTests: XCTestCase {
         let out = try Classifier.classify(input: data, policies: s)
         XCTAssertTrue(
             out.hasSuffix(
-                #""policy":"watch-tls13","actions":{"mode":"observe","would_apply":{"tickets":"off","tag":"t13"}}}"#),
-            out)
+                #""policy":"watch-tls13","actions":{"mode":"observe","would_apply":{"tickets":"off","tag":"t13"}}}"#
+            ),
+            out
+        )
     }
 
     func testMalformedInputThrowsReadableErrors() {

@@ -20,14 +20,21 @@ final class PolicyAnalysisTests: XCTestCase {
     func testSamePriorityDisjointIsNotAConflict() throws {
         XCTAssertEqual(try warnings(p("a", 5, "grease = \"absent\"") + p("b", 5, "grease = \"present\"")), [])
         XCTAssertEqual(
-            try warnings(p("a", 5, "highest_version = \"1.3\"") + p("b", 5, "highest_version_max = \"1.2\"")), [])
+            try warnings(p("a", 5, "highest_version = \"1.3\"") + p("b", 5, "highest_version_max = \"1.2\"")),
+            []
+        )
         XCTAssertEqual(
             try warnings(
-                p("a", 5, "extensions_present = [\"session_ticket\"]") + p("b", 5, "session_ticket = \"absent\"")), [])
+                p("a", 5, "extensions_present = [\"session_ticket\"]") + p("b", 5, "session_ticket = \"absent\"")
+            ),
+            []
+        )
         // Different priorities, or observe: no conflict.
         XCTAssertEqual(try warnings(p("a", 5, "grease = \"absent\"") + p("b", 4, "sni = \"present\"")), [])
         XCTAssertEqual(
-            try warnings(p("a", 5, "grease = \"absent\"") + p("b", 5, "sni = \"present\"", mode: "observe")), [])
+            try warnings(p("a", 5, "grease = \"absent\"") + p("b", 5, "sni = \"present\"", mode: "observe")),
+            []
+        )
     }
 
     func testContradictoryAllOfNeverMatches() throws {
@@ -52,7 +59,11 @@ final class PolicyAnalysisTests: XCTestCase {
         // "narrow" needs everything "broad" needs, and more: broad always wins first.
         let text =
             p("broad", 10, "grease = \"absent\", extensions_present = [\"renegotiation_info\"]")
-            + p("narrow", 5, "grease = \"absent\", extensions_present = [\"renegotiation_info\", \"session_ticket\"], sni = \"present\"")
+            + p(
+                "narrow",
+                5,
+                "grease = \"absent\", extensions_present = [\"renegotiation_info\", \"session_ticket\"], sni = \"present\""
+            )
             + p("other", 5, "grease = \"present\"")
         let w = try warnings(text)
         XCTAssertEqual(w.map(\.kind), [.unreachable], "\(w)")
@@ -60,14 +71,20 @@ final class PolicyAnalysisTests: XCTestCase {
         XCTAssertEqual(w[0].location.description, "test.toml:8:1")
         // Range implication and a match-all policy.
         XCTAssertEqual(
-            try warnings(p("a", 9, "highest_version_min = \"1.2\"") + p("b", 1, "highest_version = \"1.3\"")).map(\.kind),
-            [.unreachable])
+            try warnings(p("a", 9, "highest_version_min = \"1.2\"") + p("b", 1, "highest_version = \"1.3\"")).map(
+                \.kind
+            ),
+            [.unreachable]
+        )
         XCTAssertEqual(try warnings(p("all", 9, "") + p("b", 1, "sni = \"absent\"")).map(\.kind), [.unreachable])
         // Not shadowed when the higher one is observe, or when the lower one can match something else.
         XCTAssertEqual(try warnings(p("a", 9, "", mode: "observe") + p("b", 1, "sni = \"absent\"")), [])
         XCTAssertEqual(
-            try warnings(p("a", 9, "sni = \"absent\"") + p("b", 1, "any = [{ sni = \"absent\" }, { grease = \"present\" }]")),
-            [])
+            try warnings(
+                p("a", 9, "sni = \"absent\"") + p("b", 1, "any = [{ sni = \"absent\" }, { grease = \"present\" }]")
+            ),
+            []
+        )
     }
 
     func testStrictModeTurnsWarningsIntoErrors() throws {

@@ -6,7 +6,11 @@ import XCTest
 /// decide(): priority resolution, observe vs enforce, all/any/not, JA3/JA4, each predicate family.
 final class PolicyDecisionTests: XCTestCase {
     private func policy(
-        _ name: String, priority: Int, mode: String = "enforce", match: String, actions: String = ""
+        _ name: String,
+        priority: Int,
+        mode: String = "enforce",
+        match: String,
+        actions: String = ""
     ) -> String {
         """
         [[policy]]
@@ -27,8 +31,12 @@ final class PolicyDecisionTests: XCTestCase {
         let s = try set(
             policy("low", priority: 1, match: "grease = \"absent\"", actions: "stale_ticket = \"renew-inline\""),
             policy(
-                "high", priority: 5, match: "sni = \"present\"",
-                actions: "stale_ticket = \"full-handshake\", tag = \"h\""))
+                "high",
+                priority: 5,
+                match: "sni = \"present\"",
+                actions: "stale_ticket = \"full-handshake\", tag = \"h\""
+            )
+        )
         XCTAssertEqual(s.policies.map(\.name), ["high", "low"])
         let d = s.decide(PolicyInput(features: makeFeatures()))
         XCTAssertEqual(d.matchedName, "high")
@@ -46,14 +54,22 @@ final class PolicyDecisionTests: XCTestCase {
     func testObserveRecordsButDoesNotApplyOrHide() throws {
         let s = try set(
             policy(
-                "watch", priority: 9, mode: "observe", match: "grease = \"absent\"",
-                actions: "stale_ticket = \"full-handshake\", tickets = \"off\", tag = \"candidate\""),
-            policy("base", priority: 1, match: "sni = \"present\"", actions: "tls13_tickets = 2"))
+                "watch",
+                priority: 9,
+                mode: "observe",
+                match: "grease = \"absent\"",
+                actions: "stale_ticket = \"full-handshake\", tickets = \"off\", tag = \"candidate\""
+            ),
+            policy("base", priority: 1, match: "sni = \"present\"", actions: "tls13_tickets = 2")
+        )
         let d = s.decide(PolicyInput(features: makeFeatures()))
         XCTAssertEqual(d.matchedName, "watch")
         XCTAssertEqual(d.mode, .observe)
         XCTAssertEqual(d.tag, "candidate")
-        XCTAssertEqual(d.wouldApply, PolicyActions(staleTicket: .fullHandshake, ticketsEnabled: false, tag: "candidate"))
+        XCTAssertEqual(
+            d.wouldApply,
+            PolicyActions(staleTicket: .fullHandshake, ticketsEnabled: false, tag: "candidate")
+        )
         // Effective actions come from the enforce policy below, unaffected by the observe policy.
         XCTAssertEqual(d.effective, PolicyActions(tls13Tickets: 2))
         XCTAssertEqual(d.enforcedIndex, s.index(named: "base"))
@@ -67,10 +83,13 @@ final class PolicyDecisionTests: XCTestCase {
     func testAllAnyNotSemantics() throws {
         let s = try set(
             policy(
-                "p", priority: 1,
+                "p",
+                priority: 1,
                 match: """
                     all = [{ any = [{ grease = "present" }, { highest_version = "1.3" }] }, { not = { ciphers_contain_any = ["0x00ff"] } }]
-                    """))
+                    """
+            )
+        )
         func m(_ f: ClientHelloFeatures) -> Bool { s.decide(PolicyInput(features: f)).matchedName == "p" }
         XCTAssertTrue(m(makeFeatures(grease: true)))
         XCTAssertTrue(m(makeFeatures(versions: [0x0304, 0x0303])))
@@ -83,9 +102,15 @@ final class PolicyDecisionTests: XCTestCase {
 
     func testPredicateFamilies() throws {
         let f = makeFeatures(
-            legacy: 0x0303, versions: [0x0304, 0x0303], ciphers: [0x1302, 0x1301, 0xc02c, 0x00ff],
-            extensions: [0, 5, 10, 11, 13, 16, 23, 0xff01], groups: [29, 23, 24], pointFormats: [0],
-            sigalgs: [0x0804, 0x0401, 0x0403], alpn: ["h2", "http/1.1"])
+            legacy: 0x0303,
+            versions: [0x0304, 0x0303],
+            ciphers: [0x1302, 0x1301, 0xc02c, 0x00ff],
+            extensions: [0, 5, 10, 11, 13, 16, 23, 0xff01],
+            groups: [29, 23, 24],
+            pointFormats: [0],
+            sigalgs: [0x0804, 0x0401, 0x0403],
+            alpn: ["h2", "http/1.1"]
+        )
         let input = PolicyInput(features: f)
         var yes: [MatchPredicate] = [
             .highestVersion(.equal, 0x0304), .highestVersion(.atLeast, 0x0303), .legacyVersion(.atMost, 0x0303),
@@ -94,7 +119,8 @@ final class PolicyDecisionTests: XCTestCase {
         ]
         yes += [
             .cipherSetEqual(U16Set([0x00ff, 0xc02c, 0x1301, 0x1302])),
-            .firstCipherIn(U16Set([0x1302, 0x1303])), .ciphersSubsetOf(U16Set([0x1301, 0x1302, 0x1303, 0xc02c, 0x00ff])),
+            .firstCipherIn(U16Set([0x1302, 0x1303])),
+            .ciphersSubsetOf(U16Set([0x1301, 0x1302, 0x1303, 0xc02c, 0x00ff])),
             .extensionsEqual([0, 5, 10, 11, 13, 16, 23, 0xff01]), .extensionsSubsequence([0, 13, 0xff01]),
             .extensionsPrefix([0, 5]), .extensionsSuffix([23, 0xff01]), .extensionsPresent(U16Set([16, 23])),
             .extensionsAbsent(U16Set([21, 35])),
@@ -102,7 +128,8 @@ final class PolicyDecisionTests: XCTestCase {
         yes += [
             .flag(.renegotiationSCSV, true), .flag(.sessionTicket, false),
             .groupSetEqual(U16Set([24, 23, 29])), .groupsContainAll(U16Set([29])), .pointFormatsEqual([0]),
-            .sigalgsPrefix([0x0804]), .sigalgsContainAll(U16Set([0x0403])), .alpnEqual([Array("h2".utf8), Array("http/1.1".utf8)]),
+            .sigalgsPrefix([0x0804]), .sigalgsContainAll(U16Set([0x0403])),
+            .alpnEqual([Array("h2".utf8), Array("http/1.1".utf8)]),
             .alpnContainsAll([Array("http/1.1".utf8)]), .flag(.alpn, true),
         ]
         for p in yes { XCTAssertTrue(Matcher.leaf(p).matches(input), "\(p)") }
@@ -113,7 +140,8 @@ final class PolicyDecisionTests: XCTestCase {
         ]
         no += [
             .extensionsSubsequence([13, 0]), .extensionsSuffix([0xff01, 23]),
-            .extensionsPresent(U16Set([16, 35])), .extensionsAbsent(U16Set([21, 23])), .groupSetEqual(U16Set([29, 23])),
+            .extensionsPresent(U16Set([16, 35])), .extensionsAbsent(U16Set([21, 23])),
+            .groupSetEqual(U16Set([29, 23])),
             .groupsSubsetOf(U16Set([29, 23])), .pointFormatsEqual([0, 1, 2]), .alpnEqual([Array("h2".utf8)]),
             .alpnContainsAll([Array("h3".utf8)]), .extensionsEqual([0, 5]), .flag(.grease, true),
         ]
@@ -143,8 +171,14 @@ final class PolicyDecisionTests: XCTestCase {
         let plain = try set(policy("p", priority: 1, match: "grease = \"absent\""))
         XCTAssertFalse(plain.needsJA3 || plain.needsJA4)
         let s = try set(
-            policy("by-ja3", priority: 3, match: "ja3 = [\"A6776199188C09F5124B46B895772FA2\"]", actions: "tag = \"3\""),
-            policy("by-ja4", priority: 2, match: "not = { ja4 = [\"t13d*_*_*\"] }", actions: "tag = \"4\""))
+            policy(
+                "by-ja3",
+                priority: 3,
+                match: "ja3 = [\"A6776199188C09F5124B46B895772FA2\"]",
+                actions: "tag = \"3\""
+            ),
+            policy("by-ja4", priority: 2, match: "not = { ja4 = [\"t13d*_*_*\"] }", actions: "tag = \"4\"")
+        )
         XCTAssertTrue(s.needsJA3)
         XCTAssertTrue(s.needsJA4)
         let f = makeFeatures()
