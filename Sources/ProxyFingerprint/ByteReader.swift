@@ -65,7 +65,12 @@ struct ByteReader {
         let lengthOffset = pos
         let sub = try vector(lengthBytes: lengthBytes, what)
         if !isAtEnd {
-            throw .lengthMismatch(what: what, offset: lengthOffset, declared: sub.end - sub.pos, actual: end - lengthOffset - lengthBytes)
+            throw .lengthMismatch(
+                what: what,
+                offset: lengthOffset,
+                declared: sub.end - sub.pos,
+                actual: end - lengthOffset - lengthBytes
+            )
         }
         return sub
     }

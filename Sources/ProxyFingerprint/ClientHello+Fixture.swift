@@ -1,7 +1,8 @@
+// Internal imports: Foundation is an implementation detail of this non-hot-path builder, not part of the API.
 #if canImport(FoundationEssentials)
-import FoundationEssentials
+internal import FoundationEssentials
 #else
-import Foundation
+internal import Foundation
 #endif
 
 /// Why a fixture file could not be turned into a ClientHello.
@@ -60,7 +61,8 @@ extension ClientHello {
             }
             switch t {
             case 0: extensions.append(f.sni.map { .serverName($0) } ?? Extension(type: 0, body: []))
-            case 10: extensions.append(.supportedGroups(try Self.fixtureU16s(f.supportedGroups ?? [], "supported_groups")))
+            case 10:
+                extensions.append(.supportedGroups(try Self.fixtureU16s(f.supportedGroups ?? [], "supported_groups")))
             case 11:
                 let formats = try (f.ecPointFormats ?? []).map { n in
                     guard let b = UInt8(exactly: n.value) else {
@@ -70,11 +72,16 @@ extension ClientHello {
                 }
                 extensions.append(.ecPointFormats(formats))
             case 13:
-                extensions.append(.signatureAlgorithms(try Self.fixtureU16s(f.signatureAlgorithms ?? [], "signature_algorithms")))
+                extensions.append(
+                    .signatureAlgorithms(try Self.fixtureU16s(f.signatureAlgorithms ?? [], "signature_algorithms"))
+                )
             case 16: extensions.append(.alpn(f.alpn ?? []))
             case 43:
-                extensions.append(.supportedVersions(try Self.fixtureU16s(f.supportedVersions ?? [], "supported_versions")))
-            case 51: extensions.append(.keyShare(groups: try Self.fixtureU16s(f.keyShareGroups ?? [], "key_share_groups")))
+                extensions.append(
+                    .supportedVersions(try Self.fixtureU16s(f.supportedVersions ?? [], "supported_versions"))
+                )
+            case 51:
+                extensions.append(.keyShare(groups: try Self.fixtureU16s(f.keyShareGroups ?? [], "key_share_groups")))
             case 45:
                 let modes = (f.pskKeyExchangeModes ?? []).map { UInt8(truncatingIfNeeded: $0.value) }
                 extensions.append(Extension(type: 45, body: [UInt8(modes.count)] + modes))
@@ -86,17 +93,21 @@ extension ClientHello {
             }
         }
         let built = ClientHello(
-            legacyVersion: try Self.fixtureHex16(legacy, "legacy_version"), sessionIDLength: f.sessionIdLen ?? 0,
+            legacyVersion: try Self.fixtureHex16(legacy, "legacy_version"),
+            sessionIDLength: f.sessionIdLen ?? 0,
             cipherSuites: try Self.fixtureU16s(suites, "cipher_suites"),
             compressionMethods: (f.compressionMethods ?? [0]).map { UInt8(truncatingIfNeeded: $0) },
-            extensions: extensions)
+            extensions: extensions
+        )
         self = try Self.parse(handshake: built.serialize())
         self.recordVersion = recordVersion
     }
 
     private static func fixtureHex16(_ s: String, _ field: String) throws -> UInt16 {
         let digits = s.hasPrefix("0x") || s.hasPrefix("0X") ? s.dropFirst(2) : Substring(s)
-        guard let v = UInt16(digits, radix: 16) else { throw ClientHelloFixtureError.invalidValue(field: field, value: s) }
+        guard let v = UInt16(digits, radix: 16) else {
+            throw ClientHelloFixtureError.invalidValue(field: field, value: s)
+        }
         return v
     }
 
@@ -129,7 +140,9 @@ extension ClientHello {
                 high = v
             }
         }
-        guard high == nil else { throw ClientHelloFixtureError.invalidValue(field: field, value: "odd number of hex digits") }
+        guard high == nil else {
+            throw ClientHelloFixtureError.invalidValue(field: field, value: "odd number of hex digits")
+        }
         return out
     }
 }

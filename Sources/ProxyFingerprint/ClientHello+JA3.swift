@@ -21,7 +21,9 @@ extension ClientHello {
     /// SSLVersion is `legacy_version` (not supported_versions), per the reference implementation.
     public var ja3: JA3 {
         var s: [UInt8] = []
-        s.reserveCapacity(64 + 6 * (cipherSuites.count + extensions.count + supportedGroups.count) + 2 * ecPointFormats.count)
+        s.reserveCapacity(
+            64 + 6 * (cipherSuites.count + extensions.count + supportedGroups.count) + 2 * ecPointFormats.count
+        )
         s.appendDecimal(legacyVersion)
         s.append(UInt8(ascii: ","))
         s.appendDecimalList(cipherSuites)

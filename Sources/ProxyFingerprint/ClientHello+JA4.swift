@@ -28,8 +28,11 @@ extension ClientHello {
     public var ja4: JA4 {
         let p = JA4Parts(self)
         return JA4(
-            fingerprint: p.render(sorted: true, hashed: true), raw: p.render(sorted: true, hashed: false),
-            original: p.render(sorted: false, hashed: true), rawOriginal: p.render(sorted: false, hashed: false))
+            fingerprint: p.render(sorted: true, hashed: true),
+            raw: p.render(sorted: true, hashed: false),
+            original: p.render(sorted: false, hashed: true),
+            rawOriginal: p.render(sorted: false, hashed: false)
+        )
     }
 
     /// Only the ja4 form (two SHA-256s).
@@ -115,7 +118,9 @@ struct JA4Parts {
     /// alphanumeric, the first and last characters of the value's hex form instead (JA4.md, ALPN section).
     static func alpnCode(_ name: [UInt8]?) -> (UInt8, UInt8) {
         guard let name, let f = name.first, let l = name.last else { return (UInt8(ascii: "0"), UInt8(ascii: "0")) }
-        func alnum(_ c: UInt8) -> Bool { (0x30...0x39).contains(c) || (0x41...0x5a).contains(c) || (0x61...0x7a).contains(c) }
+        func alnum(_ c: UInt8) -> Bool {
+            (0x30...0x39).contains(c) || (0x41...0x5a).contains(c) || (0x61...0x7a).contains(c)
+        }
         if alnum(f) && alnum(l) { return (f, l) }
         let digits: StaticString = "0123456789abcdef"
         return (digits.utf8Start[Int(f >> 4)], digits.utf8Start[Int(l & 0xf)])

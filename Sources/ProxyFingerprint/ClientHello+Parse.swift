@@ -41,6 +41,18 @@ extension ClientHello {
 
     /// Record-layer variant of `parse(records:)` over borrowed memory (e.g. bytes read with `MSG_PEEK`).
     public static func parse(records buf: UnsafeRawBufferPointer) throws(ClientHelloParseError) -> ClientHello {
+        let (hello, consumed) = try parsePrefix(records: buf)
+        if consumed < buf.count { throw .trailingBytes(what: .record, offset: consumed, count: buf.count - consumed) }
+        return hello
+    }
+
+    /// Like `parse(records:)`, but stops after the record that completes the hello and returns how many bytes that
+    /// was, leaving later records (a 0-RTT client's ChangeCipherSpec and early data) alone: for callers that
+    /// `MSG_PEEK` the socket and cannot know record boundaries in advance. Bytes after the hello *inside* its last
+    /// record are still an error (a second handshake message is never valid there).
+    public static func parsePrefix(
+        records buf: UnsafeRawBufferPointer
+    ) throws(ClientHelloParseError) -> (hello: ClientHello, consumed: Int) {
         guard !buf.isEmpty else { throw .empty }
         var pos = 0
         var firstVersion: UInt16 = 0
@@ -59,7 +71,9 @@ extension ClientHello {
             guard contentType == 22, version >> 8 == 3 else {
                 throw .notHandshakeRecord(contentType: contentType, version: version, offset: pos)
             }
-            guard length <= maxRecordLength else { throw .oversized(what: .record, length: length, limit: maxRecordLength) }
+            guard length <= maxRecordLength else {
+                throw .oversized(what: .record, length: length, limit: maxRecordLength)
+            }
             // RFC 8446 §5.1: zero-length handshake fragments must not be sent; accepting them would let an input
             // of empty records spin this loop for free.
             guard length > 0 else { throw .badVectorLength(what: .record, offset: pos + 3, length: 0) }
@@ -86,7 +100,9 @@ extension ClientHello {
                 // The header is complete only now: peek at it across the fragments.
                 var header: (UInt8, UInt8, UInt8, UInt8) = (0, 0, 0, 0)
                 withUnsafeMutableBytes(of: &header) { h in
-                    for i in 0..<4 { h[i] = i < assembled.count ? assembled[i] : buf[payload.lowerBound + i - assembled.count] }
+                    for i in 0..<4 {
+                        h[i] = i < assembled.count ? assembled[i] : buf[payload.lowerBound + i - assembled.count]
+                    }
                 }
                 total = try messageTotal(header.0, header.1, header.2, header.3)
                 assembled.reserveCapacity(total)
@@ -98,11 +114,15 @@ extension ClientHello {
             }
             if pos == buf.count {
                 let needed = total >= 0 ? total - assembled.count : 4 - assembled.count
-                throw .truncated(what: total >= 0 ? .handshake : .handshakeHeader, offset: assembled.count, needed: needed, available: 0)
+                throw .truncated(
+                    what: total >= 0 ? .handshake : .handshakeHeader,
+                    offset: assembled.count,
+                    needed: needed,
+                    available: 0
+                )
             }
         }
         if extra > 0 { throw .trailingBytes(what: .handshake, offset: pos - extra, count: extra) }
-        if pos < buf.count { throw .trailingBytes(what: .record, offset: pos, count: buf.count - pos) }
         var hello: ClientHello
         if let inPlace {
             hello = try parseMessage(UnsafeRawBufferPointer(rebasing: buf[inPlace]), recordVersion: firstVersion)
@@ -115,7 +135,7 @@ extension ClientHello {
             hello = try result.get()
         }
         hello.recordVersion = firstVersion
-        return hello
+        return (hello, pos)
     }
 
     /// Auto-detects the framing: a TLS record (first byte 22), a bare handshake message (first byte 1) or an
@@ -153,7 +173,10 @@ extension ClientHello {
         return 4 + length
     }
 
-    private static func parseMessage(_ buf: UnsafeRawBufferPointer, recordVersion: UInt16?) throws(ParseError) -> ClientHello {
+    private static func parseMessage(
+        _ buf: UnsafeRawBufferPointer,
+        recordVersion: UInt16?
+    ) throws(ParseError) -> ClientHello {
         guard !buf.isEmpty else { throw .empty }
         guard buf.count >= 4 else {
             if buf[0] != 1 { throw .notClientHello(handshakeType: buf[0]) }
@@ -163,7 +186,9 @@ extension ClientHello {
         guard buf.count >= total else {
             throw .truncated(what: .handshake, offset: 4, needed: total - 4, available: buf.count - 4)
         }
-        guard buf.count == total else { throw .trailingBytes(what: .handshake, offset: total, count: buf.count - total) }
+        guard buf.count == total else {
+            throw .trailingBytes(what: .handshake, offset: total, count: buf.count - total)
+        }
 
         var r = ByteReader(buf, from: 4, to: total)
         let legacyVersion = try r.u16(.legacyVersion)
@@ -177,15 +202,25 @@ extension ClientHello {
         var compression = try r.vector(lengthBytes: 1, .compressionMethods)
 
         var hello = ClientHello(
-            recordVersion: recordVersion, legacyVersion: legacyVersion, sessionIDLength: sessionID.remaining,
-            cipherSuites: cipherSuites, compressionMethods: compression.bytes(), extensions: [])
+            recordVersion: recordVersion,
+            legacyVersion: legacyVersion,
+            sessionIDLength: sessionID.remaining,
+            cipherSuites: cipherSuites,
+            compressionMethods: compression.bytes(),
+            extensions: []
+        )
         // SSLv3/TLS 1.0 hellos may end here: no extensions block at all.
         if r.isAtEnd { return hello }
 
         let blockLengthOffset = r.pos
         var block = try r.vector(lengthBytes: 2, .extensions)
         if !r.isAtEnd {
-            throw .lengthMismatch(what: .extensions, offset: blockLengthOffset, declared: block.remaining, actual: total - blockLengthOffset - 2)
+            throw .lengthMismatch(
+                what: .extensions,
+                offset: blockLengthOffset,
+                declared: block.remaining,
+                actual: total - blockLengthOffset - 2
+            )
         }
         hello.extensions.reserveCapacity(24)
         var seen: Set<UInt16>? = nil  // only for absurd extension counts; a linear scan is cheaper below that
@@ -194,7 +229,9 @@ extension ClientHello {
             let type = try block.u16(.extensionHeader)
             var body = try block.vector(lengthBytes: 2, .extensionBody)
             if hello.extensions.count < 32 {
-                for e in hello.extensions where e.type == type { throw .duplicateExtension(type: type, offset: typeOffset) }
+                for e in hello.extensions where e.type == type {
+                    throw .duplicateExtension(type: type, offset: typeOffset)
+                }
             } else {
                 if seen == nil { seen = Set(hello.extensions.lazy.map(\.type)) }
                 if seen!.insert(type).inserted == false { throw .duplicateExtension(type: type, offset: typeOffset) }
@@ -218,7 +255,9 @@ extension ClientHello {
                 let nameType = try list.u8(.serverName)
                 var name = try list.vector(lengthBytes: 2, .serverName)
                 if nameType == 0 && hello.serverName == nil {
-                    guard !name.isAtEnd else { throw .badVectorLength(what: .serverName, offset: name.pos - 2, length: 0) }
+                    guard !name.isAtEnd else {
+                        throw .badVectorLength(what: .serverName, offset: name.pos - 2, length: 0)
+                    }
                     hello.serverName = name.string()
                 }
             }
@@ -273,7 +312,9 @@ extension ClientHello {
         let specsLength = Int(try r.u16(.sslv2Hello))
         let sessionIDLength = Int(try r.u16(.sslv2Hello))
         let challengeLength = Int(try r.u16(.sslv2Hello))
-        guard specsLength % 3 == 0 else { throw .badVectorLength(what: .sslv2Hello, offset: specsOffset, length: specsLength) }
+        guard specsLength % 3 == 0 else {
+            throw .badVectorLength(what: .sslv2Hello, offset: specsOffset, length: specsLength)
+        }
         guard sessionIDLength <= 32 else {
             throw .badVectorLength(what: .sslv2Hello, offset: specsOffset + 2, length: sessionIDLength)
         }
@@ -293,8 +334,12 @@ extension ClientHello {
             i += 3
         }
         var hello = ClientHello(
-            legacyVersion: version, sessionIDLength: sessionIDLength, cipherSuites: suites, compressionMethods: [0],
-            extensions: [])
+            legacyVersion: version,
+            sessionIDLength: sessionIDLength,
+            cipherSuites: suites,
+            compressionMethods: [0],
+            extensions: []
+        )
         hello.isSSLv2Compatible = true
         return hello
     }

@@ -54,7 +54,8 @@ public enum ClientHelloParseError: Error, Equatable, Sendable, CustomStringConve
         case .empty:
             return "ClientHello: empty input"
         case .truncated(let what, let offset, let needed, let available):
-            return "ClientHello: truncated at offset \(offset) in \(what.rawValue): need \(needed) bytes, \(available) left"
+            return
+                "ClientHello: truncated at offset \(offset) in \(what.rawValue): need \(needed) bytes, \(available) left"
         case .lengthMismatch(let what, let offset, let declared, let actual):
             return
                 "ClientHello: length field of \(what.rawValue) at offset \(offset) lies: declares \(declared) bytes, container has \(actual)"

@@ -35,7 +35,11 @@ final class FingerprintFixtureTests: XCTestCase {
             guard let raw = try f.hex("raw_hex"), let record = try f.hex("raw_record_hex") else { continue }
             let a = try ClientHello.parse(handshake: raw)
             var b = try ClientHello.parse(records: record)
-            XCTAssertEqual(b.recordVersion, UInt16(f.string("record_version").map { String($0.dropFirst(2)) } ?? "", radix: 16), f.name)
+            XCTAssertEqual(
+                b.recordVersion,
+                UInt16(f.string("record_version").map { String($0.dropFirst(2)) } ?? "", radix: 16),
+                f.name
+            )
             b.recordVersion = nil
             XCTAssertEqual(a, b, f.name)
             XCTAssertEqual(try ClientHello.parse(bytes: raw), a, f.name)
@@ -121,7 +125,9 @@ final class FingerprintFixtureTests: XCTestCase {
         }
         XCTAssertEqual(Digest.md5Hex(Array("abc".utf8)), "900150983cd24fb0d6963f7d28e17f72")
         XCTAssertEqual(
-            Digest.sha256Hex(Array("abc".utf8)), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+            Digest.sha256Hex(Array("abc".utf8)),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        )
     }
 
     func testJA4EdgeCases() throws {
@@ -141,8 +147,10 @@ final class FingerprintFixtureTests: XCTestCase {
 
         // Counts cap at 99; GREASE-only supported_versions falls back to legacy_version; s3 code.
         let many = ClientHello(
-            legacyVersion: 0x0300, cipherSuites: (1...120).map { UInt16($0) },
-            extensions: [.supportedVersions([0x1a1a])] + (100..<220).map { .init(type: UInt16($0), body: []) })
+            legacyVersion: 0x0300,
+            cipherSuites: (1...120).map { UInt16($0) },
+            extensions: [.supportedVersions([0x1a1a])] + (100..<220).map { .init(type: UInt16($0), body: []) }
+        )
         let parsed = try ClientHello.parse(handshake: many.serialize())
         XCTAssertTrue(parsed.ja4.fingerprint.hasPrefix("ts3i999900_"), parsed.ja4.fingerprint)
         // No signature algorithms: no "_sigs" part.

@@ -46,12 +46,18 @@ struct HelloFixture {
 /// Asserts `body` throws a ClientHelloParseError (and returns it).
 @discardableResult
 func assertParseError(
-    _ body: @autoclosure () throws(ClientHelloParseError) -> ClientHello, _ message: String = "",
-    file: StaticString = #filePath, line: UInt = #line
+    _ body: @autoclosure () throws(ClientHelloParseError) -> ClientHello,
+    _ message: String = "",
+    file: StaticString = #filePath,
+    line: UInt = #line
 ) -> ClientHelloParseError? {
     do {
         let hello = try body()
-        XCTFail("expected a parse error, got a hello with \(hello.cipherSuites.count) suites \(message)", file: file, line: line)
+        XCTFail(
+            "expected a parse error, got a hello with \(hello.cipherSuites.count) suites \(message)",
+            file: file,
+            line: line
+        )
         return nil
     } catch {
         XCTAssertFalse(error.description.isEmpty, file: file, line: line)
