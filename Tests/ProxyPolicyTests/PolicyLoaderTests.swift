@@ -216,4 +216,30 @@ final class PolicyLoaderTests: XCTestCase {
         try FileManager.default.removeItem(at: dir.appendingPathComponent("b.toml"))
         XCTAssertEqual(try PolicyLoader.load(directory: dir.path, generation: 3).set.policies.map(\.name), ["p"])
     }
+
+    /// The key locator must survive multi-line strings, quoted keys, comments and nested arrays of tables.
+    func testPositionsAfterMultilineStringsAndNestedTableArrays() throws {
+        let text = """
+            # header comment with [brackets] and "quotes"
+            [[policy]]
+            name = 'p'  # trailing comment
+            description = \"\"\"
+            spans [lines] = "x"
+            bad_key = 1
+            \"\"\"
+            "priority" = 1
+            mode = "enforce"
+            actions = {}
+            [[policy.match.any]]
+            grease = "absent"
+            [[policy.match.any]]
+            [[policy.match.any.all]]
+            sni = "present"
+            [[policy.match.any.all]]
+            point_formats = ["0x0g"]
+            """
+        let d = try XCTUnwrap(only(loadError(text)))
+        XCTAssertEqual(d.location.description, "test.toml:17:18", d.description)
+        XCTAssertTrue(d.message.contains("invalid hex point format \"0x0g\""), d.message)
+    }
 }
