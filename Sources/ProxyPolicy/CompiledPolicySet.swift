@@ -10,8 +10,13 @@ public struct CompiledPolicy: Sendable {
     public let origin: SourceLocation
 
     public init(
-        name: String, description: String = "", priority: Int, mode: PolicyMode, matcher: Matcher,
-        actions: PolicyActions, origin: SourceLocation = SourceLocation(file: "<memory>", line: 0, column: 0)
+        name: String,
+        description: String = "",
+        priority: Int,
+        mode: PolicyMode,
+        matcher: Matcher,
+        actions: PolicyActions,
+        origin: SourceLocation = SourceLocation(file: "<memory>", line: 0, column: 0)
     ) {
         self.name = name
         self.description = description
@@ -39,7 +44,8 @@ public struct CompiledPolicySet: Sendable {
         self.generation = generation
         // Stable sort: equal priorities keep the caller's order.
         self.policies = policies.enumerated().sorted {
-            $0.element.priority != $1.element.priority ? $0.element.priority > $1.element.priority : $0.offset < $1.offset
+            $0.element.priority != $1.element.priority
+                ? $0.element.priority > $1.element.priority : $0.offset < $1.offset
         }.map(\.element)
         needsJA3 = policies.contains { $0.matcher.uses(.ja3) }
         needsJA4 = policies.contains { $0.matcher.uses(.ja4) }
@@ -63,18 +69,36 @@ public struct CompiledPolicySet: Sendable {
             if observed >= 0 {
                 let o = policies[observed]
                 return PolicyDecision(
-                    matchedIndex: observed, matchedName: o.name, mode: .observe, enforcedIndex: i,
-                    effective: p.actions, wouldApply: o.actions, tag: o.actions.tag)
+                    matchedIndex: observed,
+                    matchedName: o.name,
+                    mode: .observe,
+                    enforcedIndex: i,
+                    effective: p.actions,
+                    wouldApply: o.actions,
+                    tag: o.actions.tag
+                )
             }
             return PolicyDecision(
-                matchedIndex: i, matchedName: p.name, mode: .enforce, enforcedIndex: i, effective: p.actions,
-                wouldApply: nil, tag: p.actions.tag)
+                matchedIndex: i,
+                matchedName: p.name,
+                mode: .enforce,
+                enforcedIndex: i,
+                effective: p.actions,
+                wouldApply: nil,
+                tag: p.actions.tag
+            )
         }
         if observed >= 0 {
             let o = policies[observed]
             return PolicyDecision(
-                matchedIndex: observed, matchedName: o.name, mode: .observe, enforcedIndex: nil, effective: .none,
-                wouldApply: o.actions, tag: o.actions.tag)
+                matchedIndex: observed,
+                matchedName: o.name,
+                mode: .observe,
+                enforcedIndex: nil,
+                effective: .none,
+                wouldApply: o.actions,
+                tag: o.actions.tag
+            )
         }
         return .noMatch
     }

@@ -31,8 +31,8 @@ public struct U16Set: Sendable, Hashable {
         return false
     }
 
-    public func isSubset(of other: U16Set) -> Bool { sorted.allSatisfy(other.contains) }
-    public func isDisjoint(with other: U16Set) -> Bool { !sorted.contains(where: other.contains) }
+    public func isSubset(of other: U16Set) -> Bool { sorted.allSatisfy { other.contains($0) } }
+    public func isDisjoint(with other: U16Set) -> Bool { !sorted.contains { other.contains($0) } }
 }
 
 /// How a version predicate compares the client's version with the policy value.
@@ -56,7 +56,7 @@ public enum FeatureFlag: String, Sendable, Hashable, CaseIterable {
 }
 
 /// One compiled leaf test over `PolicyInput`. Built by `PolicyLoader`; lists are precompiled to sets/arrays.
-public enum Predicate: Sendable, Hashable {
+public enum MatchPredicate: Sendable, Hashable {
     case ja3(Set<JA3Digest>)
     case ja4([JA4Pattern])
     case highestVersion(VersionComparison, UInt16)
@@ -111,9 +111,10 @@ public enum Predicate: Sendable, Hashable {
         }
     }
 
+    // Explicit loops instead of `allSatisfy(set.contains)`: a partially applied method is a closure context,
+    // which unoptimised builds allocate on every call.
     @inline(__always)
     func evaluate(_ input: PolicyInput) -> Bool {
-        let f = input.features
         switch self {
         case .ja3(let set):
             guard let d = input.ja3 else { return false }
@@ -121,37 +122,46 @@ public enum Predicate: Sendable, Hashable {
         case .ja4(let patterns):
             guard let s = input.ja4 else { return false }
             return JA4Pattern.matchesAny(patterns, s)
-        case .highestVersion(let c, let v): return compare(f.highestVersion, c, v)
-        case .legacyVersion(let c, let v): return compare(f.legacyVersion, c, v)
-        case .ciphersPrefix(let p): return f.cipherSuites.starts(with: p)
-        case .ciphersContainAll(let s): return containsAll(f.cipherSuites, s)
-        case .ciphersContainAny(let s): return f.cipherSuites.contains(where: s.contains)
-        case .cipherSetEqual(let s): return setEqual(f.cipherSuites, s)
-        case .ciphersSubsetOf(let s): return f.cipherSuites.allSatisfy(s.contains)
+        case .highestVersion(let c, let v): return compare(input.features.highestVersion, c, v)
+        case .legacyVersion(let c, let v): return compare(input.features.legacyVersion, c, v)
+        case .ciphersPrefix(let p): return hasPrefix(input.features.cipherSuites, p)
+        case .ciphersContainAll(let s): return containsAll(input.features.cipherSuites, s)
+        case .ciphersContainAny(let s): return containsAny(input.features.cipherSuites, s)
+        case .cipherSetEqual(let s): return setEqual(input.features.cipherSuites, s)
+        case .ciphersSubsetOf(let s): return isSubset(input.features.cipherSuites, s)
         case .firstCipherIn(let s):
-            guard let first = f.cipherSuites.first else { return false }
+            guard let first = input.features.cipherSuites.first else { return false }
             return s.contains(first)
-        case .extensionsEqual(let e): return f.extensions == e
-        case .extensionsSubsequence(let e): return isSubsequence(e, of: f.extensions)
-        case .extensionsPrefix(let e): return f.extensions.starts(with: e)
-        case .extensionsSuffix(let e): return f.extensions.count >= e.count && f.extensions.suffix(e.count).elementsEqual(e)
-        case .extensionsPresent(let s): return containsAll(f.extensions, s)
-        case .extensionsAbsent(let s): return !f.extensions.contains(where: s.contains)
-        case .extensionsSubsetOf(let s): return f.extensions.allSatisfy(s.contains)
-        case .flag(let flag, let want): return Self.flagValue(flag, f) == want
-        case .groupSetEqual(let s): return setEqual(f.supportedGroups, s)
-        case .groupsContainAll(let s): return containsAll(f.supportedGroups, s)
-        case .groupsSubsetOf(let s): return f.supportedGroups.allSatisfy(s.contains)
-        case .pointFormatsEqual(let p): return f.ecPointFormats == p
-        case .sigalgsPrefix(let p): return f.signatureAlgorithms.starts(with: p)
-        case .sigalgsContainAll(let s): return containsAll(f.signatureAlgorithms, s)
-        case .sigalgsSubsetOf(let s): return f.signatureAlgorithms.allSatisfy(s.contains)
+        case .extensionsEqual(let e): return input.features.extensions == e
+        case .extensionsSubsequence(let e): return isSubsequence(e, of: input.features.extensions)
+        case .extensionsPrefix(let e): return hasPrefix(input.features.extensions, e)
+        case .extensionsSuffix(let e): return hasSuffix(input.features.extensions, e)
+        case .extensionsPresent(let s): return containsAll(input.features.extensions, s)
+        case .extensionsAbsent(let s): return !containsAny(input.features.extensions, s)
+        case .extensionsSubsetOf(let s): return isSubset(input.features.extensions, s)
+        case .flag(let flag, let want): return Self.flagValue(flag, input.features) == want
+        case .groupSetEqual(let s): return setEqual(input.features.supportedGroups, s)
+        case .groupsContainAll(let s): return containsAll(input.features.supportedGroups, s)
+        case .groupsSubsetOf(let s): return isSubset(input.features.supportedGroups, s)
+        case .pointFormatsEqual(let p): return input.features.ecPointFormats == p
+        case .sigalgsPrefix(let p): return hasPrefix(input.features.signatureAlgorithms, p)
+        case .sigalgsContainAll(let s): return containsAll(input.features.signatureAlgorithms, s)
+        case .sigalgsSubsetOf(let s): return isSubset(input.features.signatureAlgorithms, s)
         case .alpnEqual(let want):
-            guard f.alpn.count == want.count else { return false }
-            for i in want.indices where !f.alpn[i].utf8.elementsEqual(want[i]) { return false }
+            let alpn = input.features.alpn
+            guard alpn.count == want.count else { return false }
+            for i in 0..<want.count where !utf8Equal(alpn[i], want[i]) { return false }
             return true
         case .alpnContainsAll(let want):
-            for w in want where !f.alpn.contains(where: { $0.utf8.elementsEqual(w) }) { return false }
+            let alpn = input.features.alpn
+            for w in want {
+                var found = false
+                for a in alpn where utf8Equal(a, w) {
+                    found = true
+                    break
+                }
+                if !found { return false }
+            }
             return true
         }
     }
@@ -182,14 +192,47 @@ private func compare(_ have: UInt16, _ c: VersionComparison, _ want: UInt16) -> 
 }
 
 @inline(__always)
+private func contains(_ list: [UInt16], _ v: UInt16) -> Bool {
+    for x in list where x == v { return true }
+    return false
+}
+
+@inline(__always)
 private func containsAll(_ list: [UInt16], _ s: U16Set) -> Bool {
-    for v in s.sorted where !list.contains(v) { return false }
+    for v in s.sorted where !contains(list, v) { return false }
+    return true
+}
+
+@inline(__always)
+private func containsAny(_ list: [UInt16], _ s: U16Set) -> Bool {
+    for v in list where s.contains(v) { return true }
+    return false
+}
+
+@inline(__always)
+private func isSubset(_ list: [UInt16], _ s: U16Set) -> Bool {
+    for v in list where !s.contains(v) { return false }
     return true
 }
 
 @inline(__always)
 private func setEqual(_ list: [UInt16], _ s: U16Set) -> Bool {
-    list.allSatisfy(s.contains) && containsAll(list, s)
+    isSubset(list, s) && containsAll(list, s)
+}
+
+@inline(__always)
+private func hasPrefix(_ list: [UInt16], _ p: [UInt16]) -> Bool {
+    guard list.count >= p.count else { return false }
+    for i in 0..<p.count where list[i] != p[i] { return false }
+    return true
+}
+
+@inline(__always)
+private func hasSuffix(_ list: [UInt16], _ p: [UInt16]) -> Bool {
+    guard list.count >= p.count else { return false }
+    let off = list.count - p.count
+    for i in 0..<p.count where list[off + i] != p[i] { return false }
+    return true
 }
 
 @inline(__always)
@@ -197,6 +240,16 @@ private func isSubsequence(_ needle: [UInt16], of hay: [UInt16]) -> Bool {
     var i = 0
     for v in hay where i < needle.count && v == needle[i] { i += 1 }
     return i == needle.count
+}
+
+@inline(__always)
+private func utf8Equal(_ s: String, _ bytes: [UInt8]) -> Bool {
+    var i = 0
+    for c in s.utf8 {
+        if i == bytes.count || bytes[i] != c { return false }
+        i += 1
+    }
+    return i == bytes.count
 }
 
 /// Which part of a hello a predicate reads; used when a sample (e.g. a fingerprint-database entry) is incomplete.
@@ -224,7 +277,8 @@ public struct JA4Pattern: Sendable, Hashable, CustomStringConvertible {
             guard !p.isEmpty else { return nil }
             for c in p {
                 let ok =
-                    (c >= UInt8(ascii: "0") && c <= UInt8(ascii: "9")) || (c >= UInt8(ascii: "a") && c <= UInt8(ascii: "z"))
+                    (c >= UInt8(ascii: "0") && c <= UInt8(ascii: "9"))
+                    || (c >= UInt8(ascii: "a") && c <= UInt8(ascii: "z"))
                     || c == UInt8(ascii: "*") || c == UInt8(ascii: "?")
                 guard ok else { return nil }
             }
@@ -234,33 +288,34 @@ public struct JA4Pattern: Sendable, Hashable, CustomStringConvertible {
     }
 
     /// True when every section of `ja4` matches the corresponding section glob.
-    public func matches(_ ja4: String) -> Bool {
-        if let r = ja4.utf8.withContiguousStorageIfAvailable({ matches(bytes: $0) }) { return r }
-        return matches(bytes: Array(ja4.utf8))
-    }
+    public func matches(_ ja4: String) -> Bool { Self.matchesAny([self], ja4) }
 
     static func matchesAny(_ patterns: [JA4Pattern], _ ja4: String) -> Bool {
-        if let r = ja4.utf8.withContiguousStorageIfAvailable({ b in patterns.contains { $0.matches(bytes: b) } }) {
-            return r
+        var s = ja4
+        // Native Swift strings are contiguous UTF-8: no copy. (Bridged/foreign strings are made native once.)
+        return s.withUTF8 { b in
+            for p in patterns where p.matches(bytes: b) { return true }
+            return false
         }
-        let b = Array(ja4.utf8)
-        return patterns.contains { $0.matches(bytes: b) }
     }
 
-    func matches<C: Collection<UInt8>>(bytes: C) -> Bool where C.Index == Int {
-        var start = bytes.startIndex
-        for (n, pat) in sections.enumerated() {
+    func matches(bytes: UnsafeBufferPointer<UInt8>) -> Bool {
+        var start = 0
+        var n = 0
+        while n < 3 {
             var end = start
-            while end < bytes.endIndex && bytes[end] != UInt8(ascii: "_") { end += 1 }
-            if n < 2 && end == bytes.endIndex { return false }
-            if !glob(pat, bytes, start, end) { return false }
+            while end < bytes.count && bytes[end] != UInt8(ascii: "_") { end += 1 }
+            if n < 2 && end == bytes.count { return false }
+            if n == 2 && end != bytes.count { return false }
+            if !Self.glob(sections[n], bytes, start, end) { return false }
             start = end + 1
+            n += 1
         }
-        return start == bytes.endIndex + 1
+        return true
     }
 
-    /// Iterative glob with single-star backtracking (linear for one star, O(n·m) worst case; sections are ≤ 12 bytes).
-    private func glob<C: Collection<UInt8>>(_ p: [UInt8], _ s: C, _ from: Int, _ to: Int) -> Bool where C.Index == Int {
+    /// Iterative glob with single-star backtracking (O(n·m) worst case; JA4 sections are ≤ 12 bytes).
+    private static func glob(_ p: [UInt8], _ s: UnsafeBufferPointer<UInt8>, _ from: Int, _ to: Int) -> Bool {
         var pi = 0
         var si = from
         var star = -1
@@ -293,7 +348,7 @@ public indirect enum Matcher: Sendable, Hashable {
     /// True when some child is true (an empty `any` is false).
     case any([Matcher])
     case not(Matcher)
-    case leaf(Predicate)
+    case leaf(MatchPredicate)
 
     /// Evaluate on a complete hello. Allocation-free: walks the precompiled tree.
     public func matches(_ input: PolicyInput) -> Bool {

@@ -20,7 +20,7 @@ public enum PolicyAnalysis {
     static let maxTerms = 256
 
     struct Literal: Hashable {
-        var predicate: Predicate
+        var predicate: MatchPredicate
         var positive: Bool
     }
     typealias Conjunction = [Literal]
@@ -34,8 +34,12 @@ public enum PolicyAnalysis {
             if let l = live[i], l.isEmpty {
                 out.append(
                     PolicyDiagnostic(
-                        severity: .warning, kind: .neverMatches, location: p.origin,
-                        message: "policy '\(p.name)' can never match (its conditions contradict each other)"))
+                        severity: .warning,
+                        kind: .neverMatches,
+                        location: p.origin,
+                        message: "policy '\(p.name)' can never match (its conditions contradict each other)"
+                    )
+                )
             }
         }
         for i in set.policies.indices {
@@ -48,10 +52,13 @@ public enum PolicyAnalysis {
                 if overlap {
                     out.append(
                         PolicyDiagnostic(
-                            severity: .warning, kind: .conflict, location: b.origin,
+                            severity: .warning,
+                            kind: .conflict,
+                            location: b.origin,
                             message:
                                 "enforce policies '\(a.name)' (\(a.origin)) and '\(b.name)' have the same priority \(a.priority) and can match the same ClientHello; '\(a.name)' wins by load order"
-                        ))
+                        )
+                    )
                 }
             }
         }
@@ -64,10 +71,13 @@ public enum PolicyAnalysis {
                 if lj.allSatisfy({ cl in li.contains { ch in implies(cl, ch) } }) {
                     out.append(
                         PolicyDiagnostic(
-                            severity: .warning, kind: .unreachable, location: low.origin,
+                            severity: .warning,
+                            kind: .unreachable,
+                            location: low.origin,
                             message:
                                 "policy '\(low.name)' (priority \(low.priority)) is unreachable: every ClientHello it matches is matched first by enforce policy '\(high.name)' (priority \(high.priority), \(high.origin))"
-                        ))
+                        )
+                    )
                     break
                 }
             }
@@ -110,7 +120,9 @@ public enum PolicyAnalysis {
 
     /// Negated flags become positive flags of the opposite value.
     private static func normalise(_ l: Literal) -> Literal {
-        if case .flag(let f, let v) = l.predicate, !l.positive { return Literal(predicate: .flag(f, !v), positive: true) }
+        if case .flag(let f, let v) = l.predicate, !l.positive {
+            return Literal(predicate: .flag(f, !v), positive: true)
+        }
         return l
     }
 
@@ -179,7 +191,7 @@ public enum PolicyAnalysis {
         }
     }
 
-    private static func pairContradicts(_ a: Predicate, _ b: Predicate) -> Bool {
+    private static func pairContradicts(_ a: MatchPredicate, _ b: MatchPredicate) -> Bool {
         switch (a, b) {
         case (.flag(let f, let x), .flag(let g, let y)): return f == g && x != y
         case (.ja3(let x), .ja3(let y)): return x.isDisjoint(with: y)
@@ -240,7 +252,12 @@ public enum PolicyAnalysis {
         }
     }
 
-    private static func versionImplies(_ c1: VersionComparison, _ v1: UInt16, _ c2: VersionComparison, _ v2: UInt16)
+    private static func versionImplies(
+        _ c1: VersionComparison,
+        _ v1: UInt16,
+        _ c2: VersionComparison,
+        _ v2: UInt16
+    )
         -> Bool
     {
         switch (c1, c2) {

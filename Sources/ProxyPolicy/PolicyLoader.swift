@@ -17,17 +17,25 @@ public enum PolicyLoader {
     }
 
     /// Loads every `*.toml` file in `directory` (sorted by file name; non-recursive).
-    public static func load(directory: String, generation: UInt64, options: Options = Options()) throws
+    public static func load(
+        directory: String,
+        generation: UInt64,
+        options: Options = Options()
+    ) throws
         -> PolicyLoadResult
     {
         let names: [String]
         do {
-            names = try FileManager.default.contentsOfDirectory(atPath: directory).filter { $0.hasSuffix(".toml") }.sorted()
+            names = try FileManager.default.contentsOfDirectory(atPath: directory).filter { $0.hasSuffix(".toml") }
+                .sorted()
         } catch {
             throw PolicyLoadError(diagnostics: [
                 PolicyDiagnostic(
-                    severity: .error, kind: .io, location: SourceLocation(file: directory, line: 0, column: 0),
-                    message: "cannot list policy directory: \(error)")
+                    severity: .error,
+                    kind: .io,
+                    location: SourceLocation(file: directory, line: 0, column: 0),
+                    message: "cannot list policy directory: \(error)"
+                )
             ])
         }
         var files: [(path: String, contents: String)] = []
@@ -38,8 +46,12 @@ public enum PolicyLoader {
             else {
                 diags.append(
                     PolicyDiagnostic(
-                        severity: .error, kind: .io, location: SourceLocation(file: path, line: 0, column: 0),
-                        message: "cannot read file as UTF-8"))
+                        severity: .error,
+                        kind: .io,
+                        location: SourceLocation(file: path, line: 0, column: 0),
+                        message: "cannot read file as UTF-8"
+                    )
+                )
                 continue
             }
             files.append((path, text))
@@ -50,7 +62,9 @@ public enum PolicyLoader {
 
     /// Loads policies from in-memory files; `path` is used only in diagnostics. Files are read in the given order.
     public static func load(
-        files: [(path: String, contents: String)], generation: UInt64, options: Options = Options()
+        files: [(path: String, contents: String)],
+        generation: UInt64,
+        options: Options = Options()
     ) throws -> PolicyLoadResult {
         var policies: [CompiledPolicy] = []
         var diags: [PolicyDiagnostic] = []
@@ -65,8 +79,12 @@ public enum PolicyLoader {
             if let first = seen[p.name] {
                 diags.append(
                     PolicyDiagnostic(
-                        severity: .error, kind: .duplicateName, location: p.origin,
-                        message: "duplicate policy name '\(p.name)' (first defined at \(first))"))
+                        severity: .error,
+                        kind: .duplicateName,
+                        location: p.origin,
+                        message: "duplicate policy name '\(p.name)' (first defined at \(first))"
+                    )
+                )
             } else {
                 seen[p.name] = p.origin
             }
@@ -103,15 +121,22 @@ struct FileReader {
         } catch let e as TOMLParseError {
             diagnostics.append(
                 PolicyDiagnostic(
-                    severity: .error, kind: .syntax,
+                    severity: .error,
+                    kind: .syntax,
                     location: SourceLocation(file: file, line: e.source.begin.line, column: e.source.begin.column),
-                    message: "TOML syntax error: \(e.description)"))
+                    message: "TOML syntax error: \(e.description)"
+                )
+            )
             return []
         } catch {
             diagnostics.append(
                 PolicyDiagnostic(
-                    severity: .error, kind: .syntax, location: SourceLocation(file: file, line: 1, column: 1),
-                    message: "TOML error: \(error)"))
+                    severity: .error,
+                    kind: .syntax,
+                    location: SourceLocation(file: file, line: 1, column: 1),
+                    message: "TOML error: \(error)"
+                )
+            )
             return []
         }
         locator = TOMLKeyLocator(source: source)
@@ -174,7 +199,10 @@ struct FileReader {
     }
 
     private mutating func enumValue<E: RawRepresentable & CaseIterable>(
-        _ v: TOMLValueConvertible, _ path: [String], _ what: String, _: E.Type
+        _ v: TOMLValueConvertible,
+        _ path: [String],
+        _ what: String,
+        _: E.Type
     ) -> E? where E.RawValue == String {
         guard let s = string(v, path, what) else { return nil }
         guard let e = E(rawValue: s) else {
@@ -206,23 +234,32 @@ struct FileReader {
             case "description":
                 if let s = string(v, kp, "'description'") { description = s }
             case "priority":
-                if let n = v.int { priority = n } else {
+                if let n = v.int {
+                    priority = n
+                } else {
                     error(.wrongType, at: kp, "'priority' must be an integer, found \(Self.typeName(v))")
                 }
             case "mode":
                 mode = enumValue(v, kp, "'mode'", PolicyMode.self)
             case "match":
-                if let mt = v.table { matcher = readMatcher(mt, path: kp) } else {
+                if let mt = v.table {
+                    matcher = readMatcher(mt, path: kp)
+                } else {
                     error(.wrongType, at: kp, "'match' must be a table, found \(Self.typeName(v))")
                 }
             case "actions":
-                if let at = v.table { actions = readActions(at, path: kp) } else {
+                if let at = v.table {
+                    actions = readActions(at, path: kp)
+                } else {
                     error(.wrongType, at: kp, "'actions' must be a table, found \(Self.typeName(v))")
                 }
             default:
                 error(
-                    .unknownKey, at: kp, key: true,
-                    "unknown policy key '\(key)' (expected name, description, priority, mode, match, actions)")
+                    .unknownKey,
+                    at: kp,
+                    key: true,
+                    "unknown policy key '\(key)' (expected name, description, priority, mode, match, actions)"
+                )
             }
         }
         for (k, present) in [
@@ -231,10 +268,18 @@ struct FileReader {
         ] where !present {
             error(.missingKey, at: path, key: true, "policy is missing required key '\(k)'")
         }
-        guard diagnostics.count == before, let name, let priority, let mode, let matcher, let actions else { return nil }
+        guard diagnostics.count == before, let name, let priority, let mode, let matcher, let actions else {
+            return nil
+        }
         return CompiledPolicy(
-            name: name, description: description, priority: priority, mode: mode, matcher: matcher, actions: actions,
-            origin: loc(path, key: true))
+            name: name,
+            description: description,
+            priority: priority,
+            mode: mode,
+            matcher: matcher,
+            actions: actions,
+            origin: loc(path, key: true)
+        )
     }
 
     private mutating func readActions(_ t: TOMLTable, path: [String]) -> PolicyActions {
@@ -249,12 +294,15 @@ struct FileReader {
                 switch string(v, kp, "'tickets'") {
                 case "on": a.ticketsEnabled = true
                 case "off": a.ticketsEnabled = false
-                case let s?: error(.badValue, at: kp, "invalid value \"\(s)\" for 'tickets'; expected \"on\" or \"off\"")
+                case let s?:
+                    error(.badValue, at: kp, "invalid value \"\(s)\" for 'tickets'; expected \"on\" or \"off\"")
                 case nil: break
                 }
             case "tls13_tickets":
                 if let n = v.int {
-                    if (0...16).contains(n) { a.tls13Tickets = n } else {
+                    if (0...16).contains(n) {
+                        a.tls13Tickets = n
+                    } else {
                         error(.badValue, at: kp, "'tls13_tickets' must be between 0 and 16, found \(n)")
                     }
                 } else {
@@ -266,8 +314,11 @@ struct FileReader {
                 }
             default:
                 error(
-                    .unknownKey, at: kp, key: true,
-                    "unknown action '\(key)' (expected stale_ticket, tickets, tls13_tickets, tag)")
+                    .unknownKey,
+                    at: kp,
+                    key: true,
+                    "unknown action '\(key)' (expected stale_ticket, tickets, tls13_tickets, tag)"
+                )
             }
         }
         return a
@@ -287,15 +338,17 @@ struct FileReader {
     private mutating func matcherList(_ v: TOMLValueConvertible, _ path: [String], _ key: String) -> [Matcher]? {
         guard let arr = v.array, arr.allSatisfy({ $0.type == .table }) else {
             error(
-                .wrongType, at: path,
-                "'\(key)' must be an array of matcher tables ([[...\(key)]] or [{...}, {...}]), found \(Self.typeName(v))")
+                .wrongType,
+                at: path,
+                "'\(key)' must be an array of matcher tables ([[...\(key)]] or [{...}, {...}]), found \(Self.typeName(v))"
+            )
             return nil
         }
         return arr.enumerated().map { readMatcher($0.element.table!, path: path + ["#\($0.offset)"]) }
     }
 
     private mutating func readMatcherKey(_ key: String, _ v: TOMLValueConvertible, path: [String]) -> Matcher? {
-        func leaf(_ p: Predicate?) -> Matcher? { p.map(Matcher.leaf) }
+        func leaf(_ p: MatchPredicate?) -> Matcher? { p.map(Matcher.leaf) }
         switch key {
         case "all": return matcherList(v, path, key).map(Matcher.all)
         case "any": return matcherList(v, path, key).map(Matcher.any)
@@ -309,7 +362,9 @@ struct FileReader {
             guard let strs = stringList(v, path, key, nonEmpty: true) else { return nil }
             var set = Set<JA3Digest>()
             for (i, s) in strs.enumerated() {
-                if let d = JA3Digest(hex: s) { set.insert(d) } else {
+                if let d = JA3Digest(hex: s) {
+                    set.insert(d)
+                } else {
                     error(.badValue, at: path + ["#\(i)"], "invalid JA3 hash \"\(s)\": expected 32 hex digits")
                 }
             }
@@ -318,10 +373,14 @@ struct FileReader {
             guard let strs = stringList(v, path, key, nonEmpty: true) else { return nil }
             var pats: [JA4Pattern] = []
             for (i, s) in strs.enumerated() {
-                if let p = JA4Pattern(s) { pats.append(p) } else {
+                if let p = JA4Pattern(s) {
+                    pats.append(p)
+                } else {
                     error(
-                        .badValue, at: path + ["#\(i)"],
-                        "invalid JA4 pattern \"\(s)\": expected three '_'-separated sections of [0-9a-z], '*' or '?'")
+                        .badValue,
+                        at: path + ["#\(i)"],
+                        "invalid JA4 pattern \"\(s)\": expected three '_'-separated sections of [0-9a-z], '*' or '?'"
+                    )
                 }
             }
             return .leaf(.ja4(pats))
@@ -364,7 +423,11 @@ struct FileReader {
                 case "present": return .leaf(.flag(flag, true))
                 case "absent": return .leaf(.flag(flag, false))
                 case let s?:
-                    error(.badValue, at: path, "invalid value \"\(s)\" for '\(key)'; expected \"present\" or \"absent\"")
+                    error(
+                        .badValue,
+                        at: path,
+                        "invalid value \"\(s)\" for '\(key)'; expected \"present\" or \"absent\""
+                    )
                     return nil
                 case nil: return nil
                 }
@@ -374,7 +437,12 @@ struct FileReader {
         }
     }
 
-    private mutating func stringList(_ v: TOMLValueConvertible, _ path: [String], _ key: String, nonEmpty: Bool)
+    private mutating func stringList(
+        _ v: TOMLValueConvertible,
+        _ path: [String],
+        _ key: String,
+        nonEmpty: Bool
+    )
         -> [String]?
     {
         guard let arr = v.array else {
@@ -388,7 +456,11 @@ struct FileReader {
         var out: [String] = []
         for (i, e) in arr.enumerated() {
             guard let s = e.string else {
-                error(.wrongType, at: path + ["#\(i)"], "elements of '\(key)' must be strings, found \(Self.typeName(e))")
+                error(
+                    .wrongType,
+                    at: path + ["#\(i)"],
+                    "elements of '\(key)' must be strings, found \(Self.typeName(e))"
+                )
                 return nil
             }
             out.append(s)
@@ -403,7 +475,11 @@ struct FileReader {
         }
         if let ver = TLSNames.versions[s] { return ver }
         if s.hasPrefix("0x"), let n = parseHex(s), (0x0300...0x03ff).contains(n) { return n }
-        error(.badValue, at: path, "invalid version \"\(s)\" for '\(key)'; expected \"ssl3\", \"1.0\" ... \"1.3\" or hex like \"0x0303\"")
+        error(
+            .badValue,
+            at: path,
+            "invalid version \"\(s)\" for '\(key)'; expected \"ssl3\", \"1.0\" ... \"1.3\" or hex like \"0x0303\""
+        )
         return nil
     }
 
@@ -420,7 +496,8 @@ struct FileReader {
             case .ext: return TLSNames.extensions
             case .group: return TLSNames.groups
             case .sigalg: return TLSNames.signatureSchemes
-            case .pointFormat: return ["uncompressed": 0, "ansiX962_compressed_prime": 1, "ansiX962_compressed_char2": 2]
+            case .pointFormat:
+                return ["uncompressed": 0, "ansiX962_compressed_prime": 1, "ansiX962_compressed_char2": 2]
             }
         }
         var max: Int { self == .pointFormat ? 0xff : 0xffff }
@@ -428,12 +505,18 @@ struct FileReader {
 
     /// A list of code points: integers, hex strings ("0xc02c") or IANA names.
     private mutating func codes(
-        _ v: TOMLValueConvertible, _ path: [String], _ key: String, _ kind: CodeKind, nonEmpty: Bool = false
+        _ v: TOMLValueConvertible,
+        _ path: [String],
+        _ key: String,
+        _ kind: CodeKind,
+        nonEmpty: Bool = false
     ) -> [UInt16]? {
         guard let arr = v.array else {
             error(
-                .wrongType, at: path,
-                "'\(key)' must be an array of \(kind.rawValue)s (hex strings, integers or names), found \(Self.typeName(v))")
+                .wrongType,
+                at: path,
+                "'\(key)' must be an array of \(kind.rawValue)s (hex strings, integers or names), found \(Self.typeName(v))"
+            )
             return nil
         }
         if nonEmpty && arr.isEmpty {
@@ -445,14 +528,22 @@ struct FileReader {
         for (i, e) in arr.enumerated() {
             let ep = path + ["#\(i)"]
             if let n = e.int {
-                if (0...kind.max).contains(n) { out.append(UInt16(n)) } else {
+                if (0...kind.max).contains(n) {
+                    out.append(UInt16(n))
+                } else {
                     error(.badValue, at: ep, "\(kind.rawValue) \(n) out of range 0...\(kind.max)")
                     ok = false
                 }
             } else if let s = e.string {
                 if s.hasPrefix("0x") || s.hasPrefix("0X") {
-                    if let n = parseHex(s), Int(n) <= kind.max { out.append(n) } else {
-                        error(.badValue, at: ep, "invalid hex \(kind.rawValue) \"\(s)\": expected 0x followed by 1-4 hex digits")
+                    if let n = parseHex(s), Int(n) <= kind.max {
+                        out.append(n)
+                    } else {
+                        error(
+                            .badValue,
+                            at: ep,
+                            "invalid hex \(kind.rawValue) \"\(s)\": expected 0x followed by 1-4 hex digits"
+                        )
                         ok = false
                     }
                 } else if let n = kind.names[s] {
@@ -462,7 +553,11 @@ struct FileReader {
                     ok = false
                 }
             } else {
-                error(.wrongType, at: ep, "elements of '\(key)' must be hex strings, integers or names, found \(Self.typeName(e))")
+                error(
+                    .wrongType,
+                    at: ep,
+                    "elements of '\(key)' must be hex strings, integers or names, found \(Self.typeName(e))"
+                )
                 ok = false
             }
         }

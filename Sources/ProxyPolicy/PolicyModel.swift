@@ -24,7 +24,12 @@ public struct PolicyActions: Sendable, Equatable {
     /// Free-form label for logs and metrics.
     public var tag: String?
 
-    public init(staleTicket: StaleTicketAction? = nil, ticketsEnabled: Bool? = nil, tls13Tickets: Int? = nil, tag: String? = nil) {
+    public init(
+        staleTicket: StaleTicketAction? = nil,
+        ticketsEnabled: Bool? = nil,
+        tls13Tickets: Int? = nil,
+        tag: String? = nil
+    ) {
         self.staleTicket = staleTicket
         self.ticketsEnabled = ticketsEnabled
         self.tls13Tickets = tls13Tickets
@@ -126,8 +131,13 @@ public struct PolicyDecision: Sendable, Equatable {
     public var tag: String?
 
     public init(
-        matchedIndex: Int? = nil, matchedName: String? = nil, mode: PolicyMode? = nil, enforcedIndex: Int? = nil,
-        effective: PolicyActions = .none, wouldApply: PolicyActions? = nil, tag: String? = nil
+        matchedIndex: Int? = nil,
+        matchedName: String? = nil,
+        mode: PolicyMode? = nil,
+        enforcedIndex: Int? = nil,
+        effective: PolicyActions = .none,
+        wouldApply: PolicyActions? = nil,
+        tag: String? = nil
     ) {
         self.matchedIndex = matchedIndex
         self.matchedName = matchedName

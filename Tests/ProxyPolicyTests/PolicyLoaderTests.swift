@@ -60,7 +60,9 @@ final class PolicyLoaderTests: XCTestCase {
         XCTAssertEqual(e.diagnostics.map(\.kind), [.unknownKey, .unknownKey, .unknownKey], e.description)
         XCTAssertEqual(
             e.diagnostics.map(\.location.description),
-            ["test.toml:5:3", "test.toml:7:50", "test.toml:10:1"], e.description)
+            ["test.toml:5:3", "test.toml:7:50", "test.toml:10:1"],
+            e.description
+        )
         XCTAssertTrue(e.diagnostics[1].message.contains("'extension_count'"))
     }
 
@@ -91,7 +93,9 @@ final class PolicyLoaderTests: XCTestCase {
         let e = try XCTUnwrap(loadError(text))
         XCTAssertEqual(
             e.diagnostics.map(\.location.description),
-            ["test.toml:6:34", "test.toml:7:24", "test.toml:8:29", "test.toml:9:8"], e.description)
+            ["test.toml:6:34", "test.toml:7:24", "test.toml:8:29", "test.toml:9:8"],
+            e.description
+        )
         XCTAssertTrue(e.diagnostics[0].message.contains("invalid hex"))
         XCTAssertTrue(e.diagnostics[2].message.contains("unknown group name \"curve9\""))
         XCTAssertTrue(e.diagnostics[3].message.contains("invalid JA3 hash"))
@@ -114,7 +118,10 @@ final class PolicyLoaderTests: XCTestCase {
         let e = try XCTUnwrap(loadError(text))
         XCTAssertEqual(e.diagnostics.map(\.kind), [.wrongType, .wrongType, .badValue, .badValue, .badValue, .badValue])
         XCTAssertEqual(
-            e.diagnostics.map(\.location.line), [3, 6, 7, 8, 10, 11], e.description)
+            e.diagnostics.map(\.location.line),
+            [3, 6, 7, 8, 10, 11],
+            e.description
+        )
     }
 
     func testMissingKeysAndDuplicateNames() throws {
@@ -124,10 +131,13 @@ final class PolicyLoaderTests: XCTestCase {
             [policy.match]
             """
         let e = try XCTUnwrap(loadError(missing))
-        XCTAssertEqual(Set(e.diagnostics.map(\.message)), [
-            "policy is missing required key 'priority'", "policy is missing required key 'mode'",
-            "policy is missing required key 'actions'",
-        ])
+        XCTAssertEqual(
+            Set(e.diagnostics.map(\.message)),
+            [
+                "policy is missing required key 'priority'", "policy is missing required key 'mode'",
+                "policy is missing required key 'actions'",
+            ]
+        )
         XCTAssertEqual(e.diagnostics[0].location.description, "test.toml:1:1")
 
         let dup = valid + "\n\n" + valid
@@ -138,10 +148,18 @@ final class PolicyLoaderTests: XCTestCase {
     }
 
     func testNamesHexAndIntegersAreEquivalent() throws {
-        let a = try loadPolicies(valid.replacingOccurrences(
-            of: "grease = \"absent\"", with: "extensions_prefix = [\"renegotiation_info\", \"server_name\", 5]"))
-        let b = try loadPolicies(valid.replacingOccurrences(
-            of: "grease = \"absent\"", with: "extensions_prefix = [\"0xff01\", 0, \"0x0005\"]"))
+        let a = try loadPolicies(
+            valid.replacingOccurrences(
+                of: "grease = \"absent\"",
+                with: "extensions_prefix = [\"renegotiation_info\", \"server_name\", 5]"
+            )
+        )
+        let b = try loadPolicies(
+            valid.replacingOccurrences(
+                of: "grease = \"absent\"",
+                with: "extensions_prefix = [\"0xff01\", 0, \"0x0005\"]"
+            )
+        )
         XCTAssertEqual(a.set.policies[0].matcher, .leaf(.extensionsPrefix([0xff01, 0, 5])))
         XCTAssertEqual(a.set.policies[0].matcher, b.set.policies[0].matcher)
     }
@@ -173,7 +191,8 @@ final class PolicyLoaderTests: XCTestCase {
         XCTAssertEqual(m1, m2)
         XCTAssertEqual(
             m1,
-            .any([.leaf(.flag(.grease, true)), .all([.leaf(.flag(.sni, false)), .not(.leaf(.flag(.alpn, true)))])]))
+            .any([.leaf(.flag(.grease, true)), .all([.leaf(.flag(.sni, false)), .not(.leaf(.flag(.alpn, true)))])])
+        )
     }
 
     func testDirectoryLoadingReportsFileNames() throws {
@@ -182,7 +201,10 @@ final class PolicyLoaderTests: XCTestCase {
         defer { try? FileManager.default.removeItem(at: dir) }
         try valid.write(to: dir.appendingPathComponent("a.toml"), atomically: true, encoding: .utf8)
         try "[[policy]]\nname = \"q\"\nprority = 1\n".write(
-            to: dir.appendingPathComponent("b.toml"), atomically: true, encoding: .utf8)
+            to: dir.appendingPathComponent("b.toml"),
+            atomically: true,
+            encoding: .utf8
+        )
         try "ignored".write(to: dir.appendingPathComponent("README.md"), atomically: true, encoding: .utf8)
         do {
             _ = try PolicyLoader.load(directory: dir.path, generation: 1)
@@ -193,5 +215,31 @@ final class PolicyLoaderTests: XCTestCase {
         }
         try FileManager.default.removeItem(at: dir.appendingPathComponent("b.toml"))
         XCTAssertEqual(try PolicyLoader.load(directory: dir.path, generation: 3).set.policies.map(\.name), ["p"])
+    }
+
+    /// The key locator must survive multi-line strings, quoted keys, comments and nested arrays of tables.
+    func testPositionsAfterMultilineStringsAndNestedTableArrays() throws {
+        let text = """
+            # header comment with [brackets] and "quotes"
+            [[policy]]
+            name = 'p'  # trailing comment
+            description = \"\"\"
+            spans [lines] = "x"
+            bad_key = 1
+            \"\"\"
+            "priority" = 1
+            mode = "enforce"
+            actions = {}
+            [[policy.match.any]]
+            grease = "absent"
+            [[policy.match.any]]
+            [[policy.match.any.all]]
+            sni = "present"
+            [[policy.match.any.all]]
+            point_formats = ["0x0g"]
+            """
+        let d = try XCTUnwrap(only(loadError(text)))
+        XCTAssertEqual(d.location.description, "test.toml:17:18", d.description)
+        XCTAssertTrue(d.message.contains("invalid hex point format \"0x0g\""), d.message)
     }
 }

@@ -25,8 +25,10 @@ struct Sample {
 
     func input(for set: CompiledPolicySet) -> PolicyInput {
         PolicyInput(
-            features: hello.features, ja3: set.needsJA3 ? JA3Digest(hex: hello.ja3.md5) : nil,
-            ja4: set.needsJA4 ? hello.ja4.fingerprint : nil)
+            features: hello.features,
+            ja3: set.needsJA3 ? JA3Digest(hex: hello.ja3.md5) : nil,
+            ja4: set.needsJA4 ? hello.ja4.fingerprint : nil
+        )
     }
 
     /// Every ClientHello fixture (not the msdocs cipher-order file).
@@ -51,8 +53,12 @@ struct Sample {
             }
             out.append(
                 Sample(
-                    name: String(n.dropLast(5)), schannel: try XCTUnwrap(json["schannel"] as? Bool, n), hello: hello,
-                    unknown: unknown))
+                    name: String(n.dropLast(5)),
+                    schannel: try XCTUnwrap(json["schannel"] as? Bool, n),
+                    hello: hello,
+                    unknown: unknown
+                )
+            )
         }
         return out
     }
@@ -102,7 +108,9 @@ func hexBytes(_ s: some StringProtocol) throws -> [UInt8] {
     let u = Array(s.utf8)
     guard u.count % 2 == 0 else { throw NSError(domain: "hex", code: 1) }
     return try stride(from: 0, to: u.count, by: 2).map { i in
-        guard let h = hexDigitValue(u[i]), let l = hexDigitValue(u[i + 1]) else { throw NSError(domain: "hex", code: 2) }
+        guard let h = hexDigitValue(u[i]), let l = hexDigitValue(u[i + 1]) else {
+            throw NSError(domain: "hex", code: 2)
+        }
         return h << 4 | l
     }
 }
@@ -133,18 +141,37 @@ func loadError(_ text: String, file: String = "test.toml", line: UInt = #line) -
 
 /// Features for hand-written tests: a plain TLS 1.2 hello unless overridden.
 func makeFeatures(
-    legacy: UInt16 = 0x0303, versions: [UInt16] = [], ciphers: [UInt16] = [0xc02f, 0x002f],
-    extensions: [UInt16] = [0, 10, 11, 13], groups: [UInt16] = [29, 23], pointFormats: [UInt8] = [0],
-    sigalgs: [UInt16] = [0x0401, 0x0403], alpn: [String] = [], grease: Bool = false
+    legacy: UInt16 = 0x0303,
+    versions: [UInt16] = [],
+    ciphers: [UInt16] = [0xc02f, 0x002f],
+    extensions: [UInt16] = [0, 10, 11, 13],
+    groups: [UInt16] = [29, 23],
+    pointFormats: [UInt8] = [0],
+    sigalgs: [UInt16] = [0x0401, 0x0403],
+    alpn: [String] = [],
+    grease: Bool = false
 ) -> ClientHelloFeatures {
     ClientHelloFeatures(
-        legacyVersion: legacy, supportedVersions: versions, highestVersion: versions.max() ?? legacy,
-        cipherSuites: ciphers, extensions: extensions, supportedGroups: groups, ecPointFormats: pointFormats,
-        signatureAlgorithms: sigalgs, alpn: alpn, keyShareGroups: [], sniPresent: extensions.contains(0),
-        greasePresent: grease, renegotiationSCSVPresent: ciphers.contains(0x00ff),
-        fallbackSCSVPresent: ciphers.contains(0x5600), sessionTicketExtPresent: extensions.contains(35),
-        extendedMasterSecretExtPresent: extensions.contains(23), renegotiationInfoExtPresent: extensions.contains(0xff01),
-        sessionIDLength: 0, compressionMethods: [0])
+        legacyVersion: legacy,
+        supportedVersions: versions,
+        highestVersion: versions.max() ?? legacy,
+        cipherSuites: ciphers,
+        extensions: extensions,
+        supportedGroups: groups,
+        ecPointFormats: pointFormats,
+        signatureAlgorithms: sigalgs,
+        alpn: alpn,
+        keyShareGroups: [],
+        sniPresent: extensions.contains(0),
+        greasePresent: grease,
+        renegotiationSCSVPresent: ciphers.contains(0x00ff),
+        fallbackSCSVPresent: ciphers.contains(0x5600),
+        sessionTicketExtPresent: extensions.contains(35),
+        extendedMasterSecretExtPresent: extensions.contains(23),
+        renegotiationInfoExtPresent: extensions.contains(0xff01),
+        sessionIDLength: 0,
+        compressionMethods: [0]
+    )
 }
 
 /// A hello with the given GREASE-free lists removed of GREASE (for "Chrome without GREASE" checks).

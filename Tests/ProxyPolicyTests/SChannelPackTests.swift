@@ -55,7 +55,8 @@ final class SChannelPackTests: XCTestCase {
                 "schannel-curl-schannel-ocsp-win10",  // JA3-derived: GREASE and signature_algorithms not recorded
                 "schannel-dotnet6-winserver2019-tls12",  // Go hook output: no extension order, no sigalgs
                 "schannel-dotnetfx48-winserver2022-tls13",
-            ])
+            ]
+        )
     }
 
     func testNoNonSChannelFixtureMatches() throws {
@@ -103,8 +104,10 @@ final class SChannelPackTests: XCTestCase {
     /// Exact SChannel captures (fixtures with raw bytes and testssl IE/Edge) with their cipher list changed the
     /// way admins and applications change it. None of these may stop the match.
     func testCipherListChangesKeepMatching() throws {
-        var hellos = try Sample.fixtures().filter { $0.schannel && $0.unknown.isDisjoint(with: [.extensionOrder, .grease, .signatureAlgorithms]) }
-            .map { ($0.name, $0.hello) }
+        var hellos = try Sample.fixtures().filter {
+            $0.schannel && $0.unknown.isDisjoint(with: [.extensionOrder, .grease, .signatureAlgorithms])
+        }
+        .map { ($0.name, $0.hello) }
         if let entries = try TestsslClients.load() {
             for e in entries where TestsslClients.isSChannel(e.name) && !TestsslClients.sslv2Format.contains(e.name) {
                 hellos.append((e.name, try ClientHello.parse(bytes: e.bytes)))
@@ -149,7 +152,8 @@ final class SChannelPackTests: XCTestCase {
     func testChromeLikeHelloWithoutGREASEDoesNotMatch() throws {
         var hellos = try Sample.fixtures().filter { $0.features.greasePresent }.map { ($0.name, $0.hello) }
         if let entries = try TestsslClients.load() {
-            for e in entries where e.name.hasPrefix("Chrome") || e.name.hasPrefix("Edge 101") || e.name.hasPrefix("Opera 6") {
+            for e in entries
+            where e.name.hasPrefix("Chrome") || e.name.hasPrefix("Edge 101") || e.name.hasPrefix("Opera 6") {
                 hellos.append((e.name, try ClientHello.parse(bytes: e.bytes)))
             }
         }
