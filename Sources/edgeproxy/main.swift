@@ -167,7 +167,7 @@ struct Classify: ParsableCommand {
             throw ExitCode(1)
         }
         do {
-            print(try ClassifierShim.classify(input: input, policies: set))
+            print(try Classifier.classify(input: input, policies: set))
         } catch {
             FileHandleStderr.write("edgeproxy classify: \(error)\n")
             throw ExitCode(1)
@@ -193,4 +193,3 @@ enum FileHandleStderr {
         s.withUTF8 { _ = Glibc.write(2, $0.baseAddress, $0.count) }
     }
 }
-enum ClassifierShim { static func classify(input: [UInt8], policies: CompiledPolicySet) throws -> String { "" } }
