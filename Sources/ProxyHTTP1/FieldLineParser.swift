@@ -30,8 +30,10 @@ enum FieldLineParser {
             let nameEnd = j
             if nameEnd == i { return .invalidFieldName }
             if j < lineEnd && ASCII.isOWS(p[j]) {
-                if strict { return .whitespaceBeforeColon }
                 while j < lineEnd && ASCII.isOWS(p[j]) { j += 1 }
+                // "Name : v" is the RFC 9112 §5.1 case; "Bad Name: v" is just an invalid name.
+                if j == lineEnd || p[j] != ASCII.colon { return .invalidFieldName }
+                if strict { return .whitespaceBeforeColon }
             }
             if j == lineEnd || p[j] != ASCII.colon { return .invalidFieldName }
             j += 1
