@@ -159,6 +159,7 @@ struct BodyDecoder {
                             from: 0,
                             to: $0.count,
                             strict: source == .downstream,
+                            checkValues: trailerScanner.sawControl,
                             into: &fields
                         )
                     }

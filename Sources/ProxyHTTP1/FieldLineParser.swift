@@ -4,21 +4,28 @@
 /// only. Tolerant (responses): whitespace between name and colon is dropped from the name (RFC 9112 §5.1 says a
 /// proxy MUST remove it from responses), and values only refuse NUL. Both refuse obs-fold: a proxy may either
 /// replace it or reject the message (RFC 9112 §5.2), and rejecting keeps the stored ranges byte-exact.
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 enum FieldLineParser {
     /// Parses field lines in `p[start..<end]`, where `end` is just past the final empty line, appending to `fields`.
-    /// The scanner guarantees every CR is followed by LF.
+    /// The scanner guarantees every CR is followed by LF; `checkValues` is the scanner's `sawControl` (value bytes
+    /// need a second look only when the head holds a control byte somewhere).
     static func parse(
         _ p: UnsafePointer<UInt8>,
         from start: Int,
         to end: Int,
         strict: Bool,
+        checkValues: Bool,
         into fields: inout [HeaderField]
     ) -> HTTPParseError.Kind? {
         var i = start
         while i < end {
             // Find the end of this line.
-            var lf = i
-            while p[lf] != ASCII.lf { lf += 1 }
+            let lf = UnsafeRawPointer(memchr(p + i, Int32(ASCII.lf), end - i)!).assumingMemoryBound(to: UInt8.self) - p
             var lineEnd = lf
             if lineEnd > i && p[lineEnd - 1] == ASCII.cr { lineEnd -= 1 }
             let next = lf + 1
@@ -30,8 +37,10 @@ enum FieldLineParser {
             let nameEnd = j
             if nameEnd == i { return .invalidFieldName }
             if j < lineEnd && ASCII.isOWS(p[j]) {
-                if strict { return .whitespaceBeforeColon }
                 while j < lineEnd && ASCII.isOWS(p[j]) { j += 1 }
+                // "Name : v" is the RFC 9112 §5.1 case; "Bad Name: v" is just an invalid name.
+                if j == lineEnd || p[j] != ASCII.colon { return .invalidFieldName }
+                if strict { return .whitespaceBeforeColon }
             }
             if j == lineEnd || p[j] != ASCII.colon { return .invalidFieldName }
             j += 1
@@ -39,7 +48,9 @@ enum FieldLineParser {
             let valueStart = j
             var valueEnd = lineEnd
             while valueEnd > valueStart && ASCII.isOWS(p[valueEnd - 1]) { valueEnd -= 1 }
-            if strict {
+            if !checkValues {
+                // No control bytes anywhere in the head: every value is valid.
+            } else if strict {
                 while j < valueEnd {
                     let b = p[j]
                     // Refuse CTLs except HTAB, and DEL.

@@ -54,8 +54,16 @@ public enum HTTP1Writer {
         return false
     }
 
+    /// Appends `name: value\r\n`. When the received line is already in that shape (colon right after the name,
+    /// no trailing whitespace, CRLF ending) it is copied in one piece; otherwise it is rebuilt normalized.
     @inline(__always)
     static func appendField(_ p: UnsafePointer<UInt8>, _ f: HeaderField, to out: inout [UInt8]) {
+        let ve = Int(f.valueEnd)
+        if p[Int(f.nameEnd)] == ASCII.colon && p[ve] == ASCII.cr {
+            // The scanner guarantees the CR is followed by LF.
+            out.append(contentsOf: UnsafeBufferPointer(start: p + Int(f.nameStart), count: ve + 2 - Int(f.nameStart)))
+            return
+        }
         out.append(contentsOf: UnsafeBufferPointer(start: p + Int(f.nameStart), count: Int(f.nameEnd - f.nameStart)))
         out.append(ASCII.colon)
         out.append(ASCII.sp)

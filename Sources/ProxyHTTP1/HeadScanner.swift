@@ -29,17 +29,49 @@ struct HeadScanner {
     private var lineLength = 0
     /// Non-empty lines completed.
     private var lines = 0
-    private var prevCR = false
+    /// The previous call ended on a CR whose LF has not been seen yet.
+    private var pendingCR = false
     private var leadingEmptyLines = 0
     /// True until the first byte of a new head has been seen.
     private(set) var atStart = true
+    /// A control byte other than CR, LF and HTAB (or DEL) was seen: the field parser only validates value bytes
+    /// when this is set, so clean heads are checked byte by byte once, here.
+    private(set) var sawControl = false
 
     mutating func reset() {
         lineLength = 0
         lines = 0
-        prevCR = false
+        pendingCR = false
         leadingEmptyLines = 0
         atStart = true
+        sawControl = false
+    }
+
+    private enum LineEnd {
+        case more
+        case skipped
+        case complete
+        case error(HTTPParseError.Kind)
+    }
+
+    /// Accounts for a line that ended at `i` (just past its LF).
+    @inline(__always)
+    private mutating func endLine(_ config: Config, storedBytes: Int) -> LineEnd {
+        if lineLength == 0 {
+            if lines == 0 && config.skipLeadingEmptyLines {
+                leadingEmptyLines += 1
+                if leadingEmptyLines > HeadScanner.maxLeadingEmptyLines { return .error(.tooManyLeadingEmptyLines) }
+                return .skipped
+            }
+            if storedBytes > config.totalLimit { return .error(config.totalError) }
+            return .complete
+        }
+        lines += 1
+        if lines == 1 && lineLength > config.firstLineLimit { return .error(config.firstLineError) }
+        if lines > config.maxLines { return .error(config.countError) }
+        if storedBytes > config.totalLimit { return .error(config.totalError) }
+        lineLength = 0
+        return .more
     }
 
     /// Scans `buf`, appending the bytes that belong to the head to `storage`. On `.complete`, `storage` ends with
@@ -56,42 +88,69 @@ struct HeadScanner {
         var i = 0
         var appendFrom = 0
         while i < n {
-            let b = buf[i]
-            i += 1
-            // Fast path: everything above CR is ordinary line content.
-            if b > ASCII.cr || (b != ASCII.cr && b != ASCII.lf) {
-                if prevCR { return (.error(.bareCR), i) }
-                lineLength &+= 1
-                continue
-            }
-            if b == ASCII.cr {
-                if prevCR { return (.error(.bareCR), i) }
-                prevCR = true
-                continue
-            }
-            // LF
-            if !prevCR && !config.allowBareLF { return (.error(.bareLF), i) }
-            prevCR = false
-            if lineLength == 0 {
-                if lines == 0 && config.skipLeadingEmptyLines {
-                    leadingEmptyLines += 1
-                    if leadingEmptyLines > HeadScanner.maxLeadingEmptyLines {
-                        return (.error(.tooManyLeadingEmptyLines), i)
-                    }
-                    // Drop the empty line, including a CR that may have been stored by the previous call.
-                    storage.removeAll(keepingCapacity: true)
-                    appendFrom = i
+            if pendingCR {
+                // The CR that ended the previous call is already stored; this byte must be its LF.
+                pendingCR = false
+                if buf[0] != ASCII.lf { return (.error(.bareCR), 1) }
+                i = 1
+            } else {
+                // Fast path: visible ASCII, SP and obs-text are ordinary line content. A local index in a tight loop
+                // lets the compiler keep everything in registers.
+                let runStart = i
+                // Eight bytes at a time while none is a control byte (< 0x20) or DEL: the "has byte less than n"
+                // test from Bit Twiddling Hacks, exact for n <= 128; bytes >= 0x80 never match.
+                while i &+ 8 <= n {
+                    let w = buf.loadUnaligned(fromByteOffset: i, as: UInt64.self)
+                    let ones: UInt64 = 0x0101_0101_0101_0101
+                    let high: UInt64 = 0x8080_8080_8080_8080
+                    let below20 = (w &- ones &* 0x20) & ~w & high
+                    let del = w ^ (ones &* 0x7F)
+                    let isDEL = (del &- ones) & ~del & high
+                    if below20 | isDEL != 0 { break }
+                    i &+= 8
+                }
+                while i < n {
+                    let c = buf[i]
+                    if c < 0x20 || c == 0x7F { break }
+                    i += 1
+                }
+                lineLength &+= i - runStart
+                if i == n { break }
+                let b = buf[i]
+                i += 1
+                if b == 0x7F {
+                    sawControl = true
+                    lineLength &+= 1
                     continue
                 }
-                if storage.count + (i - appendFrom) > config.totalLimit { return (.error(config.totalError), i) }
+                if b == ASCII.cr {
+                    if i == n {
+                        pendingCR = true
+                        break
+                    }
+                    if buf[i] != ASCII.lf { return (.error(.bareCR), i + 1) }
+                    i += 1
+                } else if b == ASCII.lf {
+                    if !config.allowBareLF { return (.error(.bareLF), i) }
+                } else {
+                    if b != ASCII.htab { sawControl = true }
+                    lineLength &+= 1
+                    continue
+                }
+            }
+            switch endLine(config, storedBytes: storage.count + (i - appendFrom)) {
+            case .more:
+                continue
+            case .skipped:
+                // Drop the empty line, including a CR that may have been stored by the previous call.
+                storage.removeAll(keepingCapacity: true)
+                appendFrom = i
+            case .complete:
                 storage.append(contentsOf: UnsafeRawBufferPointer(rebasing: buf[appendFrom..<i]))
                 return (.complete, i)
+            case .error(let kind):
+                return (.error(kind), i)
             }
-            lines += 1
-            if lines == 1 && lineLength > config.firstLineLimit { return (.error(config.firstLineError), i) }
-            if lines > config.maxLines { return (.error(config.countError), i) }
-            if storage.count + (i - appendFrom) > config.totalLimit { return (.error(config.totalError), i) }
-            lineLength = 0
         }
         if lines == 0 && lineLength > config.firstLineLimit { return (.error(config.firstLineError), n) }
         if storage.count + (n - appendFrom) > config.totalLimit { return (.error(config.totalError), n) }

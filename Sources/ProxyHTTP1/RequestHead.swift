@@ -56,7 +56,7 @@ public struct RequestHead: Sendable {
 
     /// Parses the complete head in `headers.bytes` and derives framing. Decisions on ambiguous input are listed
     /// on `RequestParser`.
-    mutating func parse() -> HTTPParseError.Kind? {
+    mutating func parse(checkValues: Bool) -> HTTPParseError.Kind? {
         // A second reference to the bytes for reading (never mutated while it lives), and the field array moved
         // out so appending to it stays in place.
         let bytes = headers.bytes
@@ -68,7 +68,7 @@ public struct RequestHead: Sendable {
             var lf = 0
             while p[lf] != ASCII.lf { lf += 1 }
             if let e = parseRequestLine(p, lf - 1) { return e }  // the scanner guarantees CRLF
-            if let e = FieldLineParser.parse(p, from: lf + 1, to: buf.count, strict: true, into: &fields) { return e }
+            if let e = FieldLineParser.parse(p, from: lf + 1, to: buf.count, strict: true, checkValues: checkValues, into: &fields) { return e }
             return interpretFields(p, fields)
         }
     }

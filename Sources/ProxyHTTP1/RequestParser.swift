@@ -75,7 +75,7 @@ public struct RequestParser: Sendable {
             case .error(let kind):
                 return fail(kind)
             case .complete:
-                if let kind = headStorage.parse() { return fail(kind) }
+                if let kind = headStorage.parse(checkValues: scanner.sawControl) { return fail(kind) }
                 scanner.reset()
                 if headStorage.isChunked {
                     decoder.startChunked()

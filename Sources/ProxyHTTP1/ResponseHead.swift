@@ -54,7 +54,7 @@ public struct ResponseHead: Sendable {
     }
 
     /// Parses the complete head in `headers.bytes`; `requestIsHEAD` selects the no-body rule of RFC 9112 §6.3 (1).
-    mutating func parse(requestIsHEAD: Bool) -> HTTPParseError.Kind? {
+    mutating func parse(requestIsHEAD: Bool, checkValues: Bool) -> HTTPParseError.Kind? {
         let bytes = headers.bytes
         var fields: [HeaderField] = []
         swap(&fields, &headers.fields)
@@ -66,7 +66,7 @@ public struct ResponseHead: Sendable {
             var lineEnd = lf
             if lineEnd > 0 && p[lineEnd - 1] == ASCII.cr { lineEnd -= 1 }
             if let e = parseStatusLine(p, lineEnd) { return e }
-            if let e = FieldLineParser.parse(p, from: lf + 1, to: buf.count, strict: false, into: &fields) { return e }
+            if let e = FieldLineParser.parse(p, from: lf + 1, to: buf.count, strict: false, checkValues: checkValues, into: &fields) { return e }
             return interpretFields(p, fields, requestIsHEAD: requestIsHEAD)
         }
     }

@@ -62,7 +62,7 @@ public struct ResponseParser: Sendable {
             case .error(let kind):
                 return fail(kind)
             case .complete:
-                if let kind = headStorage.parse(requestIsHEAD: requestIsHEAD) { return fail(kind) }
+                if let kind = headStorage.parse(requestIsHEAD: requestIsHEAD, checkValues: scanner.sawControl) { return fail(kind) }
                 scanner.reset()
                 if headStorage.isInformational { return .informational(consumed: consumed) }
                 switch headStorage.bodyKind {
