@@ -5,7 +5,7 @@ import ProxyCore
 ///
 /// `ProxyConfiguration()` is the configuration used when `edgeproxy` runs with no file and no flags: listen on
 /// 127.0.0.1:8443 with a freshly generated self-signed certificate, one worker per core, no upstream (the server
-/// answers 502 until one is configured), TLS 1.2–1.3. Values obtained from ``load(path:)``, ``parse(text:fileName:baseDirectory:)``
+/// serves the built-in page until one is configured), TLS 1.2–1.3. Values obtained from ``load(path:)``, ``parse(text:fileName:baseDirectory:)``
 /// or ``applying(_:)`` have passed every check; a value assembled by hand has not — run ``validate()`` on it.
 /// The reference for every key is `edgeproxy.example.toml` at the repository root.
 public struct ProxyConfiguration: Sendable, Equatable {
