@@ -199,6 +199,9 @@ def test_tls13_full_handshake_issues_tls13_count_tickets(edge, sess, count):
              what=f"tickets_issued_total +{count}")
 
 
+# Issue #3 asks for tls13_count tickets on a resumption too. OpenSSL 3.0's state machine sends at most one ticket on
+# a resumption whatever the callback returns ("In a resumption we only ever send a maximum of one new ticket",
+# statem_srvr.c); more need SSL_new_session_ticket() after the handshake. count=2 therefore fails today.
 @pytest.mark.parametrize("count", [1, 2])
 def test_tls13_resumption_issues_tls13_count_tickets(edge, sess, count):
     p = edge({"tls13_count": count})
@@ -379,11 +382,24 @@ def test_nginx_interop_same_key_file(proxies, certs, tmp_path, version, directio
         assert h.ticket_key_names()[0] == open(kf, "rb").read(16).hex()
         h = w.s_client(dst, version, sess_in=s)
         assert h.abbreviated and h.client_says_reused, \
-            f"{direction} TLS {version}: a ticket sealed under the shared key was not resumed: {h.describe()}"
+            f"{direction} TLS {version}: a ticket sealed under the shared key was not resumed: {h.describe()}\n" \
+            + sid_ctx_diagnosis(n.port, p.port, version, kf, tmp_path)
         if dst == p.port:
             assert h.body["ticket_outcome"] == "resumed"
     finally:
         n.stop()
+
+
+def sid_ctx_diagnosis(nginx_port, edge_port, version, kf, tmp_path):
+    """Opens one ticket from each server with the shared key and shows the session-ID context sealed inside: OpenSSL
+    only resumes a session whose sid_ctx equals the server's own (ssl_get_prev_session / tls_parse_ctos_psk)."""
+    raw = open(kf, "rb").read()
+    parts = []
+    for name, port in (("nginx", nginx_port), ("edgeproxy", edge_port)):
+        h = w.s_client(port, version, sess_out=str(tmp_path / f"diag-{name}.sess"))
+        der = w.open_ticket(h.ticket_bodies()[0], raw) if h.ticket_bodies() else None
+        parts.append(f"{name} ticket sid_ctx = {w.session_id_context(der).hex() if der else '?'!r}")
+    return "; ".join(parts)
 
 
 def issue_ticket_on(port, version, path):

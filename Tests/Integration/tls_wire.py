@@ -101,6 +101,16 @@ class Handshake:
                 out.append(int.from_bytes(d[p:p + 2], "big"))
         return out
 
+    def ticket_bodies(self):
+        """The opaque ticket bytes of each NewSessionTicket the server sent."""
+        out = []
+        for e in self.server_messages("NewSessionTicket"):
+            d = bytes(e.data)
+            p = 8 if self.version == "TLSv1.2" else 13 + d[12]
+            ln = int.from_bytes(d[p:p + 2], "big")
+            out.append(d[p + 2:p + 2 + ln])
+        return out
+
     def ticket_key_names(self):
         """The 16-byte key name (hex) at the start of each ticket the server sent (RFC 5077 section 4 layout,
         which OpenSSL uses for both TLS 1.2 and TLS 1.3 tickets)."""
@@ -201,6 +211,52 @@ def session_has_ticket(path):
     """True when the PEM session saved by s_client carries a ticket."""
     p = subprocess.run(["openssl", "sess_id", "-in", path, "-noout", "-text"], capture_output=True, text=True)
     return "TLS session ticket:" in p.stdout
+
+
+# -- looking inside a ticket (diagnosis only) -----------------------------------------------------------------------
+def open_ticket(ticket, keyfile_bytes):
+    """Decrypts an OpenSSL ticket (name16 | iv16 | AES-CBC ciphertext | HMAC-SHA256) sealed under an nginx-format
+    key file (80 B: name | hmac32 | aes32; 48 B: name | aes16 | hmac16) and returns the DER SSL_SESSION, or None
+    when `cryptography` is unavailable or the name does not match."""
+    try:
+        from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+    except ImportError:
+        return None
+    k = keyfile_bytes
+    if ticket[:16] != k[:16]:
+        return None
+    aes = k[48:80] if len(k) == 80 else k[16:32]
+    iv, ct = ticket[16:32], ticket[32:-32]
+    pt = Cipher(algorithms.AES(aes), modes.CBC(iv)).decryptor().update(ct)
+    return pt[:-pt[-1] - 1]
+
+
+def der_items(d):
+    """Top-level (tag, value) pairs inside a DER SEQUENCE."""
+    def length(p):
+        n = d[p]
+        if n < 0x80:
+            return n, p + 1
+        k = n & 0x7F
+        return int.from_bytes(d[p + 1:p + 1 + k], "big"), p + 1 + k
+    assert d[0] == 0x30
+    end_len, p = length(1)
+    end = p + end_len
+    out = []
+    while p < end:
+        tag = d[p]
+        ln, q = length(p + 1)
+        out.append((tag, d[q:q + ln]))
+        p = q + ln
+    return out
+
+
+def session_id_context(der):
+    """The sid_ctx ([4] OCTET STRING) of a DER SSL_SESSION (b"" when absent)."""
+    for tag, val in der_items(der):
+        if tag == 0xA4:
+            return val[2:2 + val[1]]
+    return b""
 
 
 # -- admin API -----------------------------------------------------------------------------------------------------
