@@ -78,6 +78,15 @@ public enum Socket {
         try syscall("write") { Glibc.send(fd, buf.baseAddress, buf.count, Int32(MSG_NOSIGNAL)) }
     }
 
+    /// For an idle keep-alive connection: true when the peer closed it, reset it, or sent bytes nobody asked
+    /// for (all make it unusable); false when there is simply nothing to read.
+    public static func peekClosedOrData(_ fd: Int32) -> Bool {
+        var b: UInt8 = 0
+        let n = Glibc.recv(fd, &b, 1, Int32(MSG_PEEK | MSG_DONTWAIT))
+        if n < 0 { return errno != EAGAIN && errno != EINTR }
+        return true
+    }
+
     public static func shutdownWrite(_ fd: Int32) { _ = Glibc.shutdown(fd, Int32(SHUT_WR)) }
 
     /// Closes with an RST instead of a FIN (SO_LINGER 0): used when a response must not look complete.

@@ -56,8 +56,11 @@ final class UpstreamConnection: EventHandler, TimerHandler {
         if events & (EventLoop.writable | EventLoop.error | EventLoop.hangup) != 0 { canWrite = true }
         if let owner {
             owner.upstreamReady()
-        } else if !closed {
+        } else if !closed, events & (EventLoop.readable | EventLoop.readHangup | EventLoop.hangup | EventLoop.error) != 0,
+            Socket.peekClosedOrData(fd)
+        {
             // Idle in the pool: the origin closed it (or sent unsolicited bytes). Either way it is unusable.
+            // (Edge-triggered EPOLLOUT on an idle connection is normal and ignored.)
             worker.removeIdleUpstream(self)
             close()
         }

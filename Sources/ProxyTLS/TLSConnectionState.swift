@@ -111,8 +111,9 @@ public final class TLSConnectionState {
         return hex64(keyNameHi) + hex64(keyNameLo)
     }
 
+    /// `nameWords` loads the 16 name bytes as native-endian words; print them in wire (byte) order.
     private func hex64(_ v: UInt64) -> String {
-        let s = String(v, radix: 16)
+        let s = String(v.bigEndian, radix: 16)
         return String(repeating: "0", count: 16 - s.count) + s
     }
 }

@@ -112,6 +112,8 @@ public final class TLSContextSet: @unchecked Sendable {
             ctx,
             Int(SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_RELEASE_BUFFERS)
         )
+        // Read whole socket buffers instead of a 5-byte record header and then the record: half the read() calls.
+        cps_SSL_CTX_set_read_ahead(ctx, 1)
         // Tickets only: no server-side session cache (stateless, like the peers' default).
         _ = cps_SSL_CTX_set_session_cache_mode(ctx, Int(SSL_SESS_CACHE_OFF))
         SSL_CTX_set_timeout(ctx, settings.ticketLifetimeSeconds)
@@ -138,6 +140,23 @@ public final class TLSContextSet: @unchecked Sendable {
                 SSL_CTX_free(ctx)
                 throw TLSError("installing chain of \(cert.displayName)")
             }
+        }
+        // Session ID context = SHA-1("HTTP" || SHA-1(DER of each certificate)), as nginx computes it: OpenSSL only
+        // resumes sessions whose context matches, so this is what lets nginx and EdgeProxy sharing a key file
+        // resume each other's tickets (and instances of a fleet with the same certificates do anyway).
+        var sidCtx = [UInt8](repeating: 0, count: 20)
+        if let md = EVP_MD_CTX_new() {
+            EVP_DigestInit_ex(md, EVP_sha1(), nil)
+            EVP_DigestUpdate(md, "HTTP", 4)
+            for cert in certificates {
+                var d = [UInt8](repeating: 0, count: 64)
+                var n: UInt32 = 0
+                if X509_digest(cert.leaf, EVP_sha1(), &d, &n) == 1 { EVP_DigestUpdate(md, d, Int(n)) }
+            }
+            var n: UInt32 = 0
+            EVP_DigestFinal_ex(md, &sidCtx, &n)
+            EVP_MD_CTX_free(md)
+            SSL_CTX_set_session_id_context(ctx, sidCtx, n)
         }
         SSL_CTX_set_msg_callback(ctx, messageCallback)
         SSL_CTX_set_client_hello_cb(ctx, clientHelloCallback, nil)

@@ -74,6 +74,14 @@ public struct TLSStream {
         }
     }
 
+    /// Queues `count` more TLS 1.3 NewSessionTickets and tries to send them now. OpenSSL 3.0 sends at most one
+    /// ticket on a resumption by itself; this tops it up to the configured count.
+    public func issueExtraTickets(_ count: Int) {
+        guard count > 0 else { return }
+        for _ in 0..<count { _ = SSL_new_session_ticket(ssl) }
+        if SSL_do_handshake(ssl) != 1 { ERR_clear_error() }
+    }
+
     /// Sends close_notify (best effort, non-blocking).
     public func shutdown() {
         _ = SSL_shutdown(ssl)

@@ -419,6 +419,10 @@ http {{
         ssl_protocols {protocols};
         ssl_session_cache off;
         ssl_session_tickets on;
+        # Same TLS 1.3 suite preference as EdgeProxy's default: a TLS 1.3 ticket only resumes under a suite with
+        # the same hash, so an SHA-384 ticket from nginx's default order could never resume on EdgeProxy.
+        ssl_prefer_server_ciphers on;
+        ssl_conf_command Ciphersuites TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256;
 {keys_conf}
         location / {{ return 200 "nginx\\n"; }}
     }}

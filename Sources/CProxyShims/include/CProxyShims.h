@@ -33,6 +33,7 @@ int cps_SSL_CTX_set_min_proto_version(SSL_CTX *ctx, int version);
 int cps_SSL_CTX_set_max_proto_version(SSL_CTX *ctx, int version);
 long cps_SSL_CTX_set_mode(SSL_CTX *ctx, long mode);
 long cps_SSL_set_mode(SSL *ssl, long mode);
+void cps_SSL_CTX_set_read_ahead(SSL_CTX *ctx, int yes);
 long cps_SSL_CTX_set_session_cache_mode(SSL_CTX *ctx, long mode);
 int cps_SSL_CTX_set1_groups_list(SSL_CTX *ctx, const char *list);
 int cps_SSL_CTX_set1_sigalgs_list(SSL_CTX *ctx, const char *list);
