@@ -170,6 +170,13 @@ final class RequestSmugglingTests: XCTestCase {
         check(over, .headersTooLarge, 431, limits: small)
         check("GET / HTTP/1.1\r\n\(h)X: " + String(repeating: "v", count: 33 * 1024) + "\r\n\r\n", .headersTooLarge, 431)
 
+        // Errors are positional: a limit crossed before a bad byte wins however the input is split (the
+        // `check` helper also feeds byte by byte), and a bad byte before the limit wins too.
+        check("GET /" + String(repeating: "a", count: 70) + "\r" + "x HTTP/1.1\r\n\r\n", .requestLineTooLong, 414, limits: small)
+        check("GET /a\rb" + String(repeating: "a", count: 70) + " HTTP/1.1\r\n\r\n", .bareCR, 400, limits: small)
+        check(base + String(repeating: "v", count: 300) + "\u{0}\n", .headersTooLarge, 431, limits: small)
+        check(base + "v\nv" + String(repeating: "v", count: 300), .bareLF, 400, limits: small)
+
         // Trailers.
         let te = "POST / HTTP/1.1\r\n\(h)Transfer-Encoding: chunked\r\n\r\n0\r\n"
         XCTAssertNil(requestError(te + "A: 1\r\nB: 2\r\n\r\n", limits: small))
