@@ -15,7 +15,9 @@ final class PropertyTests: XCTestCase {
             let method = methods[rng.int(methods.count)]
             let target = "/p\(rng.int(1000))?q=\(rng.int(50))"
             var fields = ["Host: h\(rng.int(9)).example"]
-            for k in 0..<rng.int(6) { fields.append("X-F\(k):\(rng.bool() ? " " : "")v\(rng.next() % 100000)\(rng.bool() ? "\t" : "")") }
+            for k in 0..<rng.int(6) {
+                fields.append("X-F\(k):\(rng.bool() ? " " : "")v\(rng.next() % 100000)\(rng.bool() ? "\t" : "")")
+            }
             let bodyLength = rng.int(3) == 0 ? 0 : rng.int(300)
             let body = (0..<bodyLength).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
             let mode = rng.int(3)  // 0: none or CL, 1: CL, 2: chunked
@@ -31,7 +33,11 @@ final class PropertyTests: XCTestCase {
             if rng.int(4) == 0 { fields.shuffle(using: &rng) }
             input += bytes("\(method) \(target) HTTP/1.1\r\n" + fields.map { $0 + "\r\n" }.joined() + "\r\n")
             let host = fields.first { $0.hasPrefix("Host: ") }!.dropFirst(6)
-            expected.append(.head("\(method) \(target) http1_1 n=\(fields.count) cl=\(cl) chunked=\(isChunked) ka=true host=\(host)"))
+            expected.append(
+                .head(
+                    "\(method) \(target) http1_1 n=\(fields.count) cl=\(cl) chunked=\(isChunked) ka=true host=\(host)"
+                )
+            )
             if isChunked {
                 input += chunked(body, rng: &rng, trailers: rng.bool() ? "X-T: 1\r\n" : "")
             } else {
@@ -56,7 +62,11 @@ final class PropertyTests: XCTestCase {
             let cuts = randomCuts(input.count, &rng)
             XCTAssertEqual(runRequests(input, cuts: cuts), expected, "iteration \(iteration) cuts \(cuts)")
             if iteration % 50 == 0 {
-                XCTAssertEqual(runRequests(input, cuts: Array(1..<input.count)), expected, "iteration \(iteration) bytewise")
+                XCTAssertEqual(
+                    runRequests(input, cuts: Array(1..<input.count)),
+                    expected,
+                    "iteration \(iteration) bytewise"
+                )
             }
         }
     }
@@ -89,7 +99,11 @@ final class PropertyTests: XCTestCase {
                 expected.append(.end)
             }
             XCTAssertEqual(runResponses(input, headFlags: flags), expected, "iteration \(iteration)")
-            XCTAssertEqual(runResponses(input, cuts: randomCuts(input.count, &rng), headFlags: flags), expected, "iteration \(iteration)")
+            XCTAssertEqual(
+                runResponses(input, cuts: randomCuts(input.count, &rng), headFlags: flags),
+                expected,
+                "iteration \(iteration)"
+            )
         }
     }
 
