@@ -21,7 +21,9 @@ extension HTTP1Writer {
             let p = buf.baseAddress!
             out.append(contentsOf: UnsafeBufferPointer(start: p, count: head.methodEnd))
             out.append(ASCII.sp)
-            out.append(contentsOf: UnsafeBufferPointer(start: p + head.targetStart, count: head.targetEnd - head.targetStart))
+            out.append(
+                contentsOf: UnsafeBufferPointer(start: p + head.targetStart, count: head.targetEnd - head.targetStart)
+            )
             out.appendStatic(" HTTP/1.1\r\n")
 
             let checkConnection = head.connectionNamesOthers
@@ -97,7 +99,9 @@ extension HTTP1Writer {
             let np = p + Int(f.nameStart)
             let nl = Int(f.nameEnd - f.nameStart)
             guard ASCII.equalsIgnoringCase(np, nl, name), f.valueEnd > f.valueStart else { continue }
-            out.append(contentsOf: UnsafeBufferPointer(start: p + Int(f.valueStart), count: Int(f.valueEnd - f.valueStart)))
+            out.append(
+                contentsOf: UnsafeBufferPointer(start: p + Int(f.valueStart), count: Int(f.valueEnd - f.valueStart))
+            )
             out.append(ASCII.comma)
             out.append(ASCII.sp)
         }

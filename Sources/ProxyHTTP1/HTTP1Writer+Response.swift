@@ -27,7 +27,10 @@ extension HTTP1Writer {
             out.append(ASCII.sp)
             if head.reasonEnd > head.reasonStart {
                 out.append(
-                    contentsOf: UnsafeBufferPointer(start: p + head.reasonStart, count: head.reasonEnd - head.reasonStart)
+                    contentsOf: UnsafeBufferPointer(
+                        start: p + head.reasonStart,
+                        count: head.reasonEnd - head.reasonStart
+                    )
                 )
             } else {
                 out.appendStatic(reasonPhrase(head.status))

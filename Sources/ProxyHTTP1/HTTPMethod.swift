@@ -4,6 +4,7 @@
 /// `RequestHead.methodBytes`. A payload slice would hold a second reference to the parser's head storage and force
 /// a copy of it on the next request (copy-on-write), breaking "allocate per connection, not per request".
 public enum HTTPMethod: Sendable, Equatable {
+    /// The RFC 9110 methods plus PATCH, matched case-sensitively.
     case get, head, post, put, delete, connect, options, trace, patch
     /// A syntactically valid method token that is none of the above (method names are case-sensitive).
     case other

@@ -22,7 +22,9 @@ public struct HTTPParseError: Error, Equatable, Sendable, CustomStringConvertibl
         /// Too many empty lines before the request line.
         case tooManyLeadingEmptyLines
         // Start line
+        /// Empty method or a non-token byte in it.
         case invalidMethod
+        /// Empty target, or a byte outside visible ASCII (0x21-0x7E) in it.
         case invalidTarget
         /// Not `SP`-separated `method SP target SP version`, or a malformed status line.
         case invalidStartLine
@@ -74,7 +76,9 @@ public struct HTTPParseError: Error, Equatable, Sendable, CustomStringConvertibl
         case protocolSwitched
     }
 
+    /// The specific fault.
     public let kind: Kind
+    /// Which peer sent the bytes.
     public let source: Source
     /// The status code to answer the client with.
     public let status: UInt16
@@ -96,5 +100,6 @@ public struct HTTPParseError: Error, Equatable, Sendable, CustomStringConvertibl
         }
     }
 
+    /// For debug logs: kind, source and status.
     public var description: String { "HTTPParseError(\(kind), \(source), \(status))" }
 }

@@ -77,6 +77,9 @@ struct HeadScanner {
     /// Scans `buf`, appending the bytes that belong to the head to `storage`. On `.complete`, `storage` ends with
     /// the terminating empty line and `consumed` is the number of bytes of `buf` used; on `.needMore` all of `buf`
     /// was consumed. The scanner must be `reset()` before the next head.
+    ///
+    /// Errors are positional: whichever fault comes first in the byte stream (a bad byte, or the byte that exceeds
+    /// a limit) is reported, so the verdict never depends on how the input was split into calls.
     mutating func scan(
         _ buf: UnsafeRawBufferPointer,
         into storage: inout [UInt8],
@@ -87,56 +90,64 @@ struct HeadScanner {
         atStart = false
         var i = 0
         var appendFrom = 0
-        while i < n {
-            if pendingCR {
-                // The CR that ended the previous call is already stored; this byte must be its LF.
-                pendingCR = false
-                if buf[0] != ASCII.lf { return (.error(.bareCR), 1) }
-                i = 1
-            } else {
-                // Fast path: visible ASCII, SP and obs-text are ordinary line content. A local index in a tight loop
-                // lets the compiler keep everything in registers.
-                let runStart = i
-                // Eight bytes at a time while none is a control byte (< 0x20) or DEL: the "has byte less than n"
-                // test from Bit Twiddling Hacks, exact for n <= 128; bytes >= 0x80 never match.
-                while i &+ 8 <= n {
-                    let w = buf.loadUnaligned(fromByteOffset: i, as: UInt64.self)
-                    let ones: UInt64 = 0x0101_0101_0101_0101
-                    let high: UInt64 = 0x8080_8080_8080_8080
-                    let below20 = (w &- ones &* 0x20) & ~w & high
-                    let del = w ^ (ones &* 0x7F)
-                    let isDEL = (del &- ones) & ~del & high
-                    if below20 | isDEL != 0 { break }
-                    i &+= 8
-                }
-                while i < n {
-                    let c = buf[i]
-                    if c < 0x20 || c == 0x7F { break }
-                    i += 1
-                }
-                lineLength &+= i - runStart
-                if i == n { break }
-                let b = buf[i]
+        if pendingCR {
+            // The CR that ended the previous call is already stored; this byte must be its LF.
+            pendingCR = false
+            if buf[0] != ASCII.lf { return (.error(.bareCR), 1) }
+            i = 1
+            switch endLine(config, storedBytes: storage.count + 1) {
+            case .more: break
+            case .skipped:
+                storage.removeAll(keepingCapacity: true)
+                appendFrom = 1
+            case .complete:
+                storage.append(ASCII.lf)
+                return (.complete, 1)
+            case .error(let kind):
+                return (.error(kind), 1)
+            }
+        }
+        // Bytes at indices below `stop` fit in the total limit.
+        var stop = min(n, appendFrom + config.totalLimit - storage.count)
+        while true {
+            // Fast path: visible ASCII, SP and obs-text are ordinary line content. Eight bytes at a time while none
+            // is a control byte (< 0x20) or DEL: the "has byte less than n" test from Bit Twiddling Hacks, exact
+            // for n <= 128; bytes >= 0x80 never match.
+            let runStart = i
+            while i &+ 8 <= stop {
+                let w = buf.loadUnaligned(fromByteOffset: i, as: UInt64.self)
+                let ones: UInt64 = 0x0101_0101_0101_0101
+                let high: UInt64 = 0x8080_8080_8080_8080
+                let below20 = (w &- ones &* 0x20) & ~w & high
+                let del = w ^ (ones &* 0x7F)
+                let isDEL = (del &- ones) & ~del & high
+                if below20 | isDEL != 0 { break }
+                i &+= 8
+            }
+            while i < stop {
+                let c = buf[i]
+                if c < 0x20 || c == 0x7F { break }
                 i += 1
-                if b == 0x7F {
-                    sawControl = true
-                    lineLength &+= 1
-                    continue
+            }
+            lineLength &+= i - runStart
+            if lines == 0 && lineLength > config.firstLineLimit { return (.error(config.firstLineError), i) }
+            if i >= stop { break }
+            let b = buf[i]
+            i += 1
+            if b == ASCII.cr {
+                if i == n {
+                    pendingCR = true
+                    break
                 }
-                if b == ASCII.cr {
-                    if i == n {
-                        pendingCR = true
-                        break
-                    }
-                    if buf[i] != ASCII.lf { return (.error(.bareCR), i + 1) }
-                    i += 1
-                } else if b == ASCII.lf {
-                    if !config.allowBareLF { return (.error(.bareLF), i) }
-                } else {
-                    if b != ASCII.htab { sawControl = true }
-                    lineLength &+= 1
-                    continue
-                }
+                if buf[i] != ASCII.lf { return (.error(.bareCR), i + 1) }
+                i += 1
+            } else if b == ASCII.lf {
+                if !config.allowBareLF { return (.error(.bareLF), i) }
+            } else {
+                if b != ASCII.htab { sawControl = true }
+                lineLength &+= 1
+                if lines == 0 && lineLength > config.firstLineLimit { return (.error(config.firstLineError), i) }
+                continue
             }
             switch endLine(config, storedBytes: storage.count + (i - appendFrom)) {
             case .more:
@@ -145,6 +156,7 @@ struct HeadScanner {
                 // Drop the empty line, including a CR that may have been stored by the previous call.
                 storage.removeAll(keepingCapacity: true)
                 appendFrom = i
+                stop = min(n, appendFrom + config.totalLimit)
             case .complete:
                 storage.append(contentsOf: UnsafeRawBufferPointer(rebasing: buf[appendFrom..<i]))
                 return (.complete, i)
@@ -152,8 +164,7 @@ struct HeadScanner {
                 return (.error(kind), i)
             }
         }
-        if lines == 0 && lineLength > config.firstLineLimit { return (.error(config.firstLineError), n) }
-        if storage.count + (n - appendFrom) > config.totalLimit { return (.error(config.totalError), n) }
+        if i < n && !pendingCR { return (.error(config.totalError), i) }  // stopped by the total limit
         storage.append(contentsOf: UnsafeRawBufferPointer(rebasing: buf[appendFrom..<n]))
         return (.needMore, n)
     }

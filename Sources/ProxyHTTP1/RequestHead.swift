@@ -5,7 +5,9 @@
 public struct RequestHead: Sendable {
     /// The whole head as received, plus the field index.
     public internal(set) var headers = HTTPHeaders()
+    /// The method, classified; exact bytes in `methodBytes`.
     public internal(set) var method: HTTPMethod = .get
+    /// HTTP/1.0 or HTTP/1.1.
     public internal(set) var version: HTTPVersion = .http1_1
     var methodEnd = 0
     var targetStart = 0
@@ -17,7 +19,7 @@ public struct RequestHead: Sendable {
     /// Whether the client allows another request on this connection after this one: HTTP/1.1 unless
     /// `Connection: close`; HTTP/1.0 only with `Connection: keep-alive`.
     public internal(set) var keepAlive = true
-    /// `Expect: 100-continue` was sent (other expectations are ignored and forwarded).
+    /// `Expect: 100-continue` was sent by an HTTP/1.1 client (other expectations are ignored and forwarded).
     public internal(set) var expectsContinue = false
     var hostIndex = -1
     /// Connection carried a token other than close/keep-alive (names of more hop-by-hop fields).
@@ -68,7 +70,16 @@ public struct RequestHead: Sendable {
             var lf = 0
             while p[lf] != ASCII.lf { lf += 1 }
             if let e = parseRequestLine(p, lf - 1) { return e }  // the scanner guarantees CRLF
-            if let e = FieldLineParser.parse(p, from: lf + 1, to: buf.count, strict: true, checkValues: checkValues, into: &fields) { return e }
+            if let e = FieldLineParser.parse(
+                p,
+                from: lf + 1,
+                to: buf.count,
+                strict: true,
+                checkValues: checkValues,
+                into: &fields
+            ) {
+                return e
+            }
             return interpretFields(p, fields)
         }
     }
@@ -163,6 +174,8 @@ public struct RequestHead: Sendable {
             isChunked = true
         }
         if version == .http1_1 && hostIndex < 0 { return .missingHost }
+        // RFC 9110 §10.1.1: a 100-continue expectation from an HTTP/1.0 client is ignored.
+        if version == .http1_0 { expectsContinue = false }
         keepAlive = close ? false : (version == .http1_1 || keepAliveToken)
         return nil
     }

@@ -89,7 +89,9 @@ public struct RequestParser: Sendable {
             let event = decoder.decode(buf)
             switch event {
             case .end: state = .head
-            case .error(let e): failure = e; state = .failed
+            case .error(let e):
+                failure = e
+                state = .failed
             default: break
             }
             return event

@@ -5,7 +5,9 @@ public struct ResponseHead: Sendable {
     public enum BodyKind: Sendable, Equatable {
         /// HEAD response, 1xx, 204, 304, or Content-Length: 0.
         case none
+        /// Exactly this many bytes (> 0).
         case contentLength(Int)
+        /// Chunked transfer coding.
         case chunked
         /// Read until the origin closes (no framing field).
         case closeDelimited
@@ -13,6 +15,7 @@ public struct ResponseHead: Sendable {
 
     /// The whole head as received, plus the field index.
     public internal(set) var headers = HTTPHeaders()
+    /// HTTP/1.0 or HTTP/1.1.
     public internal(set) var version: HTTPVersion = .http1_1
     /// Three-digit status code, 100...999.
     public internal(set) var status = 0
@@ -66,7 +69,16 @@ public struct ResponseHead: Sendable {
             var lineEnd = lf
             if lineEnd > 0 && p[lineEnd - 1] == ASCII.cr { lineEnd -= 1 }
             if let e = parseStatusLine(p, lineEnd) { return e }
-            if let e = FieldLineParser.parse(p, from: lf + 1, to: buf.count, strict: false, checkValues: checkValues, into: &fields) { return e }
+            if let e = FieldLineParser.parse(
+                p,
+                from: lf + 1,
+                to: buf.count,
+                strict: false,
+                checkValues: checkValues,
+                into: &fields
+            ) {
+                return e
+            }
             return interpretFields(p, fields, requestIsHEAD: requestIsHEAD)
         }
     }

@@ -62,7 +62,9 @@ public struct ResponseParser: Sendable {
             case .error(let kind):
                 return fail(kind)
             case .complete:
-                if let kind = headStorage.parse(requestIsHEAD: requestIsHEAD, checkValues: scanner.sawControl) { return fail(kind) }
+                if let kind = headStorage.parse(requestIsHEAD: requestIsHEAD, checkValues: scanner.sawControl) {
+                    return fail(kind)
+                }
                 scanner.reset()
                 if headStorage.isInformational { return .informational(consumed: consumed) }
                 switch headStorage.bodyKind {
@@ -78,7 +80,9 @@ public struct ResponseParser: Sendable {
             let event = decoder.decode(buf)
             switch event {
             case .end: state = headStorage.status == 101 ? .switched : .head
-            case .error(let e): failure = e; state = .failed
+            case .error(let e):
+                failure = e
+                state = .failed
             default: break
             }
             return event

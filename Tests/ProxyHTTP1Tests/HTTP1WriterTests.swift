@@ -65,7 +65,9 @@ final class HTTP1WriterTests: XCTestCase {
     }
 
     func testRequestRewriteIPv6HTTP10AndStrippedForwardingFields() {
-        let p = parseRequest("GET / HTTP/1.0\r\nX-Forwarded-For: 6.6.6.6\r\nForwarded: for=evil\r\nContent-Length: 0\r\n\r\n")
+        let p = parseRequest(
+            "GET / HTTP/1.0\r\nX-Forwarded-For: 6.6.6.6\r\nForwarded: for=evil\r\nContent-Length: 0\r\n\r\n"
+        )
         var ctx = ForwardingContext(
             clientAddress: bytes("2001:db8::1"),
             stripped: HeaderNameList(["x-forwarded-for", "forwarded"]),
@@ -96,7 +98,12 @@ final class HTTP1WriterTests: XCTestCase {
     func testForwardedHostTokenIsUnquoted() {
         let p = parseRequest("GET / HTTP/1.1\r\nHost: example.com\r\nContent-Length: 3\r\n\r\n")
         var out: [UInt8] = []
-        HTTP1Writer.appendRequestHead(p.head, framing: p.head.outboundFraming, forwarding: ForwardingContext(clientAddress: []), to: &out)
+        HTTP1Writer.appendRequestHead(
+            p.head,
+            framing: p.head.outboundFraming,
+            forwarding: ForwardingContext(clientAddress: []),
+            to: &out
+        )
         let text = str(out)
         XCTAssertTrue(text.contains("\r\nForwarded: for=unknown;proto=https;host=example.com\r\n"), text)
         XCTAssertTrue(text.contains("\r\nX-Forwarded-For: unknown\r\n"), text)
@@ -150,16 +157,37 @@ final class HTTP1WriterTests: XCTestCase {
             )
             return str(out)
         }
-        XCTAssertEqual(render("HTTP/1.1 200 OK\r\nContent-Length: 99\r\n\r\n", isHEAD: true), "HTTP/1.1 200 OK\r\nContent-Length: 99\r\n\r\n")
-        XCTAssertEqual(render("HTTP/1.1 304 Not Modified\r\nContent-Length: 99\r\nETag: x\r\n\r\n"), "HTTP/1.1 304 Not Modified\r\nETag: x\r\nContent-Length: 99\r\n\r\n")
-        XCTAssertEqual(render("HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n", close: true), "HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n")
-        XCTAssertEqual(render("HTTP/1.1 200\r\nContent-Length: 0\r\n\r\n", client: .http1_0), "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: keep-alive\r\n\r\n")
-        XCTAssertEqual(render("HTTP/1.1 599\r\nContent-Length: 5\r\n\r\n"), "HTTP/1.1 599 \r\nContent-Length: 5\r\n\r\n")
+        XCTAssertEqual(
+            render("HTTP/1.1 200 OK\r\nContent-Length: 99\r\n\r\n", isHEAD: true),
+            "HTTP/1.1 200 OK\r\nContent-Length: 99\r\n\r\n"
+        )
+        XCTAssertEqual(
+            render("HTTP/1.1 304 Not Modified\r\nContent-Length: 99\r\nETag: x\r\n\r\n"),
+            "HTTP/1.1 304 Not Modified\r\nETag: x\r\nContent-Length: 99\r\n\r\n"
+        )
+        XCTAssertEqual(
+            render("HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n", close: true),
+            "HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n"
+        )
+        XCTAssertEqual(
+            render("HTTP/1.1 200\r\nContent-Length: 0\r\n\r\n", client: .http1_0),
+            "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: keep-alive\r\n\r\n"
+        )
+        XCTAssertEqual(
+            render("HTTP/1.1 599\r\nContent-Length: 5\r\n\r\n"),
+            "HTTP/1.1 599 \r\nContent-Length: 5\r\n\r\n"
+        )
     }
 
     func testChunkEncoderRoundTrip() {
         var out: [UInt8] = []
-        XCTAssertEqual({ () -> String in HTTP1Writer.appendChunkHeader(255, to: &out); return str(out) }(), "ff\r\n")
+        XCTAssertEqual(
+            { () -> String in
+                HTTP1Writer.appendChunkHeader(255, to: &out)
+                return str(out)
+            }(),
+            "ff\r\n"
+        )
         out.removeAll()
         HTTP1Writer.appendChunkHeader(0x10000, to: &out)
         XCTAssertEqual(str(out), "10000\r\n")
@@ -179,7 +207,10 @@ final class HTTP1WriterTests: XCTestCase {
         HTTP1Writer.appendLastChunk(trailers: p.trailers, to: &out)
         XCTAssertTrue(str(out).hasSuffix("6\r\nhello \r\n5\r\nworld\r\n0\r\nX-Sum: 7\r\n\r\n"), str(out))
         var q = RequestParser()
-        XCTAssertEqual(runRequests([out], parser: &q), [.head("POST / http1_1 n=2 cl=- chunked=true ka=true host=h"), .body(bytes("hello world")), .end])
+        XCTAssertEqual(
+            runRequests([out], parser: &q),
+            [.head("POST / http1_1 n=2 cl=- chunked=true ka=true host=h"), .body(bytes("hello world")), .end]
+        )
         XCTAssertEqual(str(q.trailers.first("x-sum")!), "7")
         out.removeAll()
         HTTP1Writer.appendLastChunk(to: &out)
@@ -195,12 +226,24 @@ final class HTTP1WriterTests: XCTestCase {
                 + "Cache-Control: no-store\r\nConnection: close\r\n\r\nupstream failed\n"
         )
         out.removeAll()
-        HTTP1Writer.appendSimpleResponse(status: 200, contentType: "text/html", body: "<p>hi</p>", closeConnection: false, includeBody: false, to: &out)
-        XCTAssertEqual(str(out), "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: 9\r\nCache-Control: no-store\r\n\r\n")
+        HTTP1Writer.appendSimpleResponse(
+            status: 200,
+            contentType: "text/html",
+            body: "<p>hi</p>",
+            closeConnection: false,
+            includeBody: false,
+            to: &out
+        )
+        XCTAssertEqual(
+            str(out),
+            "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: 9\r\nCache-Control: no-store\r\n\r\n"
+        )
         for status in [400, 414, 431, 501, 502, 504, 505] {
             XCTAssertGreaterThan(HTTP1Writer.reasonPhrase(status).utf8CodeUnitCount, 0, "\(status)")
         }
-        guard let e = requestError("GET /" + String(repeating: "a", count: 9000) + " HTTP/1.1\r\n\r\n") else { return XCTFail() }
+        guard let e = requestError("GET /" + String(repeating: "a", count: 9000) + " HTTP/1.1\r\n\r\n") else {
+            return XCTFail()
+        }
         out.removeAll()
         HTTP1Writer.appendErrorResponse(e, to: &out)
         XCTAssertTrue(str(out).hasPrefix("HTTP/1.1 414 URI Too Long\r\n"), str(out))

@@ -15,7 +15,9 @@ final class PropertyTests: XCTestCase {
             let method = methods[rng.int(methods.count)]
             let target = "/p\(rng.int(1000))?q=\(rng.int(50))"
             var fields = ["Host: h\(rng.int(9)).example"]
-            for k in 0..<rng.int(6) { fields.append("X-F\(k):\(rng.bool() ? " " : "")v\(rng.next() % 100000)\(rng.bool() ? "\t" : "")") }
+            for k in 0..<rng.int(6) {
+                fields.append("X-F\(k):\(rng.bool() ? " " : "")v\(rng.next() % 100000)\(rng.bool() ? "\t" : "")")
+            }
             let bodyLength = rng.int(3) == 0 ? 0 : rng.int(300)
             let body = (0..<bodyLength).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
             let mode = rng.int(3)  // 0: none or CL, 1: CL, 2: chunked
@@ -31,7 +33,11 @@ final class PropertyTests: XCTestCase {
             if rng.int(4) == 0 { fields.shuffle(using: &rng) }
             input += bytes("\(method) \(target) HTTP/1.1\r\n" + fields.map { $0 + "\r\n" }.joined() + "\r\n")
             let host = fields.first { $0.hasPrefix("Host: ") }!.dropFirst(6)
-            expected.append(.head("\(method) \(target) http1_1 n=\(fields.count) cl=\(cl) chunked=\(isChunked) ka=true host=\(host)"))
+            expected.append(
+                .head(
+                    "\(method) \(target) http1_1 n=\(fields.count) cl=\(cl) chunked=\(isChunked) ka=true host=\(host)"
+                )
+            )
             if isChunked {
                 input += chunked(body, rng: &rng, trailers: rng.bool() ? "X-T: 1\r\n" : "")
             } else {
@@ -56,7 +62,11 @@ final class PropertyTests: XCTestCase {
             let cuts = randomCuts(input.count, &rng)
             XCTAssertEqual(runRequests(input, cuts: cuts), expected, "iteration \(iteration) cuts \(cuts)")
             if iteration % 50 == 0 {
-                XCTAssertEqual(runRequests(input, cuts: Array(1..<input.count)), expected, "iteration \(iteration) bytewise")
+                XCTAssertEqual(
+                    runRequests(input, cuts: Array(1..<input.count)),
+                    expected,
+                    "iteration \(iteration) bytewise"
+                )
             }
         }
     }
@@ -89,7 +99,11 @@ final class PropertyTests: XCTestCase {
                 expected.append(.end)
             }
             XCTAssertEqual(runResponses(input, headFlags: flags), expected, "iteration \(iteration)")
-            XCTAssertEqual(runResponses(input, cuts: randomCuts(input.count, &rng), headFlags: flags), expected, "iteration \(iteration)")
+            XCTAssertEqual(
+                runResponses(input, cuts: randomCuts(input.count, &rng), headFlags: flags),
+                expected,
+                "iteration \(iteration)"
+            )
         }
     }
 
@@ -99,6 +113,14 @@ final class PropertyTests: XCTestCase {
         var rng = SplitMix64(seed: 0x5EED_0003)
         let interesting: [UInt8] = [0x0D, 0x0A, 0x20, 0x09, 0x3A, 0x2C, 0x3B, 0x00, 0x30, 0x66, 0x7F, 0xFF]
         var errors = 0
+        let small = HTTP1Limits(
+            maxRequestLineBytes: 20,
+            maxHeaderBytes: 90,
+            maxHeaderCount: 4,
+            maxChunkExtensionBytes: 4,
+            maxTrailerBytes: 8,
+            maxTrailerCount: 1
+        )
         for iteration in 0..<1500 {
             var (input, _) = generateRequests(&rng)
             for _ in 0..<(1 + rng.int(3)) where !input.isEmpty {
@@ -110,9 +132,11 @@ final class PropertyTests: XCTestCase {
                 default: input[at] = interesting[rng.int(interesting.count)]
                 }
             }
-            let whole = runRequests(input, eof: true)
+            // Half the runs use limits small enough that limit faults and byte faults compete for first place.
+            let limits = iteration % 2 == 0 ? HTTP1Limits() : small
+            let whole = runRequests(input, limits: limits, eof: true)
             if case .error? = whole.last { errors += 1 }
-            let split = runRequests(input, cuts: randomCuts(input.count, &rng), eof: true)
+            let split = runRequests(input, cuts: randomCuts(input.count, &rng), limits: limits, eof: true)
             XCTAssertEqual(whole, split, "iteration \(iteration)")
             let responseInput = bytes("HTTP/1.1 200 OK\r\n") + input
             XCTAssertEqual(

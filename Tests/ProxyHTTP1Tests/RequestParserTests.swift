@@ -92,7 +92,9 @@ final class RequestParserTests: XCTestCase {
     }
 
     func testContentLengthBodySplitAtEveryBoundary() {
-        let input = bytes("POST /p HTTP/1.1\r\nHost: h\r\nContent-Length: 11\r\n\r\nhello worldGET / HTTP/1.1\r\nHost: h\r\n\r\n")
+        let input = bytes(
+            "POST /p HTTP/1.1\r\nHost: h\r\nContent-Length: 11\r\n\r\nhello worldGET / HTTP/1.1\r\nHost: h\r\n\r\n"
+        )
         let whole = runRequests(input)
         XCTAssertEqual(whole[1], .body(bytes("hello world")))
         XCTAssertEqual(whole.count, 5)
@@ -156,6 +158,10 @@ final class RequestParserTests: XCTestCase {
         XCTAssertFalse(ka("GET / HTTP/1.0\r\n\r\n"))
         XCTAssertTrue(ka("GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n"))
         XCTAssertFalse(ka("GET / HTTP/1.0\r\nConnection: keep-alive, close\r\n\r\n"))
+        var p = RequestParser()
+        let b = bytes("PUT / HTTP/1.0\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n")
+        _ = b.withUnsafeBytes { p.parse($0) }
+        XCTAssertFalse(p.head.expectsContinue)
     }
 
     func testLeadingEmptyLinesAreSkippedButBounded() {

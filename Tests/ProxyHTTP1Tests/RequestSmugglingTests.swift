@@ -29,8 +29,16 @@ final class RequestSmugglingTests: XCTestCase {
     private let h = "Host: a\r\n"
 
     func testContentLengthAndTransferEncoding() {
-        check("POST / HTTP/1.1\r\n\(h)Content-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n", .contentLengthWithTransferEncoding, 400)
-        check("POST / HTTP/1.1\r\n\(h)Transfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n", .contentLengthWithTransferEncoding, 400)
+        check(
+            "POST / HTTP/1.1\r\n\(h)Content-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
+            .contentLengthWithTransferEncoding,
+            400
+        )
+        check(
+            "POST / HTTP/1.1\r\n\(h)Transfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n",
+            .contentLengthWithTransferEncoding,
+            400
+        )
     }
 
     func testConflictingOrMalformedContentLength() {
@@ -50,7 +58,11 @@ final class RequestSmugglingTests: XCTestCase {
     func testTransferEncodingMustBeExactlyChunked() {
         check("POST / HTTP/1.1\r\n\(h)Transfer-Encoding: gzip\r\n\r\n", .invalidTransferEncoding, 400)
         check("POST / HTTP/1.1\r\n\(h)Transfer-Encoding: chunked, gzip\r\n\r\n", .invalidTransferEncoding, 400)
-        check("POST / HTTP/1.1\r\n\(h)Transfer-Encoding: chunked\r\nTransfer-Encoding: identity\r\n\r\n", .invalidTransferEncoding, 400)
+        check(
+            "POST / HTTP/1.1\r\n\(h)Transfer-Encoding: chunked\r\nTransfer-Encoding: identity\r\n\r\n",
+            .invalidTransferEncoding,
+            400
+        )
         check("POST / HTTP/1.1\r\n\(h)Transfer-Encoding: chunked, chunked\r\n\r\n", .invalidTransferEncoding, 400)
         check("POST / HTTP/1.1\r\n\(h)Transfer-Encoding: \r\n\r\n", .invalidTransferEncoding, 400)
         check("POST / HTTP/1.1\r\n\(h)Transfer-Encoding: xchunked\r\n\r\n", .invalidTransferEncoding, 400)
@@ -141,7 +153,13 @@ final class RequestSmugglingTests: XCTestCase {
     }
 
     func testLimits() {
-        let small = HTTP1Limits(maxRequestLineBytes: 64, maxHeaderBytes: 256, maxHeaderCount: 4, maxTrailerBytes: 32, maxTrailerCount: 2)
+        let small = HTTP1Limits(
+            maxRequestLineBytes: 64,
+            maxHeaderBytes: 256,
+            maxHeaderCount: 4,
+            maxTrailerBytes: 32,
+            maxTrailerCount: 2
+        )
         // Request line: exactly at the limit passes, one byte more is 414.
         let line64 = "GET /" + String(repeating: "a", count: 64 - 14) + " HTTP/1.1"
         XCTAssertEqual(line64.utf8.count, 64)
@@ -168,7 +186,23 @@ final class RequestSmugglingTests: XCTestCase {
         XCTAssertNil(requestError(exact, limits: small))
         let over = base + String(repeating: "v", count: 256 - base.utf8.count - 3) + "\r\n\r\n"
         check(over, .headersTooLarge, 431, limits: small)
-        check("GET / HTTP/1.1\r\n\(h)X: " + String(repeating: "v", count: 33 * 1024) + "\r\n\r\n", .headersTooLarge, 431)
+        check(
+            "GET / HTTP/1.1\r\n\(h)X: " + String(repeating: "v", count: 33 * 1024) + "\r\n\r\n",
+            .headersTooLarge,
+            431
+        )
+
+        // Errors are positional: a limit crossed before a bad byte wins however the input is split (the
+        // `check` helper also feeds byte by byte), and a bad byte before the limit wins too.
+        check(
+            "GET /" + String(repeating: "a", count: 70) + "\r" + "x HTTP/1.1\r\n\r\n",
+            .requestLineTooLong,
+            414,
+            limits: small
+        )
+        check("GET /a\rb" + String(repeating: "a", count: 70) + " HTTP/1.1\r\n\r\n", .bareCR, 400, limits: small)
+        check(base + String(repeating: "v", count: 300) + "\u{0}\n", .headersTooLarge, 431, limits: small)
+        check(base + "v\nv" + String(repeating: "v", count: 300), .bareLF, 400, limits: small)
 
         // Trailers.
         let te = "POST / HTTP/1.1\r\n\(h)Transfer-Encoding: chunked\r\n\r\n0\r\n"

@@ -63,13 +63,21 @@ final class ResponseParserTests: XCTestCase {
                 + "HTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\nok"
         )
         let whole = runResponses(input)
-        XCTAssertEqual(whole, [.info(100), .info(103), .head("201 Created http1_1 n=1 body=contentLength(2) ka=true"), .body(bytes("ok")), .end])
+        XCTAssertEqual(
+            whole,
+            [
+                .info(100), .info(103), .head("201 Created http1_1 n=1 body=contentLength(2) ka=true"),
+                .body(bytes("ok")), .end,
+            ]
+        )
         XCTAssertEqual(runResponses(input, cuts: Array(1..<input.count)), whole)
     }
 
     func testSwitchingProtocolsEndsHTTP() {
         var p = ResponseParser()
-        let input = bytes("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n\u{81}\u{0}")
+        let input = bytes(
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n\u{81}\u{0}"
+        )
         input.withUnsafeBytes { buf in
             guard case .head(let c) = p.parse(buf) else { return XCTFail() }
             XCTAssertEqual(p.head.status, 101)
@@ -87,17 +95,32 @@ final class ResponseParserTests: XCTestCase {
             runResponses(input, cuts: [30, 50], eof: true),
             [.head("200 OK http1_0 n=1 body=closeDelimited ka=false"), .body(bytes("<html>")), .end]
         )
-        XCTAssertEqual(runResponses(bytes("HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nabc"), eof: true).last, .error(.unexpectedEOF))
+        XCTAssertEqual(
+            runResponses(bytes("HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nabc"), eof: true).last,
+            .error(.unexpectedEOF)
+        )
         XCTAssertEqual(runResponses(bytes("HTTP/1.1 200 OK\r\n"), eof: true).last, .error(.unexpectedEOF))
-        XCTAssertEqual(runResponses(bytes("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nab"), eof: true).last, .error(.unexpectedEOF))
+        XCTAssertEqual(
+            runResponses(bytes("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nab"), eof: true).last,
+            .error(.unexpectedEOF)
+        )
         var p = ResponseParser()
         XCTAssertEqual(p.finish(), .needMore)
     }
 
     func testKeepAliveRules() {
-        XCTAssertEqual(runResponses(bytes("HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n")).first, .head("200 OK http1_0 n=1 body=none ka=false"))
-        XCTAssertEqual(runResponses(bytes("HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 0\r\n\r\n")).first, .head("200 OK http1_0 n=2 body=none ka=true"))
-        XCTAssertEqual(runResponses(bytes("HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")).first, .head("200 OK http1_1 n=2 body=none ka=false"))
+        XCTAssertEqual(
+            runResponses(bytes("HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n")).first,
+            .head("200 OK http1_0 n=1 body=none ka=false")
+        )
+        XCTAssertEqual(
+            runResponses(bytes("HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 0\r\n\r\n")).first,
+            .head("200 OK http1_0 n=2 body=none ka=true")
+        )
+        XCTAssertEqual(
+            runResponses(bytes("HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")).first,
+            .head("200 OK http1_1 n=2 body=none ka=false")
+        )
     }
 
     func testToleratedOriginQuirks() {
@@ -125,7 +148,9 @@ final class ResponseParserTests: XCTestCase {
         XCTAssertEqual(str(p.head.headers.first("server")!), "x")
         // TE and CL together: chunked wins, and the origin connection is not reused.
         XCTAssertEqual(
-            runResponses(bytes("HTTP/1.1 200 OK\r\nContent-Length: 10\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nx\r\n0\r\n\r\n")),
+            runResponses(
+                bytes("HTTP/1.1 200 OK\r\nContent-Length: 10\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nx\r\n0\r\n\r\n")
+            ),
             [.head("200 OK http1_1 n=2 body=chunked ka=false"), .body(bytes("x")), .end]
         )
     }
@@ -135,7 +160,10 @@ final class ResponseParserTests: XCTestCase {
             if case .error(let k)? = runResponses(bytes(s)).last { return k }
             return nil
         }
-        XCTAssertEqual(err("HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n"), .conflictingContentLength)
+        XCTAssertEqual(
+            err("HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n"),
+            .conflictingContentLength
+        )
         XCTAssertEqual(err("HTTP/1.1 200 OK\r\nContent-Length: 3, 4\r\n\r\n"), .conflictingContentLength)
         XCTAssertEqual(err("HTTP/1.1 200 OK\r\nContent-Length: abc\r\n\r\n"), .invalidContentLength)
         XCTAssertEqual(err("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"), .unsupportedTransferCoding)
@@ -174,6 +202,9 @@ final class ResponseParserTests: XCTestCase {
         let close = head("HTTP/1.1 200 OK\r\n\r\n")
         XCTAssertEqual(close.bodyKind, .closeDelimited)
         XCTAssertEqual(close.clientFraming(clientVersion: .http1_1), .chunked)
-        XCTAssertEqual(head("HTTP/1.1 200 OK\r\nContent-Length: 7\r\n\r\n", isHEAD: true).clientFraming(clientVersion: .http1_1), .bodiless)
+        XCTAssertEqual(
+            head("HTTP/1.1 200 OK\r\nContent-Length: 7\r\n\r\n", isHEAD: true).clientFraming(clientVersion: .http1_1),
+            .bodiless
+        )
     }
 }

@@ -16,11 +16,14 @@ let request = Array(
         + "User-Agent: Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36\r\n"
         + "Accept: */*\r\nAccept-Encoding: gzip, deflate, br\r\nAccept-Language: en-US,en;q=0.9\r\n"
         + "Referer: https://www.example.com/\r\nCookie: session=abcdef0123456789; theme=dark; _ga=GA1.2.3.4\r\n"
-        + "Sec-Fetch-Dest: script\r\nSec-Fetch-Mode: no-cors\r\nSec-Fetch-Site: same-origin\r\nConnection: keep-alive\r\n\r\n").utf8)
+        + "Sec-Fetch-Dest: script\r\nSec-Fetch-Mode: no-cors\r\nSec-Fetch-Site: same-origin\r\nConnection: keep-alive\r\n\r\n")
+        .utf8
+)
 let response = Array(
     ("HTTP/1.1 200 OK\r\nServer: origin\r\nDate: Sun, 29 Nov 2026 05:00:00 GMT\r\nContent-Type: application/javascript\r\n"
         + "Content-Length: 64\r\nCache-Control: max-age=3600\r\nETag: \"abc\"\r\nConnection: keep-alive\r\n\r\n"
-        + String(repeating: "x", count: 64)).utf8)
+        + String(repeating: "x", count: 64)).utf8
+)
 
 var requests = RequestParser()
 var responses = ResponseParser()
@@ -36,10 +39,17 @@ func once() {
             switch requests.parse(rest) {
             case .head(let c):
                 out.removeAll(keepingCapacity: true)
-                HTTP1Writer.appendRequestHead(requests.head, framing: requests.head.outboundFraming, forwarding: ctx, to: &out)
+                HTTP1Writer.appendRequestHead(
+                    requests.head,
+                    framing: requests.head.outboundFraming,
+                    forwarding: ctx,
+                    to: &out
+                )
                 sink &+= out.count
                 rest = UnsafeRawBufferPointer(rebasing: rest[c...])
-            case .end(let c): rest = UnsafeRawBufferPointer(rebasing: rest[c...]); return
+            case .end(let c):
+                rest = UnsafeRawBufferPointer(rebasing: rest[c...])
+                return
             case .body(_, let c): rest = UnsafeRawBufferPointer(rebasing: rest[c...])
             default: fatalError()
             }
@@ -52,10 +62,18 @@ func once() {
             case .head(let c):
                 out.removeAll(keepingCapacity: true)
                 let h = responses.head
-                HTTP1Writer.appendResponseHead(h, framing: h.clientFraming(clientVersion: .http1_1), closeConnection: false, clientVersion: .http1_1, to: &out)
+                HTTP1Writer.appendResponseHead(
+                    h,
+                    framing: h.clientFraming(clientVersion: .http1_1),
+                    closeConnection: false,
+                    clientVersion: .http1_1,
+                    to: &out
+                )
                 sink &+= out.count
                 rest = UnsafeRawBufferPointer(rebasing: rest[c...])
-            case .body(let r, let c): sink &+= r.count; rest = UnsafeRawBufferPointer(rebasing: rest[c...])
+            case .body(let r, let c):
+                sink &+= r.count
+                rest = UnsafeRawBufferPointer(rebasing: rest[c...])
             case .end: return
             default: fatalError()
             }
