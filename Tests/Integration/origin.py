@@ -4,7 +4,8 @@
 Paths:
   /bytes/N            N bytes of a repeating pattern, Content-Length, streamed in 64 KiB writes
   /chunked/N          N bytes, Transfer-Encoding: chunked
-  /echo               echoes the request: JSON with method, path, headers, body length and sha256 of the body
+  /echo               echoes the request: JSON with method, path, headers, body length and sha256 of the body,
+                      and origin_port (which origin answered)
   /upload             streams the request body (chunked or CL), replies with its length and sha256
   /slow/MS            waits MS milliseconds, then answers
   /die-before-headers closes the connection without answering
@@ -106,6 +107,7 @@ class Handler(BaseHTTPRequestHandler):
                 "headers": [[k, v] for k, v in self.headers.items()],
                 "body_length": n,
                 "body_sha256": h.hexdigest(),
+                "origin_port": self.server.server_address[1],
             }
             self._send(200, json.dumps(doc).encode(), "application/json")
         elif path.startswith("/slow/"):

@@ -1,0 +1,90 @@
+"""Request smuggling defences, size limits and pipelining, as raw bytes over a real TLS connection."""
+import json
+
+import pytest
+
+from conftest import HTTPReader, tls_connect
+
+
+@pytest.fixture
+def proxy(proxies, origin):
+    return proxies(["--listen", "127.0.0.1:0", "--upstream", origin.url])
+
+
+def rejects(proxy, raw, expected_status):
+    """Sends `raw`, expects one error response with Connection: close, then the connection closed by the proxy."""
+    s = tls_connect(proxy.port)
+    try:
+        s.sendall(raw)
+        rd = HTTPReader(s)
+        status, headers, body = rd.response()
+        assert status == expected_status, (status, headers, body[:200])
+        conn = [v.lower() for k, v in headers if k == "connection"]
+        assert "close" in conn, headers
+        assert rd.at_eof(), f"connection still open after {status}; extra bytes {rd.buf[:200]!r}"
+    finally:
+        s.close()
+
+
+H = b"Host: smuggle.test\r\n"
+
+CASES = {
+    "cl_and_te": (b"POST /echo HTTP/1.1\r\n" + H + b"Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"
+                  b"0\r\n\r\n", 400),
+    "te_and_cl": (b"POST /echo HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n"
+                  b"0\r\n\r\n", 400),
+    "two_content_lengths": (b"POST /echo HTTP/1.1\r\n" + H + b"Content-Length: 5\r\nContent-Length: 6\r\n\r\n"
+                            b"hello!", 400),
+    "content_length_list": (b"POST /echo HTTP/1.1\r\n" + H + b"Content-Length: 5, 6\r\n\r\nhello!", 400),
+    "bad_chunk_size": (b"POST /echo HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked\r\n\r\n"
+                       b"zz\r\nhello\r\n0\r\n\r\n", 400),
+    "obs_fold": (b"GET /echo HTTP/1.1\r\n" + H + b"X-A: one\r\n  two\r\n\r\n", 400),
+    "space_before_colon": (b"GET /echo HTTP/1.1\r\n" + H + b"X-A : one\r\n\r\n", 400),
+    "invalid_name_byte": (b"GET /echo HTTP/1.1\r\n" + H + b"X(A): one\r\n\r\n", 400),
+    "nul_in_value": (b"GET /echo HTTP/1.1\r\n" + H + b"X-A: o\x00ne\r\n\r\n", 400),
+    "bare_cr_in_value": (b"GET /echo HTTP/1.1\r\n" + H + b"X-A: o\rne\r\n\r\n", 400),
+    "request_line_too_long": (b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\n" + H + b"\r\n", 414),
+    "header_block_too_large": (b"GET /echo HTTP/1.1\r\n" + H
+                               + b"".join(b"X-Big-%d: %s\r\n" % (i, b"v" * 4000) for i in range(10)) + b"\r\n", 431),
+    "too_many_headers": (b"GET /echo HTTP/1.1\r\n" + H
+                         + b"".join(b"X-H-%d: v\r\n" % i for i in range(120)) + b"\r\n", 431),
+}
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_rejected(proxy, name):
+    raw, status = CASES[name]
+    rejects(proxy, raw, status)
+
+
+def test_limits_are_not_off_by_a_lot(proxy):
+    """Just under the limits is accepted: the 414/431 above come from the limits, not from any long request."""
+    s = tls_connect(proxy.port)
+    try:
+        rd = HTTPReader(s)
+        s.sendall(b"GET /echo/" + b"a" * 7000 + b" HTTP/1.1\r\n" + H + b"\r\n")
+        status, _, body = rd.response()
+        assert status == 200, body[:200]
+        s.sendall(b"GET /echo HTTP/1.1\r\n" + H + b"".join(b"X-H-%d: v\r\n" % i for i in range(90)) + b"\r\n")
+        status, _, body = rd.response()
+        assert status == 200, body[:200]
+        assert len(json.loads(body)["headers"]) >= 91
+    finally:
+        s.close()
+
+
+def test_pipelining_two_requests_one_write(proxy):
+    s = tls_connect(proxy.port)
+    try:
+        s.sendall(b"GET /echo/first HTTP/1.1\r\n" + H + b"\r\n"
+                  b"POST /echo/second HTTP/1.1\r\n" + H + b"Content-Length: 3\r\nConnection: close\r\n\r\nabc")
+        rd = HTTPReader(s)
+        st1, _, b1 = rd.response()
+        st2, _, b2 = rd.response()
+        assert (st1, st2) == (200, 200)
+        d1, d2 = json.loads(b1), json.loads(b2)
+        assert (d1["path"], d1["method"]) == ("/echo/first", "GET")
+        assert (d2["path"], d2["method"], d2["body_length"]) == ("/echo/second", "POST", 3)
+        assert rd.at_eof()
+    finally:
+        s.close()
