@@ -296,15 +296,21 @@ class HTTPReader:
             body, self.buf = self.buf, b""
         return status, headers, body
 
-    def at_eof(self, timeout=5.0):
-        """True when the peer closes (clean close or reset) with no further bytes within `timeout`."""
+    def drain_to_eof(self, timeout=5.0):
+        """Reads until the peer closes or `timeout` passes with nothing more. Returns (leftover bytes, closed)."""
         self.sock.settimeout(timeout)
         try:
             while not self.eof:
-                if self._fill() and self.buf:
-                    return False
-        except (ConnectionResetError, ssl.SSLError, BrokenPipeError):
-            return not self.buf
-        except socket.timeout:
-            return False
-        return not self.buf
+                self._fill()
+        except (ConnectionResetError, BrokenPipeError, ssl.SSLError, OSError) as e:
+            if isinstance(e, socket.timeout):
+                rest, self.buf = self.buf, b""
+                return rest, False
+            self.eof = True
+        rest, self.buf = self.buf, b""
+        return rest, True
+
+    def at_eof(self, timeout=5.0):
+        """True when the peer closes (clean close or reset) with no further bytes."""
+        rest, closed = self.drain_to_eof(timeout)
+        return closed and not rest

@@ -21,7 +21,10 @@ def rejects(proxy, raw, expected_status):
         assert status == expected_status, (status, headers, body[:200])
         conn = [v.lower() for k, v in headers if k == "connection"]
         assert "close" in conn, headers
-        assert rd.at_eof(), f"connection still open after {status}; extra bytes {rd.buf[:200]!r}"
+        rest, closed = rd.drain_to_eof()
+        assert rest == b"", \
+            f"{len(rest)} bytes beyond the {status} response's Content-Length: {rest[:100]!r} (closed after: {closed})"
+        assert closed, f"connection still open 5 s after the {status} response"
     finally:
         s.close()
 
