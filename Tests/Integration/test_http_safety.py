@@ -91,3 +91,24 @@ def test_pipelining_two_requests_one_write(proxy):
         assert rd.at_eof()
     finally:
         s.close()
+
+
+def test_header_read_timeout_408(proxies, origin, tmp_path):
+    """Slow-loris: a head that never completes gets 408 (and a close) once [timeouts] header_read passes."""
+    from conftest import write_file
+    import time
+    cfg = write_file(tmp_path, "t.toml", f'upstreams = ["{origin.url}"]\n\n[timeouts]\nheader_read = "1s"\n')
+    p = proxies(["--config", cfg, "--listen", "127.0.0.1:0"])
+    s = tls_connect(p.port)
+    try:
+        s.sendall(b"GET /echo HTTP/1.1\r\n" + H + b"X-Partial: 1\r\n")
+        t0 = time.time()
+        s.settimeout(4)
+        rd = HTTPReader(s)
+        status, headers, _ = rd.response()
+        took = time.time() - t0
+        assert status == 408, (status, headers)
+        assert 0.8 <= took < 3.5, took
+        assert "close" in [v.lower() for k, v in headers if k == "connection"]
+    finally:
+        s.close()
