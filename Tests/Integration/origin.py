@@ -12,7 +12,7 @@ Paths:
   /die-mid-body/N     announces N bytes, sends half, then resets the connection
   /status/CODE        answers CODE with an empty body (204/304 without framing)
   anything else       200 "origin ok"
-Prints "READY <port>" on stdout once listening.
+Prints "READY <port>" on stdout once listening, then "REQ <method> <target>" as each request head arrives.
 """
 import hashlib
 import json
@@ -69,6 +69,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def handle_any(self):
         path = self.path
+        print(f"REQ {self.command} {path}", flush=True)
         if path.startswith("/bytes/"):
             n = int(path.split("/")[2])
             for _ in self._body_reader():

@@ -116,6 +116,32 @@ def test_proxy_forwarding_headers(proxies, origin, tls_flags, version):
             assert "x-hop" not in v.lower(), hdrs
 
 
+def test_keep_alive_chunked_and_bodiless_responses(proxies, origin):
+    """One client connection, several exchanges: chunked body, 204/304 without framing, HEAD, then a normal one."""
+    from conftest import HTTPReader, tls_connect
+    p = proxies(["--listen", "127.0.0.1:0", "--upstream", origin.url])
+    s = tls_connect(p.port)
+    try:
+        rd = HTTPReader(s)
+
+        def ask(method, path):
+            s.sendall(f"{method} {path} HTTP/1.1\r\nHost: ka.test\r\n\r\n".encode())
+            return rd.response(head_request=(method == "HEAD"))
+
+        st, h, body = ask("GET", "/chunked/200000")
+        assert st == 200 and body == (bytes(range(256)) * 800)[:200000]
+        assert dict(h).get("transfer-encoding", "").lower() == "chunked", h
+        assert ask("GET", "/status/204")[0] == 204
+        assert ask("GET", "/status/304")[0] == 304
+        st, h, body = ask("HEAD", "/bytes/5000")
+        assert st == 200 and dict(h).get("content-length") == "5000" and body == b""
+        st, _, body = ask("GET", "/bytes/70000")
+        assert st == 200 and body == (bytes(range(256)) * 274)[:70000]
+        assert origin.output().count("REQ ") == 5
+    finally:
+        s.close()
+
+
 # --- 3. SNI and key types ----------------------------------------------------------------------------------------
 
 def s_client_cert(port, *args):

@@ -18,8 +18,8 @@ def test_sigterm_drains_in_flight_request(proxies, origin):
     slow = subprocess.Popen(["curl", "-sS", "-k", "--max-time", "20", "-w", " %{http_code}", p.base + "/slow/2000"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        time.sleep(0.7)  # the request reaches the origin, which then sleeps ~1.3 s more
-        assert slow.poll() is None, "the slow request finished too early to test draining"
+        wait_for(lambda: "REQ GET /slow/2000" in origin.output(), timeout=10, what="the slow request at the origin")
+        assert slow.poll() is None
         p.signal(signal.SIGTERM)
 
         def refused():
