@@ -246,6 +246,25 @@ def test_admin_health_and_metrics(proxies, origin):
     assert r.stdout == "404"
 
 
+def test_access_log_file(proxies, origin, tmp_path):
+    cfg = write_file(tmp_path, "log.toml", f'upstreams = ["{origin.url}"]\n\n[access_log]\npath = "access.log"\n')
+    p = proxies(["--config", cfg, "--listen", "127.0.0.1:0"])
+    assert curl(p.base + "/ok").returncode == 0
+    assert curl(p.base + "/status/404").returncode == 0
+    log = tmp_path / "access.log"
+
+    def lines():
+        if not log.exists():
+            return None
+        ls = [json.loads(l) for l in log.read_text().splitlines() if l.strip()]
+        return ls if len(ls) >= 2 else None
+    from conftest import wait_for
+    ls = wait_for(lines, timeout=10, what="two access log lines in the file")
+    assert [(l["method"], l["path"], l["status"]) for l in ls] == [("GET", "/ok", 200), ("GET", "/status/404", 404)]
+    assert all(l["upstream"] == origin.url for l in ls), ls
+    assert '"path":"/ok"' not in p.output(), "access log lines also went to stdout"
+
+
 # --- 12. check ---------------------------------------------------------------------------------------------------------
 
 def test_check_command(tmp_path):
