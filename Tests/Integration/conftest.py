@@ -78,8 +78,12 @@ class Process:
 class Origin(Process):
     def __init__(self):
         super().__init__([sys.executable, os.path.join(HERE, "origin.py")], name="origin")
-        self.port = int(wait_for(lambda: (re.search(r"READY (\d+)", self.output()) or [None, None])[1],
-                                 what="origin READY"))
+        try:
+            self.port = int(wait_for(lambda: (re.search(r"READY (\d+)", self.output()) or [None, None])[1],
+                                     what="origin READY"))
+        except BaseException:
+            self.stop()
+            raise
 
     @property
     def url(self):
@@ -94,15 +98,28 @@ class Proxy(Process):
         if env:
             full_env.update(env)
         super().__init__([edgeproxy_bin()] + args, cwd=cwd or ROOT, env=full_env, name="edgeproxy")
-        out = wait_for(lambda: (not self.alive()) or re.search(r"edgeproxy listening", self.output()),
-                       what="edgeproxy to listen")
-        if not self.alive():
-            raise AssertionError("edgeproxy exited at start:\n" + self.output())
-        text = self.output()
-        m = re.search(r"address=\S*?:(\d+)", text)
-        self.port = int(m.group(1))
-        m = re.search(r"admin=\S*?:(\d+)", text)
-        self.admin_port = int(m.group(1)) if m else None
+        try:
+            wait_for(lambda: (not self.alive()) or re.search(r"edgeproxy listening", self.output()),
+                     what="edgeproxy to listen")
+            if not self.alive():
+                raise AssertionError("edgeproxy exited at start:\n" + self.output())
+            line = next(l for l in self.output().splitlines() if "edgeproxy listening" in l)
+            m = re.search(r"address=\S*?:(\d+)", line)
+            self.port = int(m.group(1))
+            m = re.search(r"admin=\S*?:(\d+)", line)
+            self.admin_port = int(m.group(1)) if m else None
+        except BaseException:
+            self.stop()
+            raise
+
+    def wait_log(self, pattern, timeout=10.0, after=0):
+        """Waits for `pattern` (regex) in the log beyond character offset `after`; returns the match."""
+        return wait_for(lambda: re.search(pattern, self.output()[after:]), timeout=timeout,
+                        what=f"log line matching {pattern!r}")
+
+    @property
+    def admin(self):
+        return f"http://127.0.0.1:{self.admin_port}"
 
     @property
     def base(self):
@@ -197,3 +214,103 @@ def rss_kb(pid):
                 if line.startswith("VmRSS:"):
                     total += int(line.split()[1])
     return total
+
+
+def dead_port():
+    """A loopback port with nothing listening on it (bound by the OS, then released)."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def write_file(directory, name, text):
+    path = os.path.join(str(directory), name)
+    with open(path, "w") as f:
+        f.write(text)
+    return path
+
+
+class HTTPReader:
+    """Reads HTTP/1.1 responses one at a time from a (TLS) socket, keeping leftover bytes for the next."""
+
+    def __init__(self, sock):
+        self.sock = sock
+        self.buf = b""
+        self.eof = False
+
+    def _fill(self):
+        try:
+            b = self.sock.recv(65536)
+        except ssl.SSLZeroReturnError:
+            b = b""
+        if not b:
+            self.eof = True
+        self.buf += b
+        return bool(b)
+
+    def _line(self):
+        while b"\r\n" not in self.buf:
+            if not self._fill():
+                raise EOFError("connection closed before end of line; have %r" % self.buf[:200])
+        line, self.buf = self.buf.split(b"\r\n", 1)
+        return line
+
+    def _exact(self, n):
+        while len(self.buf) < n:
+            if not self._fill():
+                raise EOFError(f"connection closed with {len(self.buf)} of {n} body bytes")
+        out, self.buf = self.buf[:n], self.buf[n:]
+        return out
+
+    def response(self, head_request=False):
+        """Returns (status, headers as list of (lower-name, value), body)."""
+        status_line = self._line().decode("latin-1")
+        status = int(status_line.split(" ")[1])
+        headers = []
+        while True:
+            line = self._line()
+            if not line:
+                break
+            k, v = line.decode("latin-1").split(":", 1)
+            headers.append((k.strip().lower(), v.strip()))
+        h = dict(headers)
+        if head_request or status in (204, 304) or 100 <= status < 200:
+            body = b""
+        elif "chunked" in h.get("transfer-encoding", "").lower():
+            body = b""
+            while True:
+                size = int(self._line().split(b";")[0], 16)
+                if size == 0:
+                    while self._line():
+                        pass
+                    break
+                body += self._exact(size)
+                self._line()
+        elif "content-length" in h:
+            body = self._exact(int(h["content-length"]))
+        else:
+            while self._fill():
+                pass
+            body, self.buf = self.buf, b""
+        return status, headers, body
+
+    def drain_to_eof(self, timeout=5.0):
+        """Reads until the peer closes or `timeout` passes with nothing more. Returns (leftover bytes, closed)."""
+        self.sock.settimeout(timeout)
+        try:
+            while not self.eof:
+                self._fill()
+        except (ConnectionResetError, BrokenPipeError, ssl.SSLError, OSError) as e:
+            if isinstance(e, socket.timeout):
+                rest, self.buf = self.buf, b""
+                return rest, False
+            self.eof = True
+        rest, self.buf = self.buf, b""
+        return rest, True
+
+    def at_eof(self, timeout=5.0):
+        """True when the peer closes (clean close or reset) with no further bytes."""
+        rest, closed = self.drain_to_eof(timeout)
+        return closed and not rest

@@ -4,14 +4,15 @@
 Paths:
   /bytes/N            N bytes of a repeating pattern, Content-Length, streamed in 64 KiB writes
   /chunked/N          N bytes, Transfer-Encoding: chunked
-  /echo               echoes the request: JSON with method, path, headers, body length and sha256 of the body
+  /echo               echoes the request: JSON with method, path, headers, body length and sha256 of the body,
+                      and origin_port (which origin answered)
   /upload             streams the request body (chunked or CL), replies with its length and sha256
   /slow/MS            waits MS milliseconds, then answers
   /die-before-headers closes the connection without answering
   /die-mid-body/N     announces N bytes, sends half, then resets the connection
   /status/CODE        answers CODE with an empty body (204/304 without framing)
   anything else       200 "origin ok"
-Prints "READY <port>" on stdout once listening.
+Prints "READY <port>" on stdout once listening, then "REQ <method> <target>" as each request head arrives.
 """
 import hashlib
 import json
@@ -68,6 +69,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def handle_any(self):
         path = self.path
+        print(f"REQ {self.command} {path}", flush=True)
         if path.startswith("/bytes/"):
             n = int(path.split("/")[2])
             for _ in self._body_reader():
@@ -106,6 +108,7 @@ class Handler(BaseHTTPRequestHandler):
                 "headers": [[k, v] for k, v in self.headers.items()],
                 "body_length": n,
                 "body_sha256": h.hexdigest(),
+                "origin_port": self.server.server_address[1],
             }
             self._send(200, json.dumps(doc).encode(), "application/json")
         elif path.startswith("/slow/"):

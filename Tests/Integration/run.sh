@@ -1,0 +1,7 @@
+#!/bin/sh
+# Builds the release binary and runs the integration suite against it (real processes over loopback).
+# Needs: swift, python3 + pytest, curl, openssl, wrk. Extra arguments go to pytest (e.g. -k sighup, -x).
+set -eu
+cd "$(dirname "$0")/../.."
+swift build -c release --product edgeproxy
+exec python3 -m pytest -q Tests/Integration "$@"
