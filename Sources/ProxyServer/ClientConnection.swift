@@ -124,9 +124,15 @@ final class ClientConnection: EventHandler, TimerHandler {
         case .open where ex.active && ex.upstream != nil && !ex.responseEnded:
             // Upstream too slow: 504 if nothing was sent yet, otherwise the response must not look complete.
             worker.metrics.upstreamError("timeout")
-            if ex.responseHeadSent { abort() } else { failExchange(status: 504) }
+            if ex.responseHeadSent {
+                abort()
+            } else {
+                failExchange(status: 504)
+                pump()  // a timer is not an I/O event: write the answer now
+            }
         case .open where headInProgress:
             sendErrorAndClose(status: 408)
+            pump()
         default:
             // Idle keep-alive, or a client that stopped reading/sending: close.
             closeNow()
@@ -715,10 +721,12 @@ final class ClientConnection: EventHandler, TimerHandler {
         }
     }
 
-    /// Graceful close: close_notify, then close.
+    /// Graceful close: close_notify, then close. When the client already closed (its close_notify or EOF), no
+    /// reply is sent, as nginx does: the client has usually closed its socket, so our alert would only draw a
+    /// TCP RST (measured: one RST per connection and 2–3x lower handshake throughput under load).
     func closeNow() {
         guard !closed else { return }
-        if handshakeDone { tls?.shutdown() }
+        if handshakeDone && !peerEOF { tls?.shutdown() }
         release(abortive: false)
     }
 

@@ -72,7 +72,6 @@ enum HTTPGlue {
         HTTP1Writer.appendSimpleResponse(
             status: status, body: UnsafeRawBufferPointer(start: reason.utf8Start, count: reason.utf8CodeUnitCount),
             closeConnection: true, to: &scratch)
-        scratch.append(10)
         buf.append(scratch)
     }
 }
