@@ -20,6 +20,8 @@ enum AccessLogLine {
         w.field("ja3", s.ja3Hash)
         w.field("ja4", s.ja4)
         w.field("policy", s.policyName)
+        w.field("policy_mode", s.policyName == nil ? nil : (s.policyEnforced ? "enforce" : "observe"))
+        w.field("policy_observed", s.observedPolicyName)
         w.field("tag", s.tag)
         w.field("method", bytes: ex.methodBytes)
         w.field("path", bytes: ex.target)

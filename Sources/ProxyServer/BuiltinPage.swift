@@ -35,6 +35,7 @@ enum BuiltinPage {
         w.field("ja4", s.ja4)
         w.field("policy", s.policyName)
         w.field("policy_mode", s.policyName == nil ? nil : (s.policyEnforced ? "enforce" : "observe"))
+        w.field("policy_observed", s.observedPolicyName)
         w.field("tag", s.tag)
         w.field("stale_ticket_action", s.staleAction.rawValue)
         w.field("method", bytes: head.methodBytes)

@@ -774,8 +774,9 @@ extension ClientConnection {
             }
             line(h.ja3, s.ja3Hash)
             line(h.ja4, s.ja4)
-            line(h.policy, s.policyName)
-            line(h.tag, s.tag)
+            // Only an enforced policy reaches the origin: observe mode changes nothing.
+            line(h.policy, s.policyEnforced ? s.policyName : nil)
+            line(h.tag, s.policyEnforced ? s.tag : nil)
         }
         let f = ForwardingContext(
             clientAddress: Array(peer.host.utf8), stripped: HeaderNameList(snapshot.strippedHeaderNames),

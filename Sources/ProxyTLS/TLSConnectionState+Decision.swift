@@ -24,25 +24,27 @@ extension TLSConnectionState {
         }
         helloBytes = []
         hello = parsed
-        let ja3 = parsed.ja3
-        ja3String = ja3.string
-        ja3Hash = ja3.md5
-        ja4 = parsed.ja4Fingerprint
         if let set = worker.policies, !set.policies.isEmpty {
             let input = PolicyInput(
-                features: parsed.features, ja3: set.needsJA3 ? JA3Digest(hex: ja3.md5) : nil,
+                features: parsed.features, ja3: set.needsJA3 ? ja3Hash.flatMap { JA3Digest(hex: $0) } : nil,
                 ja4: set.needsJA4 ? ja4 : nil)
             let d = set.decide(input)
-            if let i = d.matchedIndex {
-                policyName = d.matchedName
-                policyEnforced = d.mode == .enforce
-                tag = d.tag
-                worker.observer.policyApplied(name: d.matchedName ?? "", enforced: d.mode == .enforce)
-                _ = i
+            // What operators and origins see is the policy that is *enforced*; an observe policy that matched
+            // (above it, or alone) is reported separately and changes nothing.
+            if let e = d.enforcedIndex {
+                let p = set.policies[e]
+                policyName = p.name
+                policyEnforced = true
+                tag = p.actions.tag
+                worker.observer.policyApplied(name: p.name, enforced: true)
             }
-            if let e = d.enforcedIndex, e != d.matchedIndex, let name = set.policies[e].name as String? {
-                // An observe policy matched first, but an enforce policy below it still applies.
-                worker.observer.policyApplied(name: name, enforced: true)
+            if d.mode == .observe, let name = d.matchedName {
+                observedPolicyName = name
+                worker.observer.policyApplied(name: name, enforced: false)
+                if d.enforcedIndex == nil {
+                    policyName = name
+                    policyEnforced = false
+                }
             }
             apply(d.effective, ssl: ssl)
         }

@@ -70,9 +70,20 @@ public final class TLSConnectionState {
 
     /// The parsed ClientHello (nil until the ClientHello callback ran, or when it could not be parsed).
     public internal(set) var hello: ClientHello?
-    public internal(set) var ja3String: String?
-    public internal(set) var ja3Hash: String?
-    public internal(set) var ja4: String?
+    // JA3/JA4 are computed on first use (policy needing them, access log, page, origin headers) and cached:
+    // the handshake itself only needs the feature set, and hashing is most of the fingerprinting cost.
+    private var cachedJA3: JA3?
+    private var cachedJA4: String?
+    public var ja3String: String? { ja3Value?.string }
+    public var ja3Hash: String? { ja3Value?.md5 }
+    public var ja4: String? {
+        if cachedJA4 == nil, let h = hello { cachedJA4 = h.ja4Fingerprint }
+        return cachedJA4
+    }
+    private var ja3Value: JA3? {
+        if cachedJA3 == nil, let h = hello { cachedJA3 = h.ja3 }
+        return cachedJA3
+    }
     /// Effective per-connection ticket behaviour (config default, possibly changed by a policy).
     public internal(set) var staleAction: StaleTicketAction
     public internal(set) var ticketsEnabled: Bool
@@ -80,6 +91,8 @@ public final class TLSConnectionState {
     /// The policy that matched (enforced or observed), its mode and tag.
     public internal(set) var policyName: String?
     public internal(set) var policyEnforced = false
+    /// An observe-mode policy that matched (counted and logged; it changes nothing).
+    public internal(set) var observedPolicyName: String?
     public internal(set) var tag: String?
     /// Ticket outcome as seen by the decrypt callback; `finalOutcome(resumed:)` settles it after the handshake.
     public internal(set) var ticketOutcome: TicketOutcome = .full

@@ -437,9 +437,6 @@ def test_observe_copy_above_enforce_pack_shadows_without_changing_behaviour(prox
     assert metric(p, "edgeproxy_policy_enforced_total", policy="schannel-observe") == 0
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: an observe policy above an enforce policy replaces the enforced "
-                   "policy's name/tag in the access log, JSON page and origin headers (ProxyTLS "
-                   "decideFromClientHello reports matchedName/tag of the observe match)")
 def test_observe_shadow_does_not_change_what_log_page_and_origin_see(proxies, certs, tmp_path):
     """'Observe changes nothing': adding an observe copy above the pack must leave the enforced policy's name and
     tag where operators and origins read them (the observe match is visible in the observed metric)."""
