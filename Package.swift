@@ -65,6 +65,7 @@ let package = Package(
         ),
 
         .testTarget(name: "ProxyCoreTests", dependencies: ["ProxyCore"]),
+        .testTarget(name: "ProxyEventLoopTests", dependencies: ["ProxyEventLoop", "ProxyCore"]),
         .testTarget(name: "ProxyFingerprintTests", dependencies: ["ProxyFingerprint"]),
         .testTarget(name: "ProxyPolicyTests", dependencies: ["ProxyPolicy", "ProxyFingerprint"]),
         .testTarget(name: "ProxyTicketsTests", dependencies: ["ProxyTickets", "ProxyCore"]),

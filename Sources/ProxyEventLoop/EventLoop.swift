@@ -8,11 +8,24 @@ public protocol EventHandler: AnyObject {
     func handleEvent(_ events: UInt32)
 }
 
-/// Something that wants to be called back at (or after) a deadline.
+/// Something that wants to be called back at (or after) a deadline. Each handler has at most one pending timer,
+/// whose position in the loop's heap it stores in `timerSlot` (so it can be moved or cancelled in O(log n)).
 public protocol TimerHandler: AnyObject {
-    /// Called on the loop's thread once `now >= deadline` of an entry it scheduled. Entries are never cancelled:
-    /// the handler compares against its own current deadline and ignores stale wake-ups (lazy cancellation).
+    /// Owned by the event loop; initialise with `TimerSlot()` and never modify.
+    var timerSlot: TimerSlot { get set }
+    /// Called on the loop's thread once the handler's deadline has passed. The timer is no longer pending.
     func timerFired(now: UInt64)
+}
+
+/// A handler's place in its loop's timer heap (-1: no timer pending).
+public struct TimerSlot {
+    /// Heap position, -1 when no timer is pending.
+    public internal(set) var index = -1
+    /// The pending deadline (meaningful only while pending).
+    public internal(set) var deadline: UInt64 = 0
+    public init() {}
+    /// True while a timer is pending.
+    public var isPending: Bool { index >= 0 }
 }
 
 /// One epoll loop, owned by one thread.
@@ -94,9 +107,14 @@ public final class EventLoop {
         _ = epoll_ctl(epfd, EPOLL_CTL_DEL, fd, nil)
     }
 
-    /// Schedules `handler.timerFired` at or after `deadline` (monotonic ns).
+    /// Sets `handler`'s timer to `deadline` (monotonic ns), replacing any pending one.
     public func schedule(at deadline: UInt64, _ handler: TimerHandler) {
-        timers.push(deadline: deadline, handler: handler)
+        timers.set(handler, deadline: deadline)
+    }
+
+    /// Cancels `handler`'s pending timer, if any (and drops the loop's reference to it).
+    public func cancelTimer(_ handler: TimerHandler) {
+        timers.remove(handler)
     }
 
     /// Runs `body` at the top of every tick (before handling events): snapshot pick-ups.
@@ -143,47 +161,77 @@ public final class EventLoop {
     }
 }
 
-/// A binary min-heap of (deadline, handler); entries are only removed when they fire.
+/// A binary min-heap of handlers keyed by their deadline; each handler records its own index, so a timer can be
+/// moved or cancelled in O(log n) and a closed connection leaves the heap at once (no dead entries waking the loop).
 struct TimerHeap {
-    private var deadlines: [UInt64] = []
     private var handlers: [TimerHandler] = []
 
-    var peekDeadline: UInt64? { deadlines.first }
-    var count: Int { deadlines.count }
+    var peekDeadline: UInt64? { handlers.first?.timerSlot.deadline }
+    var count: Int { handlers.count }
 
-    mutating func push(deadline: UInt64, handler: TimerHandler) {
-        deadlines.append(deadline)
-        handlers.append(handler)
-        var i = deadlines.count - 1
-        while i > 0 {
-            let parent = (i - 1) / 2
-            if deadlines[parent] <= deadlines[i] { break }
-            deadlines.swapAt(parent, i)
-            handlers.swapAt(parent, i)
-            i = parent
+    mutating func set(_ h: TimerHandler, deadline: UInt64) {
+        if h.timerSlot.index >= 0 {
+            let i = h.timerSlot.index
+            let old = h.timerSlot.deadline
+            h.timerSlot.deadline = deadline
+            if deadline < old { siftUp(i) } else if deadline > old { siftDown(i) }
+        } else {
+            h.timerSlot.deadline = deadline
+            h.timerSlot.index = handlers.count
+            handlers.append(h)
+            siftUp(handlers.count - 1)
+        }
+    }
+
+    mutating func remove(_ h: TimerHandler) {
+        let i = h.timerSlot.index
+        guard i >= 0, i < handlers.count, handlers[i] === h else { return }
+        let last = handlers.count - 1
+        if i != last {
+            swapAt(i, last)
+        }
+        handlers.removeLast()
+        h.timerSlot.index = -1
+        if i < handlers.count {
+            siftDown(i)
+            siftUp(i)
         }
     }
 
     mutating func pop() -> TimerHandler {
         let top = handlers[0]
-        let last = deadlines.count - 1
-        deadlines.swapAt(0, last)
-        handlers.swapAt(0, last)
-        deadlines.removeLast()
-        handlers.removeLast()
-        var i = 0
-        let n = deadlines.count
+        remove(top)
+        return top
+    }
+
+    private mutating func swapAt(_ a: Int, _ b: Int) {
+        handlers.swapAt(a, b)
+        handlers[a].timerSlot.index = a
+        handlers[b].timerSlot.index = b
+    }
+
+    private mutating func siftUp(_ start: Int) {
+        var i = start
+        while i > 0 {
+            let parent = (i - 1) / 2
+            if handlers[parent].timerSlot.deadline <= handlers[i].timerSlot.deadline { break }
+            swapAt(parent, i)
+            i = parent
+        }
+    }
+
+    private mutating func siftDown(_ start: Int) {
+        var i = start
+        let n = handlers.count
         while true {
             let l = 2 * i + 1
             let r = l + 1
             var m = i
-            if l < n && deadlines[l] < deadlines[m] { m = l }
-            if r < n && deadlines[r] < deadlines[m] { m = r }
+            if l < n && handlers[l].timerSlot.deadline < handlers[m].timerSlot.deadline { m = l }
+            if r < n && handlers[r].timerSlot.deadline < handlers[m].timerSlot.deadline { m = r }
             if m == i { break }
-            deadlines.swapAt(m, i)
-            handlers.swapAt(m, i)
+            swapAt(m, i)
             i = m
         }
-        return top
     }
 }

@@ -39,7 +39,7 @@ final class ClientConnection: EventHandler, TimerHandler {
     private var handshakeDone = false
     private var acceptedAt: UInt64
     private var deadline: UInt64 = 0
-    private var armedAt: UInt64 = 0
+    var timerSlot = TimerSlot()
     /// Bytes of a new request head received but not yet complete (header-read timeout applies).
     private var headInProgress = false
     private(set) var tlsVersion: Int32 = 0
@@ -98,20 +98,19 @@ final class ClientConnection: EventHandler, TimerHandler {
     func upstreamReady() { pump() }
 
     func timerFired(now: UInt64) {
-        if now >= armedAt { armedAt = 0 }
         guard !closed, deadline != 0 else { return }
         if now >= deadline {
             onTimeout(now: now)
-        } else if armedAt == 0 || armedAt > deadline {
-            armedAt = deadline
+        } else {
             worker.loop.schedule(at: deadline, self)
         }
     }
 
+    /// Moves the timer only when the deadline comes earlier; a later deadline is picked up when the pending timer
+    /// fires (so a keep-alive request costs no heap operation).
     private func setDeadline(_ d: UInt64) {
         deadline = d
-        if d != 0 && (armedAt == 0 || armedAt > d) {
-            armedAt = d
+        if d != 0 && (!timerSlot.isPending || timerSlot.deadline > d) {
             worker.loop.schedule(at: d, self)
         }
     }
@@ -424,6 +423,7 @@ final class ClientConnection: EventHandler, TimerHandler {
 
     private func attach(_ u: UpstreamConnection) {
         u.owner = self
+        worker.loop.cancelTimer(u)  // no idle timeout while in use
         ex.upstream = u
         ex.originIndex = u.origin
         ex.upstreamDeadline = worker.loop.now &+ snapshot.timeouts.upstreamRead
@@ -738,6 +738,7 @@ final class ClientConnection: EventHandler, TimerHandler {
     private func release(abortive: Bool) {
         guard !closed else { return }
         closed = true
+        worker.loop.cancelTimer(self)
         ex.dropUpstream(worker: worker, reusable: false)
         ex.reset(worker: worker)
         worker.loop.deregister(fd: fd)
@@ -754,6 +755,7 @@ final class ClientConnection: EventHandler, TimerHandler {
 
 /// A zero-delay timer that re-enters a connection's pump after a fairness yield.
 private final class YieldTimer: TimerHandler {
+    var timerSlot = TimerSlot()
     let c: ClientConnection
     init(_ c: ClientConnection) { self.c = c }
     func timerFired(now: UInt64) { c.resume() }

@@ -406,6 +406,7 @@ struct PolicyReloadError: Error {
 }
 
 private final class Ticker: ProxyEventLoop.TimerHandler {
+    var timerSlot = TimerSlot()
     unowned let server: EdgeProxyServer
     init(server: EdgeProxyServer) { self.server = server }
     func timerFired(now: UInt64) {

@@ -21,7 +21,7 @@ final class UpstreamConnection: EventHandler, TimerHandler {
     var closed = false
     var inBuf: ByteBuffer?
     private var idleDeadline: UInt64 = 0
-    private var armedAt: UInt64 = 0
+    var timerSlot = TimerSlot()
 
     init(worker: Worker, fd: Int32, origin: Int, address: SocketAddress, connected: Bool) {
         self.worker = worker
@@ -101,20 +101,15 @@ final class UpstreamConnection: EventHandler, TimerHandler {
             inBuf = nil
         }
         idleDeadline = deadline
-        if armedAt == 0 || armedAt > deadline {
-            armedAt = deadline
-            worker.loop.schedule(at: deadline, self)
-        }
+        if !timerSlot.isPending || timerSlot.deadline > deadline { worker.loop.schedule(at: deadline, self) }
     }
 
     func timerFired(now: UInt64) {
-        if now >= armedAt { armedAt = 0 }
         guard !closed, owner == nil, idleDeadline != 0 else { return }
         if now >= idleDeadline {
             worker.removeIdleUpstream(self)
             close()
-        } else if armedAt == 0 {
-            armedAt = idleDeadline
+        } else {
             worker.loop.schedule(at: idleDeadline, self)
         }
     }
@@ -123,6 +118,7 @@ final class UpstreamConnection: EventHandler, TimerHandler {
         guard !closed else { return }
         closed = true
         owner = nil
+        worker.loop.cancelTimer(self)
         worker.loop.deregister(fd: fd)
         Socket.close(fd)
         if let b = inBuf {

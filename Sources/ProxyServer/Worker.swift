@@ -244,6 +244,7 @@ final class Worker: EventHandler, @unchecked Sendable {
 }
 
 private final class DrainTimer: TimerHandler {
+    var timerSlot = TimerSlot()
     unowned let worker: Worker
     init(worker: Worker) { self.worker = worker }
     func timerFired(now: UInt64) { worker.drainDeadlineReached() }

@@ -9,9 +9,11 @@ public struct TLSError: Error, CustomStringConvertible, Sendable {
         while true {
             let code = ERR_get_error()
             if code == 0 { break }
-            var buf = [CChar](repeating: 0, count: 256)
-            ERR_error_string_n(code, &buf, buf.count)
-            parts.append(String(cString: buf))
+            var buf = [UInt8](repeating: 0, count: 256)
+            buf.withUnsafeMutableBufferPointer { p in
+                p.baseAddress!.withMemoryRebound(to: CChar.self, capacity: p.count) { ERR_error_string_n(code, $0, p.count) }
+            }
+            parts.append(String(decoding: buf.prefix { $0 != 0 }, as: UTF8.self))
         }
         message = parts.isEmpty ? what : "\(what): \(parts.joined(separator: "; "))"
     }
