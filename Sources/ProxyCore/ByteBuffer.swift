@@ -1,7 +1,13 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// A fixed-capacity byte buffer with a readable window `[start, end)`, allocated once and reused.
 ///
 /// Connections borrow these from their worker's `BufferPool` while they have data in flight and return them when
 /// idle, so an idle keep-alive connection holds no buffer and a busy one allocates nothing per request.
+/// Buffers are their own anonymous mappings rather than malloc chunks: one that is freed goes back to the kernel
+/// at once instead of leaving a 16–32 KiB hole in the malloc heap (measured: idle-connection RSS).
 public final class ByteBuffer {
     public let base: UnsafeMutableRawPointer
     public let capacity: Int
@@ -10,10 +16,12 @@ public final class ByteBuffer {
 
     public init(capacity: Int) {
         self.capacity = capacity
-        base = .allocate(byteCount: capacity, alignment: 16)
+        let p = mmap(nil, capacity, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
+        precondition(p != MAP_FAILED && p != nil, "out of memory for a \(capacity)-byte buffer")
+        base = p!
     }
 
-    deinit { base.deallocate() }
+    deinit { munmap(base, capacity) }
 
     @inlinable public var readableCount: Int { end - start }
     @inlinable public var isEmpty: Bool { end == start }
@@ -87,7 +95,8 @@ public final class BufferPool {
     private var free: [ByteBuffer] = []
     private let maxFree: Int
 
-    public init(bufferSize: Int, maxFree: Int = 1024) {
+    /// - Parameter maxFree: buffers kept for reuse; more are unmapped on release (bounded idle memory).
+    public init(bufferSize: Int, maxFree: Int = 64) {
         self.bufferSize = bufferSize
         self.maxFree = maxFree
     }

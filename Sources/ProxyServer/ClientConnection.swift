@@ -30,7 +30,24 @@ final class ClientConnection: EventHandler, TimerHandler {
     private(set) var closed = false
     private var inBuf: ByteBuffer?
     private var outBuf: ByteBuffer?
-    private var parser: RequestParser
+    /// HTTP state (request parser + the inline exchange, ~800 bytes) is allocated when the first request byte
+    /// arrives, so a connection that only completed its handshake holds as little as possible.
+    private final class HTTPState {
+        var parser: RequestParser
+        var ex = Exchange()
+        init(limits: HTTP1Limits) { parser = RequestParser(limits: limits) }
+    }
+    private var http: HTTPState?
+    private var httpState: HTTPState {
+        if let h = http { return h }
+        let h = HTTPState(limits: snapshot.limits)
+        http = h
+        return h
+    }
+    private var parser: RequestParser {
+        _read { yield httpState.parser }
+        _modify { yield &httpState.parser }
+    }
     /// The parser must be called again even without new bytes (after head/body events).
     private var parserPending = false
     /// Close once the current response is flushed (client asked, error, drain, or unframed response).
@@ -39,6 +56,8 @@ final class ClientConnection: EventHandler, TimerHandler {
     private var handshakeDone = false
     private var acceptedAt: UInt64
     private var deadline: UInt64 = 0
+    /// When an idle keep-alive connection drops its HTTP state (0: not scheduled).
+    private var compactAt: UInt64 = 0
     var timerSlot = TimerSlot()
     /// Bytes of a new request head received but not yet complete (header-read timeout applies).
     private var headInProgress = false
@@ -46,8 +65,14 @@ final class ClientConnection: EventHandler, TimerHandler {
     private(set) var outcome: TicketOutcome = .full
     private var requestsServed = 0
 
-    // The current exchange, stored inline (no per-request allocation).
-    var ex = Exchange()
+    /// The current exchange, stored inline in the HTTP state (no per-request allocation). Reading it before the
+    /// first request sees an idle exchange.
+    var ex: Exchange {
+        _read {
+            if let h = http { yield h.ex } else { yield Exchange.idle }
+        }
+        _modify { yield &httpState.ex }
+    }
     /// Built on the first proxied request (needs the handshake's fingerprint), reused for the rest.
     private var forwarding: ForwardingContext?
 
@@ -57,9 +82,7 @@ final class ClientConnection: EventHandler, TimerHandler {
         self.peer = peer
         self.snapshot = worker.snapshot
         self.tlsState = TLSConnectionState(worker: worker.tlsWorker, contextSet: worker.snapshot.tls)
-        self.parser = RequestParser(limits: worker.snapshot.limits)
         self.acceptedAt = worker.loop.now
-        self.ex.respParser = ResponseParser()
     }
 
     /// Creates the TLS session and registers the socket. False when the connection was refused (fd closed).
@@ -98,12 +121,32 @@ final class ClientConnection: EventHandler, TimerHandler {
     func upstreamReady() { pump() }
 
     func timerFired(now: UInt64) {
-        guard !closed, deadline != 0 else { return }
+        guard !closed else { return }
+        if compactAt != 0 && now >= compactAt {
+            compactAt = 0
+            compactIfIdle()
+        }
+        guard deadline != 0 else { return }
         if now >= deadline {
             onTimeout(now: now)
         } else {
-            worker.loop.schedule(at: deadline, self)
+            worker.loop.schedule(at: compactAt != 0 ? min(compactAt, deadline) : deadline, self)
         }
+    }
+
+    /// A keep-alive connection idle for a second gives back its HTTP state, forwarding context and TLS record
+    /// buffers (about 2 KiB): busy connections keep them (no allocation per request), idle ones stay small.
+    private func compactIfIdle() {
+        guard phase == .open, !ex.active, !headInProgress, !parserPending, inBuf?.isEmpty ?? true,
+            outBuf?.isEmpty ?? true
+        else { return }
+        http = nil
+        forwarding = nil
+        if let b = inBuf {
+            worker.bufferPool.release(b)
+            inBuf = nil
+        }
+        tls?.releaseBuffers()
     }
 
     /// Moves the timer only when the deadline comes earlier; a later deadline is picked up when the pending timer
@@ -248,6 +291,7 @@ final class ClientConnection: EventHandler, TimerHandler {
             case .wantRead:
                 canRead = false
                 releaseInBufIfEmpty()
+                if !ex.active && inBuf == nil { tls.releaseBuffers() }  // idle: hold no record buffers
                 return moved
             case .wantWrite:
                 canWrite = false
@@ -645,6 +689,11 @@ final class ClientConnection: EventHandler, TimerHandler {
             phase = .closing
         } else {
             setDeadline(worker.loop.now &+ snapshot.timeouts.idle)
+            // Between requests an idle keep-alive connection gives its input buffer back to the pool, and after
+            // a second of idleness its HTTP state too.
+            releaseInBufIfEmpty()
+            compactAt = worker.loop.now &+ 1_000_000_000
+            if !timerSlot.isPending || timerSlot.deadline > compactAt { worker.loop.schedule(at: compactAt, self) }
         }
     }
 
@@ -780,9 +829,9 @@ extension ClientConnection {
             line(h.policy, s.policyEnforced ? s.policyName : nil)
             line(h.tag, s.policyEnforced ? s.tag : nil)
         }
-        let f = ForwardingContext(
-            clientAddress: Array(peer.host.utf8), stripped: HeaderNameList(snapshot.strippedHeaderNames),
-            extraHeaderLines: extra, defaultHost: Array((snapshot.origins.first?.hostHeader ?? "").utf8))
+        var f = snapshot.forwardingTemplate  // shares the per-snapshot arrays (copy-on-write)
+        f.clientAddress = Array(peer.host.utf8)
+        f.extraHeaderLines = extra
         forwarding = f
         return f
     }

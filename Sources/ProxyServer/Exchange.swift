@@ -4,6 +4,10 @@ import ProxyHTTP1
 /// The request/response exchange a client connection is working on, stored inline in the connection and reset
 /// between requests (buffers go back to the worker's pools; byte arrays keep their capacity).
 struct Exchange {
+    /// What an exchange reads as before a connection's first request (nothing active).
+    // SAFETY: never mutated after initialisation; readers only borrow it on their own thread.
+    nonisolated(unsafe) static let idle = Exchange()
+
     var active = false
     /// Answered by the built-in page (no origin configured).
     var local = false

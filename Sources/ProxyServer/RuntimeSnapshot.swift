@@ -48,6 +48,9 @@ public final class RuntimeSnapshot: Sendable {
     /// Lowercased names of inbound headers always removed (spoofable fingerprint headers, Expect).
     let strippedHeaderNames: [[UInt8]]
     public let maxConnectionsPerWorker: Int
+    /// The forwarding settings shared by every connection of this snapshot; a connection copies it and sets only
+    /// the client address and its fingerprint header lines (the arrays stay shared).
+    let forwardingTemplate: ForwardingContext
 
     public init(
         tls: TLSContextSet, policies: CompiledPolicySet?, origins: [Origin], timeouts: Timeouts, limits: HTTP1Limits,
@@ -63,5 +66,8 @@ public final class RuntimeSnapshot: Sendable {
         let h = fingerprintHeaders
         // Expect is answered by the proxy itself (100 Continue), so the origin never sees it.
         self.strippedHeaderNames = [h.ja3, h.ja4, h.policy, h.tag, "expect"].map { Array($0.lowercased().utf8) }
+        self.forwardingTemplate = ForwardingContext(
+            clientAddress: [], stripped: HeaderNameList(strippedHeaderNames),
+            defaultHost: Array((origins.first?.hostHeader ?? "").utf8))
     }
 }

@@ -63,13 +63,20 @@ public final class TLSConnectionState {
     unowned(unsafe) let worker: TLSWorkerContext
     /// The context set the SSL was created from (kept alive for the SNI callback across reloads).
     let contextSet: TLSContextSet
-    /// Raw ClientHello handshake message, captured by the message callback until parsed.
+    /// The raw ClientHello handshake message, captured by the message callback. Kept (one allocation) instead of
+    /// the parsed form (some twenty small arrays): an idle connection should hold as little as possible, and the
+    /// parsed hello is only needed again for fingerprints in logs, the built-in page and origin headers.
     var helloBytes: [UInt8] = []
     var helloCaptured = false
+    var helloParsed = false
     var decided = false
 
-    /// The parsed ClientHello (nil until the ClientHello callback ran, or when it could not be parsed).
-    public internal(set) var hello: ClientHello?
+    /// The ClientHello, parsed again from the captured bytes (nil when none was captured or it did not parse).
+    /// Not cached: call it rarely.
+    public var hello: ClientHello? {
+        guard helloParsed else { return nil }
+        return try? ClientHello.parse(handshake: helloBytes)
+    }
     // JA3/JA4 are computed on first use (policy needing them, access log, page, origin headers) and cached:
     // the handshake itself only needs the feature set, and hashing is most of the fingerprinting cost.
     private var cachedJA3: JA3?
@@ -77,12 +84,19 @@ public final class TLSConnectionState {
     public var ja3String: String? { ja3Value?.string }
     public var ja3Hash: String? { ja3Value?.md5 }
     public var ja4: String? {
-        if cachedJA4 == nil, let h = hello { cachedJA4 = h.ja4Fingerprint }
+        if cachedJA4 == nil { computeFingerprints(from: nil) }
         return cachedJA4
     }
     private var ja3Value: JA3? {
-        if cachedJA3 == nil, let h = hello { cachedJA3 = h.ja3 }
+        if cachedJA3 == nil { computeFingerprints(from: nil) }
         return cachedJA3
+    }
+
+    /// Fills both caches from `parsed` (or a fresh parse of the captured bytes).
+    func computeFingerprints(from parsed: ClientHello?) {
+        guard let h = parsed ?? hello else { return }
+        if cachedJA3 == nil { cachedJA3 = h.ja3 }
+        if cachedJA4 == nil { cachedJA4 = h.ja4Fingerprint }
     }
     /// Effective per-connection ticket behaviour (config default, possibly changed by a policy).
     public internal(set) var staleAction: StaleTicketAction

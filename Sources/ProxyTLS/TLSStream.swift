@@ -82,6 +82,12 @@ public struct TLSStream {
         if SSL_do_handshake(ssl) != 1 { ERR_clear_error() }
     }
 
+    /// Frees OpenSSL's record buffers when nothing is pending. SSL_MODE_RELEASE_BUFFERS does this after
+    /// application data, but not after the handshake, so an idle connection would keep a 16 KiB read buffer.
+    public func releaseBuffers() {
+        _ = SSL_free_buffers(ssl)
+    }
+
     /// Sends close_notify (best effort, non-blocking).
     public func shutdown() {
         _ = SSL_shutdown(ssl)
