@@ -109,12 +109,14 @@ struct LogClock {
             prefix = Array(String(cString: buf).utf8)
         }
         let ms = Int(ts.tv_nsec) / 1_000_000
-        var v = prefix
-        v.append(UInt8(ascii: "."))
-        v.append(UInt8(ascii: "0") + UInt8(ms / 100))
-        v.append(UInt8(ascii: "0") + UInt8(ms / 10 % 10))
-        v.append(UInt8(ascii: "0") + UInt8(ms % 10))
-        v.append(UInt8(ascii: "Z"))
-        w.field(key, bytes: v)
+        w.key(key)
+        w.bytes.append(34)  // "
+        w.bytes.append(contentsOf: prefix)
+        w.bytes.append(UInt8(ascii: "."))
+        w.bytes.append(UInt8(ascii: "0") + UInt8(ms / 100))
+        w.bytes.append(UInt8(ascii: "0") + UInt8(ms / 10 % 10))
+        w.bytes.append(UInt8(ascii: "0") + UInt8(ms % 10))
+        w.bytes.append(contentsOf: [UInt8(ascii: "Z"), 34])
+        w.markValueWritten()
     }
 }

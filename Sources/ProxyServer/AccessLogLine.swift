@@ -6,21 +6,27 @@ enum AccessLogLine {
         connection c: ClientConnection, exchange ex: Exchange, to out: inout [UInt8], clock: inout LogClock,
         now: UInt64
     ) {
-        var w = JSONWriter(reserving: 512)
+        // Written straight into the worker's line buffer (taken over while writing, so appends do not copy).
+        var w = JSONWriter(appendingTo: out)
+        out = []
         let s = c.tlsState
         w.beginObject()
         clock.appendTimestamp(into: &w, key: "time")
-        w.field("client", c.peer.description)
-        w.field("sni", c.serverName)
+        w.field("client", bytes: c.peerText)
+        w.field("sni", cString: c.serverNamePointer)
         w.field("tls", static: c.tlsVersionStatic)
-        w.field("cipher", c.cipherName)
+        w.field("cipher", cString: c.cipherNamePointer)
         w.field("resumed", c.resumed)
-        w.field("ticket", c.outcome.label)
+        w.field("ticket", static: c.outcome.staticLabel)
         w.field("ticket_key", s.keyName)
         w.field("ja3", s.ja3Hash)
         w.field("ja4", s.ja4)
         w.field("policy", s.policyName)
-        w.field("policy_mode", s.policyName == nil ? nil : (s.policyEnforced ? "enforce" : "observe"))
+        if s.policyName == nil {
+            w.field("policy_mode", nil as String?)
+        } else {
+            w.field("policy_mode", static: s.policyEnforced ? "enforce" : "observe")
+        }
         w.field("policy_observed", s.observedPolicyName)
         w.field("tag", s.tag)
         w.field("method", bytes: ex.methodBytes)
@@ -35,7 +41,7 @@ enum AccessLogLine {
         }
         w.field("duration_ms", millisFromNanos: now &- ex.startedAt)
         w.endObject()
-        out.append(contentsOf: w.bytes)
-        out.append(10)
+        w.bytes.append(10)
+        out = w.bytes
     }
 }

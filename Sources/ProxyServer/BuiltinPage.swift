@@ -15,7 +15,7 @@ enum BuiltinPage {
         if let accept = head.headers.first("accept"), contains(accept, "application/json") {
             return Rendered(contentType: "application/json", bytes: json.bytes + [10])
         }
-        return Rendered(contentType: "text/html; charset=utf-8", bytes: html(c, json: json.bytes))
+        return Rendered(contentType: "text/html; charset=utf-8", bytes: html(c))
     }
 
     static func describe(_ c: ClientConnection, head: RequestHead) -> JSONWriter {
@@ -44,7 +44,7 @@ enum BuiltinPage {
         return w
     }
 
-    private static func html(_ c: ClientConnection, json: [UInt8]) -> [UInt8] {
+    private static func html(_ c: ClientConnection) -> [UInt8] {
         var out: [UInt8] = Array(
             """
             <!doctype html><html><head><meta charset="utf-8"><title>EdgeProxy</title>
@@ -73,7 +73,6 @@ enum BuiltinPage {
             out += Array("<tr><td>\(escape(k))</td><td>\(escape(v))</td></tr>\n".utf8)
         }
         out += Array("</table></body></html>\n".utf8)
-        _ = json
         return out
     }
 

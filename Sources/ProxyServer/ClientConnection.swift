@@ -75,6 +75,7 @@ final class ClientConnection: EventHandler, TimerHandler {
     }
     /// Built on the first proxied request (needs the handshake's fingerprint), reused for the rest.
     private var forwarding: ForwardingContext?
+    private var cachedPeerText: [UInt8]?
 
     init(worker: Worker, fd: Int32, peer: SocketAddress) {
         self.worker = worker
@@ -321,7 +322,7 @@ final class ClientConnection: EventHandler, TimerHandler {
             // The client went away mid-request: nothing to answer.
             closeNow()
         } else if !ex.active {
-            if headInProgress { closeNow() } else { closeNow() }
+            closeNow()
         } else {
             // Request complete, response in flight: finish it, then close.
             closeAfterResponse = true
@@ -837,6 +838,15 @@ extension ClientConnection {
     }
 
     var tlsVersionStatic: StaticString { tls?.versionName ?? "unknown" }
+    var cipherNamePointer: UnsafePointer<CChar>? { tls?.cipherName }
+    var serverNamePointer: UnsafePointer<CChar>? { tls?.serverNamePointer }
+    /// The client address as text, formatted once per connection.
+    var peerText: [UInt8] {
+        if let t = cachedPeerText { return t }
+        let t = Array(peer.description.utf8)
+        cachedPeerText = t
+        return t
+    }
     var tlsVersionName: String { tlsVersionStatic.description }
     var cipherName: String? { tls?.cipherName.map { String(cString: $0) } }
     var alpnName: String? { tls?.alpn }

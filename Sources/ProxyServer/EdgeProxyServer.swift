@@ -46,8 +46,6 @@ public final class EdgeProxyServer: @unchecked Sendable {
     /// The addresses actually bound (port 0 resolved), for logs and tests.
     public private(set) var boundAddress: SocketAddress?
     public private(set) var adminAddress: SocketAddress?
-    /// Test-only hook: the admin listener's handler for unknown paths.
-    public var onReady: (@Sendable (SocketAddress, SocketAddress?) -> Void)?
 
     public init(
         config: ProxyConfiguration, configPath: String?, overrides: ConfigOverrides, logger: Logger,
@@ -130,7 +128,6 @@ public final class EdgeProxyServer: @unchecked Sendable {
                 "certificates": "\(snapshot.tls.certificateSummary.joined(separator: "; "))",
                 "upstreams": "\(snapshot.origins.map(\.display).joined(separator: ","))",
             ])
-        onReady?(listenAddr, adminAddress)
         loop.run()
         for w in workers { w.join() }
         accessLog?.stop()

@@ -73,7 +73,7 @@ struct Exchange {
         if local { return Int.max }
         guard let out = upOut else { return 0 }
         // Room for chunk framing ("<hex>\r\n" + "\r\n") when re-chunking.
-        return out.freeCount - ex_framingReserve
+        return out.freeCount - chunkFramingReserve
     }
 
     /// Detaches the origin connection: back to the pool when reusable, else closed.
@@ -97,4 +97,5 @@ struct Exchange {
     }
 }
 
-let ex_framingReserve = 24
+/// Bytes kept free in a destination buffer for chunk framing (`<hex>\r\n` + `\r\n`) when re-chunking.
+let chunkFramingReserve = 24

@@ -34,7 +34,7 @@ enum HTTPGlue {
 
     private static let hexDigits: [UInt8] = Array("0123456789abcdef".utf8)
 
-    /// Appends one chunk (`<hex>\r\n<bytes>\r\n`); the caller reserved room (`ex_framingReserve`).
+    /// Appends one chunk (`<hex>\r\n<bytes>\r\n`); the caller reserved room (`chunkFramingReserve`).
     static func appendChunk(_ bytes: UnsafeRawBufferPointer, to buf: ByteBuffer) {
         guard bytes.count > 0 else { return }
         var tmp: (UInt64, UInt64) = (0, 0)

@@ -8,6 +8,24 @@ struct JSONWriter {
         bytes.reserveCapacity(n)
     }
 
+    /// Appends to an existing buffer (pass it uniquely referenced to avoid a copy; take it back from `bytes`).
+    init(appendingTo existing: [UInt8]) {
+        bytes = existing
+    }
+
+    /// A field whose value is a NUL-terminated C string (nil → null), without creating a Swift String.
+    mutating func field(_ k: StaticString, cString v: UnsafePointer<CChar>?) {
+        key(k)
+        if let v {
+            var n = 0
+            while v[n] != 0 { n += 1 }
+            v.withMemoryRebound(to: UInt8.self, capacity: n) { appendQuoted(UnsafeBufferPointer(start: $0, count: n)) }
+        } else {
+            bytes.append(contentsOf: [110, 117, 108, 108])  // null
+        }
+        needsComma = true
+    }
+
     mutating func beginObject() {
         comma()
         bytes.append(UInt8(ascii: "{"))
@@ -97,6 +115,9 @@ struct JSONWriter {
         appendInt(frac)
         needsComma = true
     }
+
+    /// After writing a value's bytes directly into `bytes`.
+    mutating func markValueWritten() { needsComma = true }
 
     mutating func element(_ v: String) {
         comma()

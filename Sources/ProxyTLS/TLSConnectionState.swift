@@ -20,6 +20,19 @@ public enum TicketOutcome: Int, Sendable, CaseIterable {
     /// The ticket's key is past its decrypt window.
     case expiredKey
 
+    /// The label as static text (no allocation; for the access log).
+    public var staticLabel: StaticString {
+        switch self {
+        case .full: return "full"
+        case .resumed: return "resumed"
+        case .resumedRenewedInline: return "resumed_renewed_inline"
+        case .staleForcedFull: return "stale_forced_full"
+        case .staleResumedNoRenewal: return "stale_resumed_no_renewal"
+        case .unknownKey: return "unknown_key"
+        case .expiredKey: return "expired_key"
+        }
+    }
+
     public var label: String {
         switch self {
         case .full: return "full"
@@ -132,10 +145,14 @@ public final class TLSConnectionState {
         }
     }
 
-    /// The key name as 32 hex characters (computed lazily, off the handshake path).
+    private var cachedKeyName: String?
+    /// The key name as 32 hex characters (computed on first use, off the handshake path, then cached).
     public var keyName: String? {
         guard hasKeyName else { return nil }
-        return hex64(keyNameHi) + hex64(keyNameLo)
+        if let k = cachedKeyName { return k }
+        let k = hex64(keyNameHi) + hex64(keyNameLo)
+        cachedKeyName = k
+        return k
     }
 
     /// `nameWords` loads the 16 name bytes as native-endian words; print them in wire (byte) order.

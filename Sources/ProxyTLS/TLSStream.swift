@@ -124,6 +124,9 @@ public struct TLSStream {
         return String(decoding: UnsafeBufferPointer(start: p, count: Int(len)), as: UTF8.self)
     }
 
+    /// The SNI host name as OpenSSL's C string (valid while the SSL lives), if any.
+    public var serverNamePointer: UnsafePointer<CChar>? { SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name) }
+
     /// The SNI host name the client sent, if any.
     public var serverName: String? {
         guard let p = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name) else { return nil }
