@@ -285,3 +285,28 @@ def test_check_command(tmp_path):
     r = subprocess.run([edgeproxy_bin(), "check", "--config", os.path.join(ROOT, "edgeproxy.example.toml")],
                        capture_output=True, text=True, timeout=20)
     assert r.returncode == 0, (r.stdout, r.stderr)
+
+
+# --- TLS versions: TLS 1.0 can be enabled for legacy clients; it is off by default -----------------------------------
+
+def _s_client_version(port, *args):
+    r = subprocess.run(["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-servername", "localhost", *args],
+                       input=b"", capture_output=True, timeout=20)
+    out = r.stdout.decode("latin-1") + r.stderr.decode("latin-1")
+    m = re.search(r"Protocol\s*:\s*(\S+)", out)
+    return (m.group(1) if m and "Cipher is (NONE)" not in out else None), out
+
+
+def test_tls10_off_by_default_and_enableable(proxies, tmp_path):
+    legacy = ["-tls1", "-cipher", "DEFAULT:@SECLEVEL=0"]
+    p = proxies(["--listen", "127.0.0.1:0"])
+    version, out = _s_client_version(p.port, *legacy)
+    assert version is None, f"TLS 1.0 must be refused by default:\n{out[-800:]}"
+
+    cfg = write_file(tmp_path, "legacy.toml", '[tls]\nmin_version = "1.0"\n'
+                     'ciphers = "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES128-SHA:ECDHE-RSA-AES128-SHA"\n')
+    p = proxies(["--listen", "127.0.0.1:0", "--config", cfg])
+    version, out = _s_client_version(p.port, *legacy)
+    assert version == "TLSv1", out[-800:]
+    version, out = _s_client_version(p.port, "-tls1_3")
+    assert version == "TLSv1.3", out[-800:]
