@@ -1,5 +1,6 @@
 import Glibc
 import ProxyCore
+import ProxyEventLoop
 import Synchronization
 
 /// The access log: workers append finished JSON lines to a per-worker buffer and hand the whole buffer over once
@@ -12,7 +13,7 @@ final class AccessLogSink: @unchecked Sendable {
     private let ownsFd: Bool
     private let maxPending = 16 << 20
     private let stopFlag = Atomic<Bool>(false)
-    private var thread: pthread_t?
+    private var thread: OSThread?
 
     /// `path`: "stdout" or a file path (opened for append, created 0640).
     init(path: String) throws(SyscallErrorLike) {
@@ -28,17 +29,7 @@ final class AccessLogSink: @unchecked Sendable {
     }
 
     func start() {
-        let box = Unmanaged.passRetained(self)
-        var t = pthread_t()
-        pthread_create(
-            &t, nil,
-            { arg in
-                // SAFETY: retained in start(), released here when the thread ends.
-                let sink = Unmanaged<AccessLogSink>.fromOpaque(arg!).takeRetainedValue()
-                sink.runWriter()
-                return nil
-            }, box.toOpaque())
-        thread = t
+        thread = OSThread { [self] in runWriter() }
     }
 
     /// Hands over a worker's finished lines (called once per loop tick when non-empty).
@@ -56,7 +47,7 @@ final class AccessLogSink: @unchecked Sendable {
     /// Flushes what is pending and stops the writer thread.
     func stop() {
         stopFlag.store(true, ordering: .releasing)
-        if let t = thread { pthread_join(t, nil) }
+        thread?.join()
         thread = nil
     }
 

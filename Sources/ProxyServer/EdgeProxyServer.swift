@@ -188,12 +188,7 @@ public final class EdgeProxyServer: @unchecked Sendable {
         limits.maxRequestLineBytes = c.limits.maxRequestLine
         limits.maxHeaderBytes = c.limits.maxHeaderBytes
         limits.maxHeaderCount = c.limits.maxHeaders
-        var fh = RuntimeSnapshot.FingerprintHeaders()
-        fh.enabled = c.policies.headers.enabled
-        fh.ja3 = c.policies.headers.ja3
-        fh.ja4 = c.policies.headers.ja4
-        fh.policy = c.policies.headers.policy
-        fh.tag = c.policies.headers.tag
+        let fh = c.policies.headers
         return RuntimeSnapshot(
             tls: contexts, policies: policies, origins: origins, timeouts: t, limits: limits, fingerprintHeaders: fh,
             maxConnectionsPerWorker: c.limits.maxConnectionsPerWorker)

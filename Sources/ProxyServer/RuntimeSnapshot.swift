@@ -1,3 +1,4 @@
+import ProxyConfig
 import ProxyCore
 import ProxyEventLoop
 import ProxyHTTP1
@@ -29,15 +30,8 @@ public final class RuntimeSnapshot: Sendable {
         public init() {}
     }
 
-    /// Opt-in request headers toward the origin carrying the fingerprint and policy.
-    public struct FingerprintHeaders: Sendable {
-        public var enabled = false
-        public var ja3 = "X-EdgeProxy-JA3"
-        public var ja4 = "X-EdgeProxy-JA4"
-        public var policy = "X-EdgeProxy-Policy"
-        public var tag = "X-EdgeProxy-Tag"
-        public init() {}
-    }
+    /// Opt-in request headers toward the origin carrying the fingerprint and policy (`[policies.headers]`).
+    public typealias FingerprintHeaders = ProxyConfiguration.Policies.Headers
 
     public let tls: TLSContextSet
     public let policies: CompiledPolicySet?

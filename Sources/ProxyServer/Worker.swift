@@ -41,7 +41,7 @@ final class Worker: EventHandler, @unchecked Sendable {
     private(set) var draining = false
     private var drainDeadline: UInt64 = 0
     private var drainTimer: DrainTimer?
-    private var thread: pthread_t?
+    private var thread: OSThread?
     private let onExit: @Sendable (Int) -> Void
     /// Rate limit for accept-error warnings.
     private var lastAcceptWarning: UInt64 = 0
@@ -70,21 +70,11 @@ final class Worker: EventHandler, @unchecked Sendable {
 
     /// Starts the worker thread.
     func start() {
-        let box = Unmanaged.passRetained(self)
-        var t = pthread_t()
-        pthread_create(
-            &t, nil,
-            { arg in
-                // SAFETY: retained in start(); the thread owns that reference until run() returns.
-                let w = Unmanaged<Worker>.fromOpaque(arg!).takeRetainedValue()
-                w.run()
-                return nil
-            }, box.toOpaque())
-        thread = t
+        thread = OSThread { [self] in run() }
     }
 
     func join() {
-        if let t = thread { pthread_join(t, nil) }
+        thread?.join()
         thread = nil
     }
 

@@ -33,17 +33,7 @@ public enum TicketOutcome: Int, Sendable, CaseIterable {
         }
     }
 
-    public var label: String {
-        switch self {
-        case .full: return "full"
-        case .resumed: return "resumed"
-        case .resumedRenewedInline: return "resumed_renewed_inline"
-        case .staleForcedFull: return "stale_forced_full"
-        case .staleResumedNoRenewal: return "stale_resumed_no_renewal"
-        case .unknownKey: return "unknown_key"
-        case .expiredKey: return "expired_key"
-        }
-    }
+    public var label: String { staticLabel.description }
 }
 
 /// Receives per-handshake events from the TLS callbacks (implemented by the server with its metrics).
