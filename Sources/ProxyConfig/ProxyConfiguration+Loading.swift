@@ -172,7 +172,11 @@ extension ProxyConfiguration {
         }
         if var t = root.table("redis") {
             var r = Redis()
-            if let v = t.string("url", { s throws(ValueError) in try RedisURL.parse(s) }) { r.url = v }
+            if let v = t.string("url", { s throws(ValueError) in try RedisURL.parse(s) }) {
+                r.url = v
+            } else if t.table["url"] != nil {
+                r.urlWasInvalid = true
+            }
             if let v = t.string("replica", { s throws(ValueError) in try RedisURL.parse(s) }) { r.replica = v }
             if let v = t.bool("required") { r.required = v }
             if let v = t.duration("connect_timeout") { r.connectTimeout = v }

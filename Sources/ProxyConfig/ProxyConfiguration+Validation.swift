@@ -156,7 +156,7 @@ extension ProxyConfiguration {
             add([["redis"], ["tickets", "source"]],
                 "[redis] is only used with tickets.source = \"redis\" (source is \"\(tickets.source.rawValue)\")")
         }
-        if r.url == nil { add([["redis", "url"], ["redis"]], "redis.url is required (redis://[user:password@]host:port[/db])") }
+        if r.url == nil && !r.urlWasInvalid { add([["redis", "url"], ["redis"]], "redis.url is required (redis://[user:password@]host:port[/db])") }
         switch (r.wrappingKeyFile, r.wrappingKeyEnv) {
         case (nil, nil):
             add([["redis"]], "[redis] needs wrapping_key_file or wrapping_key_env (the key itself never goes in this file)")

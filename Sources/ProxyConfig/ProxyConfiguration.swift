@@ -206,6 +206,8 @@ extension ProxyConfiguration {
         public var maxClockSkew = ConfigDuration.minutes(1)
         /// How long the current key keeps encrypting past its period when Redis cannot supply the next key.
         public var fallbackGrace = ConfigDuration.minutes(5)
+        /// The file had a `url` that did not parse (already reported; suppresses "url is required").
+        var urlWasInvalid = false
 
         public init() {}
     }

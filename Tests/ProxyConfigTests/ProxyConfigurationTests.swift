@@ -267,7 +267,7 @@ final class ProxyConfigurationTests: XCTestCase {
         assertSingleError(base + "url = \"redis://h\"\nwrapping_key_file = \"f\"", at: "4:1", "exclusive")
         assertSingleError(base + "url = \"redis://h\"\nwrapping_key = \"00\"", at: "7:1", "unknown key \"wrapping_key\"")
         assertSingleError(
-            base + "url = \"redis://h\"\nprevious_wrapping_keys = [{ id = \"k\", file = \"f\" }]", at: "7:28",
+            base + "url = \"redis://h\"\nprevious_wrapping_keys = [{ id = \"k\", file = \"f\" }]", at: "7:29",
             "already used")
         assertSingleError("[tickets]\nsource = \"redis\"", at: "2:1", "needs a [redis] section")
         assertSingleError("[redis]\nurl = \"redis://h\"\nwrapping_key_env = \"W\"\nwrapping_key_id = \"k\"", at: "1:2",
