@@ -25,6 +25,8 @@ let package = Package(
         .systemLibrary(name: "COpenSSL", pkgConfig: "openssl", providers: [.apt(["libssl-dev"])]),
         // One-line forwarders for what Swift cannot import (function-like macros, epoll/accept4 headers).
         .target(name: "CProxyShims", dependencies: ["COpenSSL"]),
+        // hiredis 0.14 from Debian's libhiredis-dev; imported privately by ProxyTicketStore only.
+        .systemLibrary(name: "CHiredis", pkgConfig: "hiredis", providers: [.apt(["libhiredis-dev"])]),
 
         .target(name: "ProxyCore", swiftSettings: hotPath),
         .target(name: "ProxyEventLoop", dependencies: ["ProxyCore", "CProxyShims"], swiftSettings: hotPath),
@@ -34,6 +36,8 @@ let package = Package(
             dependencies: ["ProxyCore", "ProxyFingerprint", .product(name: "TOMLKit", package: "TOMLKit")]
         ),
         .target(name: "ProxyTickets", dependencies: ["ProxyCore", "COpenSSL"]),
+        // Redis I/O for fleet-wide ticket keys (the only hiredis user); ProxyTickets stays sans-IO.
+        .target(name: "ProxyTicketStore", dependencies: ["ProxyCore", "ProxyTickets", "CHiredis"]),
         .target(name: "ProxyHTTP1", dependencies: ["ProxyCore"], swiftSettings: hotPath),
         .target(
             name: "ProxyConfig",
@@ -48,7 +52,7 @@ let package = Package(
             name: "ProxyServer",
             dependencies: [
                 "ProxyCore", "ProxyEventLoop", "ProxyTLS", "ProxyHTTP1", "ProxyTickets", "ProxyFingerprint",
-                "ProxyPolicy", "ProxyConfig", "CProxyShims",
+                "ProxyPolicy", "ProxyConfig", "CProxyShims", "ProxyTicketStore",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
@@ -58,7 +62,7 @@ let package = Package(
         .executableTarget(
             name: "edgeproxy",
             dependencies: [
-                "ProxyServer", "ProxyConfig", "ProxyPolicy", "ProxyFingerprint", "ProxyTickets",
+                "ProxyServer", "ProxyConfig", "ProxyPolicy", "ProxyFingerprint", "ProxyTickets", "ProxyTicketStore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]

@@ -80,6 +80,11 @@ extension ProxyConfiguration {
         policies.dir = resolve(policies.dir)
         certificates = certificates.map { CertificatePair(cert: resolve($0.cert), key: resolve($0.key)) }
         tickets.files = tickets.files.map(resolve)
+        if var r = redis {
+            r.wrappingKeyFile = r.wrappingKeyFile.map(resolve)
+            r.previousWrappingKeys = r.previousWrappingKeys.map { WrappingKeyRef(id: $0.id, file: $0.file.map(resolve), env: $0.env) }
+            redis = r
+        }
         if case .file(let path) = accessLog { accessLog = .file(resolve(path)) }
     }
 
@@ -144,20 +149,7 @@ extension ProxyConfiguration {
         }
         if var t = root.table("tickets") {
             if let v = t.bool("enabled") { tickets.enabled = v }
-            if let v = t.string(
-                "source",
-                { s throws(ValueError) in
-                    if s == "redis" {
-                        throw ValueError("source \"redis\" is not supported yet; use \"memory\" or \"files\"")
-                    }
-                    guard let v = TicketKeySource(rawValue: s) else {
-                        throw ValueError("\"\(s)\" is not one of \"memory\", \"files\"")
-                    }
-                    return v
-                }
-            ) {
-                tickets.source = v
-            }
+            if let v: TicketKeySource = t.choice("source") { tickets.source = v }
             if let v = t.duration("rotation") { tickets.rotation = v }
             if let v = t.duration("lifetime") { tickets.lifetime = v }
             if let v: StaleTicketAction = t.choice("stale_action") { tickets.staleAction = v }
@@ -178,7 +170,30 @@ extension ProxyConfiguration {
             }
             t.finish()
         }
-        root.reserved("redis", "[redis] is not supported yet (Redis ticket key sources are planned)")
+        if var t = root.table("redis") {
+            var r = Redis()
+            if let v = t.string("url", { s throws(ValueError) in try RedisURL.parse(s) }) {
+                r.url = v
+            } else if t.table["url"] != nil {
+                r.urlWasInvalid = true
+            }
+            if let v = t.string("replica", { s throws(ValueError) in try RedisURL.parse(s) }) { r.replica = v }
+            if let v = t.bool("required") { r.required = v }
+            if let v = t.duration("connect_timeout") { r.connectTimeout = v }
+            if let v = t.duration("command_timeout") { r.commandTimeout = v }
+            if let v = t.duration("poll_interval") { r.pollInterval = v }
+            if let v = t.string("wrapping_key_file") { r.wrappingKeyFile = v }
+            if let v = t.string("wrapping_key_env") { r.wrappingKeyEnv = v }
+            if let v = t.string("wrapping_key_id") { r.wrappingKeyID = v }
+            if let v = t.array("previous_wrapping_keys", { Self.readWrappingKeyRef($0, at: $1, decoder) }) {
+                r.previousWrappingKeys = v
+            }
+            if let v = t.string("key_prefix") { r.keyPrefix = v }
+            if let v = t.duration("max_clock_skew") { r.maxClockSkew = v }
+            if let v = t.duration("fallback_grace") { r.fallbackGrace = v }
+            t.finish()
+            redis = r
+        }
         root.reserved("http2", "[http2] is not supported yet (EdgeProxy speaks HTTP/1.1 only)")
         root.finish()
     }
@@ -201,6 +216,28 @@ extension ProxyConfiguration {
             decoder.report(path, "\(path): \(error.message)")
             return nil
         }
+    }
+
+    /// One `previous_wrapping_keys` element: `{ id = "...", file = "..." }` or `{ id = "...", env = "..." }`.
+    fileprivate static func readWrappingKeyRef(
+        _ item: TOMLValueConvertible,
+        at path: TOMLPath,
+        _ decoder: ConfigDecoder
+    ) -> WrappingKeyRef? {
+        guard let table = item.table else {
+            decoder.report(path, "\(path): expected a table { id = ..., file = ... }, found \(item.type.article)")
+            return nil
+        }
+        var reader = TableReader(decoder: decoder, table: table, path: path)
+        let id = reader.string("id")
+        let file = reader.string("file")
+        let env = reader.string("env")
+        reader.finish()
+        guard let id else {
+            if table["id"] == nil { decoder.report(path, "\(path): missing \"id\"") }
+            return nil
+        }
+        return WrappingKeyRef(id: id, file: file, env: env)
     }
 
     /// One `[[certificates]]` element: a table with exactly `cert` and `key`.

@@ -35,6 +35,8 @@ public struct ProxyConfiguration: Sendable, Equatable {
     public var tickets = Tickets()
     /// `[policies]`.
     public var policies = Policies()
+    /// `[redis]` (used when `tickets.source = "redis"`); nil when the section is absent.
+    public var redis: Redis? = nil
 
     /// The defaults described on the type.
     public init() {}
@@ -101,6 +103,8 @@ public enum TicketKeySource: String, Sendable, CaseIterable {
     case memory
     /// Read from `tickets.files` (shared between hosts by the operator), newest key first.
     case files
+    /// Epoch keys shared by a fleet through Redis (`[redis]`), sealed at rest under a wrapping key.
+    case redis
 }
 
 extension ProxyConfiguration {
@@ -175,6 +179,50 @@ extension ProxyConfiguration {
         public var files: [String] = []
 
         public init() {}
+    }
+
+    /// `[redis]`: the store for fleet-wide ticket keys.
+    public struct Redis: Sendable, Equatable {
+        /// The primary (writes; reads too when there is no replica).
+        public var url: RedisURL? = nil
+        /// A nearby replica for reads (optional).
+        public var replica: RedisURL? = nil
+        /// Refuse to start when Redis is unreachable at start (default: start with local keys).
+        public var required = false
+        public var connectTimeout = ConfigDuration.milliseconds(500)
+        public var commandTimeout = ConfigDuration.milliseconds(500)
+        /// How often Redis is polled for keys.
+        public var pollInterval = ConfigDuration.seconds(1)
+        /// Exactly one of the two: a file with 32 raw bytes or 64 hex digits, or an environment variable (hex).
+        public var wrappingKeyFile: String? = nil
+        public var wrappingKeyEnv: String? = nil
+        /// Stored in clear with every entry; selects the wrapping key that opens it.
+        public var wrappingKeyID = ""
+        /// Older wrapping keys that still open entries (wrapping-key rotation).
+        public var previousWrappingKeys: [WrappingKeyRef] = []
+        /// Prefix of every Redis key EdgeProxy writes.
+        public var keyPrefix = "edgeproxy:tickets:"
+        /// Largest clock difference from true time per instance that must not break resumption.
+        public var maxClockSkew = ConfigDuration.minutes(1)
+        /// How long the current key keeps encrypting past its period when Redis cannot supply the next key.
+        public var fallbackGrace = ConfigDuration.minutes(5)
+        /// The file had a `url` that did not parse (already reported; suppresses "url is required").
+        var urlWasInvalid = false
+
+        public init() {}
+    }
+
+    /// A previous wrapping key: its id and where its bytes are (file or environment variable).
+    public struct WrappingKeyRef: Sendable, Equatable {
+        public var id: String
+        public var file: String?
+        public var env: String?
+
+        public init(id: String, file: String? = nil, env: String? = nil) {
+            self.id = id
+            self.file = file
+            self.env = env
+        }
     }
 
     /// `[policies]`: fingerprint policy files and the headers that tell the origin about them.

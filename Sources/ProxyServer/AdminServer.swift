@@ -55,6 +55,9 @@ final class AdminServer: EventHandler {
             return (200, "text/plain", Array("ok\n".utf8))
         case (.get, "/keys"):
             return (200, "application/json", handler.keysJSON())
+        case (.get, "/test/ticket-key-material"):
+            guard let body = handler.keyMaterialJSON() else { return (404, "text/plain", Array("not found\n".utf8)) }
+            return (200, "application/json", body)
         case (.post, "/keys/rotate"):
             let r = handler.rotateKeys()
             return (r.ok ? 200 : 409, "text/plain", Array((r.message + "\n").utf8))

@@ -9,6 +9,7 @@ import ProxyEventLoop
 import ProxyHTTP1
 import ProxyPolicy
 import ProxyTLS
+import ProxyTicketStore
 import ProxyTickets
 import Synchronization
 
@@ -30,6 +31,9 @@ public final class EdgeProxyServer: @unchecked Sendable {
     private var ticketStore: TicketKeyStore?
     private var memorySource: MemoryKeySource?
     private var fileSource: FileKeySource?
+    private var fleetSource: FleetKeySource?
+    private var redisSync: RedisKeySync?
+    private var localKeysReported = 0
     private var accessLog: AccessLogSink?
     private var loop: EventLoop!
     private var controlMessenger: LoopMessenger!
@@ -43,6 +47,8 @@ public final class EdgeProxyServer: @unchecked Sendable {
     private let reloads: Metrics.Counter
     private let keyAge: Metrics.Gauge
     private let ticketStoreUp: Metrics.Gauge
+    private let ticketStoreRejected: Metrics.Counter
+    private let ticketLocalKeys: Metrics.Counter
     /// The addresses actually bound (port 0 resolved), for logs and tests.
     public private(set) var boundAddress: SocketAddress?
     public private(set) var adminAddress: SocketAddress?
@@ -60,6 +66,8 @@ public final class EdgeProxyServer: @unchecked Sendable {
         reloads = Counter(label: "edgeproxy_reloads_total")
         keyAge = Gauge(label: "edgeproxy_ticket_key_age_seconds")
         ticketStoreUp = Gauge(label: "edgeproxy_ticket_store_up")
+        ticketStoreRejected = Counter(label: "edgeproxy_ticket_store_rejected_entries_total")
+        ticketLocalKeys = Counter(label: "edgeproxy_ticket_local_fallback_keys_total")
     }
 
     /// Builds everything, serves until SIGTERM/SIGINT, drains, and returns the exit status.
@@ -130,6 +138,7 @@ public final class EdgeProxyServer: @unchecked Sendable {
             ])
         loop.run()
         for w in workers { w.join() }
+        redisSync?.stop()
         accessLog?.stop()
         logger.notice("edgeproxy stopped")
         return 0
@@ -244,8 +253,97 @@ public final class EdgeProxyServer: @unchecked Sendable {
             fileSource = src
             ticketStore = src.store
             logger.info("session tickets: \(config.tickets.files.count) key file(s), first encrypts")
+        case .redis:
+            try setUpRedisTickets(now: now)
+            return
         }
         ticketStoreUp.record(1)
+    }
+
+    /// `tickets.source = "redis"`: one synchronous sync at start (bounded by the timeouts, before any worker
+    /// exists), then the sync thread. Unreachable at start: local keys, or refuse when `redis.required`.
+    private func setUpRedisTickets(now: Timestamp) throws {
+        guard let r = config.redis, let url = r.url, let plan = config.fleetPlan(r) else {
+            throw SyscallErrorLike("tickets.source = redis needs a valid [redis] section")
+        }
+        if TicketKeyMaterialTestHook.isEnabled {
+            logger.warning(
+                "\(TicketKeyMaterialTestHook.variable) is set: the admin API exposes ticket key material (tests only)")
+        }
+        let wrapper = try Self.ticketKeyWrapper(r)
+        let settings = RedisKeySync.Settings(
+            primary: Self.endpoint(url), replica: r.replica.map(Self.endpoint),
+            connectTimeoutNanoseconds: r.connectTimeout.milliseconds * 1_000_000,
+            commandTimeoutNanoseconds: r.commandTimeout.milliseconds * 1_000_000)
+        let logger = self.logger
+        let rejected = ticketStoreRejected
+        let sync = RedisKeySync(plan: plan, wrapper: wrapper, settings: settings) { event in
+            switch event {
+            case .up: logger.notice("ticket key store reachable", metadata: ["redis": "\(url)"])
+            case .down(let why):
+                logger.warning(
+                    "ticket key store unreachable: serving with cached keys, retrying with backoff",
+                    metadata: ["redis": "\(url)", "error": "\(why)"])
+            case .replicaDown(let why):
+                logger.warning("ticket key store replica unreachable: reading from the primary", metadata: ["error": "\(why)"])
+            case .replicaUp: logger.notice("ticket key store replica reachable")
+            case .rejected(let slot, let reason):
+                rejected.increment()
+                logger.warning("ticket key store entry rejected", metadata: ["key": "\(slot)", "reason": "\(reason)"])
+            case .created(let epoch, let name):
+                logger.info("ticket key created", metadata: ["epoch": "\(epoch)", "name": "\(name)"])
+            case .restored(let epoch, let name):
+                logger.notice(
+                    "ticket key store had lost a key: wrote the cached one back",
+                    metadata: ["epoch": "\(epoch)", "name": "\(name)"])
+            case .replaced(let epochs):
+                logger.notice("ticket key store holds different keys: adopted them", metadata: ["epochs": "\(epochs)"])
+            }
+        }
+        var initial: [Int64: TicketKey] = [:]
+        var imported: [(key: TicketKey, notAfter: Timestamp)] = []
+        do {
+            let snap = try sync.cycle(held: [:], now: now)
+            initial = snap.shared
+            imported = snap.imported
+        } catch {
+            if r.required {
+                throw SyscallErrorLike(
+                    "redis.required = true and the ticket key store \(url) is unreachable: \(error); refusing to start")
+            }
+            logger.warning("ticket key store unreachable at start: serving with local keys until it answers")
+        }
+        let src = try FleetKeySource(plan: plan, now: now, initialShared: initial)
+        if !imported.isEmpty { try src.adopt(shared: [:], imported: imported, now: now) }
+        fleetSource = src
+        ticketStore = src.store
+        redisSync = sync
+        ticketStoreUp.record(sync.isUp == true ? 1 : 0)
+        sync.start(source: src)
+        logger.info(
+            "session tickets: fleet keys from redis, rotation \(config.tickets.rotation), lifetime \(config.tickets.lifetime)",
+            metadata: [
+                "redis": "\(url)", "replica": "\(r.replica.map { "\($0)" } ?? "none")",
+                "wrapping_key_id": "\(r.wrappingKeyID)", "lookahead": "\(plan.lookahead)",
+            ])
+    }
+
+    /// The wrapping keys named by `[redis]` (current + previous), loaded from their files or environment variables.
+    public static func ticketKeyWrapper(_ r: ProxyConfiguration.Redis) throws -> TicketKeyWrapper {
+        func load(id: String, file: String?, env: String?) throws -> WrappingKey {
+            if let file { return try WrappingKey.load(id: id, file: file) }
+            return try WrappingKey.load(id: id, env: env ?? "")
+        }
+        let current = try load(id: r.wrappingKeyID, file: r.wrappingKeyFile, env: r.wrappingKeyEnv)
+        let previous = try r.previousWrappingKeys.map { try load(id: $0.id, file: $0.file, env: $0.env) }
+        return TicketKeyWrapper(current: current, previous: previous)
+    }
+
+    /// A `RedisURL` from the configuration as a hiredis endpoint.
+    public static func endpoint(_ u: RedisURL) -> RedisEndpoint {
+        RedisEndpoint(
+            host: u.host.unbracketed, port: Int(u.port), username: u.username, password: u.password,
+            database: u.database)
     }
 
     /// Once a second on the control loop: advance the key schedule, watch key files.
@@ -254,6 +352,17 @@ public final class EdgeProxyServer: @unchecked Sendable {
         do {
             if let m = memorySource { try m.tick(now: now) }
             if let f = fileSource, try f.tick(now: now) { logger.notice("ticket key files changed: reloaded") }
+            if let f = fleetSource {
+                try f.tick(now: now)
+                let made = f.localKeysMade
+                if made > localKeysReported {
+                    ticketLocalKeys.increment(by: made - localKeysReported)
+                    logger.warning(
+                        "no shared ticket key for this period: encrypting with a local key (only this instance resumes it)")
+                    localKeysReported = made
+                }
+            }
+            if let s = redisSync { ticketStoreUp.record(s.isUp == true ? 1 : 0) }
         } catch {
             logger.error("ticket keys: \(error) (keeping the previous keys)")
         }
@@ -344,11 +453,27 @@ public final class EdgeProxyServer: @unchecked Sendable {
         var w = JSONWriter()
         w.beginObject()
         w.field("source", config.tickets.enabled ? config.tickets.source.rawValue : "off")
+        let now = Timestamp.wallClockNow()
+        let origins = fleetSource?.origins() ?? [:]
+        if let sync = redisSync, let f = fleetSource {
+            w.beginObject("store")
+            w.field("up", sync.isUp == true)
+            w.field("primary", "\(sync.settings.primary)")
+            w.field("replica", sync.settings.replica.map { "\($0)" })
+            w.field("epoch", Int(f.plan.epoch(at: now)))
+            w.field("lookahead", Int(f.plan.lookahead))
+            w.field("rejected_entries", sync.rejectedEntries)
+            w.field("created_keys", sync.createdKeys)
+            w.field("local_keys", f.localKeysMade)
+            w.field("cycles", sync.completedCycles)
+            w.endObject()
+        }
         w.beginArray("keys")
         if let ring = ticketStore?.current() {
-            for k in ring.info(at: Timestamp.wallClockNow()) {
+            for k in ring.info(at: now) {
                 w.beginObject()
                 w.field("name", k.nameHex)
+                if let o = origins[k.nameHex] { w.field("origin", o.rawValue) }
                 w.field("state", k.state.rawValue)
                 w.field("cipher", k.cipher.rawValue)
                 w.field("encrypt_from", Self.time(k.encryptFrom))
@@ -363,7 +488,29 @@ public final class EdgeProxyServer: @unchecked Sendable {
         return w.bytes + [10]
     }
 
+    /// Test hook (``TicketKeyMaterialTestHook``): the secrets of every key in the ring; nil when the hook is off.
+    func keyMaterialJSON() -> [UInt8]? {
+        guard TicketKeyMaterialTestHook.isEnabled, let ring = ticketStore?.current() else { return nil }
+        var w = JSONWriter()
+        w.beginObject()
+        w.beginArray("keys")
+        for k in ring.keys {
+            guard let m = TicketKeyMaterialTestHook.material(of: k) else { continue }
+            w.beginObject()
+            w.field("name", m.name)
+            w.field("aes", m.aes)
+            w.field("hmac", m.hmac)
+            w.endObject()
+        }
+        w.endArray()
+        w.endObject()
+        return w.bytes + [10]
+    }
+
     func rotateKeys() -> (ok: Bool, message: String) {
+        if redisSync != nil {
+            return (false, "tickets.source = redis rotates fleet-wide: use `edgeproxy keys rotate --config FILE`")
+        }
         guard let m = memorySource else { return (false, "rotation is only available with tickets.source = memory") }
         do {
             let k = try m.rotateNow(now: Timestamp.wallClockNow())

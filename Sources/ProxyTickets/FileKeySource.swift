@@ -132,6 +132,11 @@ public final class FileKeySource: TicketKeySource {
         }
     }
 
+    /// Reads one nginx-format key file (48 or 80 bytes) as a decrypt-only key (for `edgeproxy keys import`).
+    public static func loadKey(path: String) throws(TicketKeyFileError) -> TicketKey {
+        try loadOne(path, encrypting: false)
+    }
+
     /// Parses every file into keys: first `current`, the rest `stale`, all without expiry.
     static func load(_ paths: [String]) throws(TicketKeyFileError) -> [TicketKey] {
         var keys: [TicketKey] = []

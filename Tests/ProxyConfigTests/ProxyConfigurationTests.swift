@@ -220,12 +220,58 @@ final class ProxyConfigurationTests: XCTestCase {
     }
 
     func testReservedTablesAreNotSupportedYet() {
-        let found = diagnostics("[redis]\nurl = \"redis://x\"\n\n[http2]\nenabled = true\n")
-        XCTAssertEqual(found.count, 2, "\(found)")
-        XCTAssertTrue(found[0].hasPrefix("t.toml:1:2: [redis] is not supported yet"), found[0])
-        XCTAssertTrue(found[1].hasPrefix("t.toml:4:2: [http2] is not supported yet"), found[1])
-        assertSingleError("[tickets]\nsource = \"redis\"", at: "2:1", "not supported yet")
+        assertSingleError("[http2]\nenabled = true\n", at: "1:2", "[http2] is not supported yet")
         assertSingleError("tls.alpn = [\"http/1.1\", \"h2\"]", at: "1:25", "\"h2\" is not supported yet")
+    }
+
+    // MARK: - [redis]
+
+    func testRedisSectionParses() throws {
+        let text = """
+            [tickets]
+            source = "redis"
+            rotation = "2s"
+            lifetime = "6s"
+
+            [redis]
+            url = "redis://edge:s%40cret@10.0.0.5:6380/2"
+            replica = "redis://[::1]"
+            required = true
+            connect_timeout = "200ms"
+            wrapping_key_file = "wrap.key"
+            wrapping_key_id = "k2"
+            previous_wrapping_keys = [{ id = "k1", env = "OLD_WRAP" }]
+            max_clock_skew = "0s"
+            fallback_grace = "1s"
+            """
+        let c = try ProxyConfiguration.parse(text: text, fileName: "t.toml", baseDirectory: "/etc/ep")
+        let r = try XCTUnwrap(c.redis)
+        XCTAssertEqual(c.tickets.source, .redis)
+        XCTAssertEqual(r.url, RedisURL(host: .ipv4("10.0.0.5"), port: 6380, username: "edge", password: "s@cret", database: 2))
+        XCTAssertEqual(r.replica, RedisURL(host: .ipv6("::1"), port: 6379))
+        XCTAssertEqual("\(r.url!)", "redis://edge:***@10.0.0.5:6380/2", "the password never prints")
+        XCTAssertTrue(r.required)
+        XCTAssertEqual(r.connectTimeout, .milliseconds(200))
+        XCTAssertEqual(r.wrappingKeyFile, "/etc/ep/wrap.key")
+        XCTAssertEqual(r.previousWrappingKeys, [.init(id: "k1", env: "OLD_WRAP")])
+        let plan = try XCTUnwrap(c.fleetPlan(r))
+        XCTAssertEqual(plan.lookahead, 1)
+    }
+
+    func testRedisErrorsPointAtTheKey() {
+        let base = "[tickets]\nsource = \"redis\"\n[redis]\nwrapping_key_env = \"W\"\nwrapping_key_id = \"k\"\n"
+        assertSingleError(base, at: "3:2", "redis.url is required")
+        assertSingleError(base + "url = \"http://x\"", at: "6:1", "must be a URL like \"redis://")
+        assertSingleError(base + "url = \"redis://u@h\"", at: "6:1", "a user needs a password")
+        assertSingleError(base + "url = \"redis://h:99999\"", at: "6:1", "invalid port")
+        assertSingleError(base + "url = \"redis://h\"\nwrapping_key_file = \"f\"", at: "4:1", "exclusive")
+        assertSingleError(base + "url = \"redis://h\"\nwrapping_key = \"00\"", at: "7:1", "unknown key \"wrapping_key\"")
+        assertSingleError(
+            base + "url = \"redis://h\"\nprevious_wrapping_keys = [{ id = \"k\", file = \"f\" }]", at: "7:29",
+            "already used")
+        assertSingleError("[tickets]\nsource = \"redis\"", at: "2:1", "needs a [redis] section")
+        assertSingleError("[redis]\nurl = \"redis://h\"\nwrapping_key_env = \"W\"\nwrapping_key_id = \"k\"", at: "1:2",
+            "only used with tickets.source = \"redis\"")
     }
 
     // MARK: - Type errors and bad values, with positions.
