@@ -27,6 +27,8 @@ let package = Package(
         .target(name: "CProxyShims", dependencies: ["COpenSSL"]),
 
         .target(name: "ProxyCore", swiftSettings: hotPath),
+        // Source positions of keys and values in TOML text (TOMLKit has none); shared by ProxyConfig and ProxyPolicy.
+        .target(name: "ProxyTOMLSupport"),
         .target(name: "ProxyEventLoop", dependencies: ["ProxyCore", "CProxyShims"], swiftSettings: hotPath),
         .target(name: "ProxyFingerprint", dependencies: ["ProxyCore", "COpenSSL"], swiftSettings: hotPath),
         .target(
@@ -37,7 +39,9 @@ let package = Package(
         .target(name: "ProxyHTTP1", dependencies: ["ProxyCore"], swiftSettings: hotPath),
         .target(
             name: "ProxyConfig",
-            dependencies: ["ProxyCore", "ProxyTickets", .product(name: "TOMLKit", package: "TOMLKit")]
+            dependencies: [
+                "ProxyCore", "ProxyTickets", "ProxyTOMLSupport", .product(name: "TOMLKit", package: "TOMLKit"),
+            ]
         ),
         .target(
             name: "ProxyTLS",
@@ -65,6 +69,7 @@ let package = Package(
         ),
 
         .testTarget(name: "ProxyCoreTests", dependencies: ["ProxyCore"]),
+        .testTarget(name: "ProxyTOMLSupportTests", dependencies: ["ProxyTOMLSupport"]),
         .testTarget(name: "ProxyEventLoopTests", dependencies: ["ProxyEventLoop", "ProxyCore"]),
         .testTarget(name: "ProxyFingerprintTests", dependencies: ["ProxyFingerprint"]),
         .testTarget(name: "ProxyPolicyTests", dependencies: ["ProxyPolicy", "ProxyFingerprint"]),

@@ -1,6 +1,6 @@
 import XCTest
 
-@testable import ProxyConfig
+@testable import ProxyTOMLSupport
 
 final class TOMLKeyLocatorTests: XCTestCase {
     private func at(_ locator: TOMLKeyLocator, _ path: TOMLPath) -> String? { locator.position(of: path)?.description }
