@@ -33,7 +33,9 @@ let package = Package(
         .target(name: "ProxyFingerprint", dependencies: ["ProxyCore", "COpenSSL"], swiftSettings: hotPath),
         .target(
             name: "ProxyPolicy",
-            dependencies: ["ProxyCore", "ProxyFingerprint", .product(name: "TOMLKit", package: "TOMLKit")]
+            dependencies: [
+                "ProxyCore", "ProxyFingerprint", "ProxyTOMLSupport", .product(name: "TOMLKit", package: "TOMLKit"),
+            ]
         ),
         .target(name: "ProxyTickets", dependencies: ["ProxyCore", "COpenSSL"]),
         .target(name: "ProxyHTTP1", dependencies: ["ProxyCore"], swiftSettings: hotPath),
