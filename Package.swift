@@ -29,11 +29,15 @@ let package = Package(
         .systemLibrary(name: "CHiredis", pkgConfig: "hiredis", providers: [.apt(["libhiredis-dev"])]),
 
         .target(name: "ProxyCore", swiftSettings: hotPath),
+        // Source positions of keys and values in TOML text (TOMLKit has none); shared by ProxyConfig and ProxyPolicy.
+        .target(name: "ProxyTOMLSupport"),
         .target(name: "ProxyEventLoop", dependencies: ["ProxyCore", "CProxyShims"], swiftSettings: hotPath),
         .target(name: "ProxyFingerprint", dependencies: ["ProxyCore", "COpenSSL"], swiftSettings: hotPath),
         .target(
             name: "ProxyPolicy",
-            dependencies: ["ProxyCore", "ProxyFingerprint", .product(name: "TOMLKit", package: "TOMLKit")]
+            dependencies: [
+                "ProxyCore", "ProxyFingerprint", "ProxyTOMLSupport", .product(name: "TOMLKit", package: "TOMLKit"),
+            ]
         ),
         .target(name: "ProxyTickets", dependencies: ["ProxyCore", "COpenSSL"]),
         // Redis I/O for fleet-wide ticket keys (the only hiredis user); ProxyTickets stays sans-IO.
@@ -41,7 +45,9 @@ let package = Package(
         .target(name: "ProxyHTTP1", dependencies: ["ProxyCore"], swiftSettings: hotPath),
         .target(
             name: "ProxyConfig",
-            dependencies: ["ProxyCore", "ProxyTickets", .product(name: "TOMLKit", package: "TOMLKit")]
+            dependencies: [
+                "ProxyCore", "ProxyTickets", "ProxyTOMLSupport", .product(name: "TOMLKit", package: "TOMLKit"),
+            ]
         ),
         .target(
             name: "ProxyTLS",
@@ -69,6 +75,7 @@ let package = Package(
         ),
 
         .testTarget(name: "ProxyCoreTests", dependencies: ["ProxyCore"]),
+        .testTarget(name: "ProxyTOMLSupportTests", dependencies: ["ProxyTOMLSupport"]),
         .testTarget(name: "ProxyEventLoopTests", dependencies: ["ProxyEventLoop", "ProxyCore"]),
         .testTarget(name: "ProxyFingerprintTests", dependencies: ["ProxyFingerprint"]),
         .testTarget(name: "ProxyPolicyTests", dependencies: ["ProxyPolicy", "ProxyFingerprint"]),

@@ -1,4 +1,10 @@
+import ProxyTOMLSupport
 import TOMLKit
+
+// The shared locator under the names this module (and its `@testable` tests) have always used, so the many
+// `TOMLPath` sites across ProxyConfig need no import of their own.
+typealias TOMLKeyLocator = ProxyTOMLSupport.TOMLKeyLocator
+typealias TOMLPath = ProxyTOMLSupport.TOMLPath
 
 /// Collects diagnostics for one document and turns key paths into file positions.
 final class ConfigDecoder {

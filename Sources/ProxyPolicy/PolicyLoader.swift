@@ -1,5 +1,6 @@
 import Foundation
 import ProxyCore
+import ProxyTOMLSupport
 import TOMLKit
 
 /// Loads policy files (TOML; format in policies/README.md) into a `CompiledPolicySet`.
@@ -139,7 +140,7 @@ struct FileReader {
             )
             return []
         }
-        locator = TOMLKeyLocator(source: source)
+        locator = TOMLKeyLocator(text: source)
         var out: [CompiledPolicy] = []
         for key in orderedKeys(root, path: []) where key != "policy" {
             error(.unknownKey, at: [key], key: true, "unknown top-level key '\(key)' (expected [[policy]] tables)")
@@ -151,29 +152,38 @@ struct FileReader {
             error(.wrongType, at: ["policy"], "'policy' must be an array of tables: write [[policy]]")
             return []
         }
+        let policyPath: TOMLPath = ["policy"]
         for (i, v) in arr.enumerated() {
-            if let p = readPolicy(v.table!, path: ["policy", "#\(i)"]) { out.append(p) }
+            if let p = readPolicy(v.table!, path: policyPath.appending(index: i)) { out.append(p) }
         }
         return out
     }
 
     // MARK: helpers
 
-    private func loc(_ path: [String], key: Bool = false) -> SourceLocation {
-        guard let l = locator else { return SourceLocation(file: file, line: 1, column: 1) }
-        let p = key ? l.keyOrBest(path) : l.bestPosition(path)
+    /// Where to point for `path`: with `key`, at the header that declares it or else its key (unknown and missing
+    /// keys, policy origins); otherwise at its value (bad values, array elements). Either way falls back to the
+    /// nearest written ancestor's value or key.
+    private func loc(_ path: TOMLPath, key: Bool = false) -> SourceLocation {
+        let p = position(path, key: key)
         return SourceLocation(file: file, line: p.line, column: p.column)
     }
 
-    private mutating func error(_ kind: PolicyDiagnostic.Kind, at path: [String], key: Bool = false, _ msg: String) {
+    private func position(_ path: TOMLPath, key: Bool) -> TOMLKeyLocator.Position {
+        guard let l = locator else { return .init(line: 1, column: 1) }
+        if key, let p = l.position(of: path, at: .header) ?? l.position(of: path, at: .key) { return p }
+        return l.nearestPosition(of: path, preferring: [.value, .key])
+    }
+
+    private mutating func error(_ kind: PolicyDiagnostic.Kind, at path: TOMLPath, key: Bool = false, _ msg: String) {
         diagnostics.append(PolicyDiagnostic(severity: .error, kind: kind, location: loc(path, key: key), message: msg))
     }
 
     /// Keys in source order (TOMLKit returns them sorted), so diagnostics come out in reading order.
-    private func orderedKeys(_ t: TOMLTable, path: [String]) -> [String] {
+    private func orderedKeys(_ t: TOMLTable, path: TOMLPath) -> [String] {
         t.keys.sorted { a, b in
-            let pa = locator?.keyOrBest(path + [a]) ?? .init(line: 0, column: 0)
-            let pb = locator?.keyOrBest(path + [b]) ?? .init(line: 0, column: 0)
+            let pa = position(path.appending(a), key: true)
+            let pb = position(path.appending(b), key: true)
             return (pa.line, pa.column, a) < (pb.line, pb.column, b)
         }
     }
@@ -190,7 +200,7 @@ struct FileReader {
         }
     }
 
-    private mutating func string(_ v: TOMLValueConvertible, _ path: [String], _ what: String) -> String? {
+    private mutating func string(_ v: TOMLValueConvertible, _ path: TOMLPath, _ what: String) -> String? {
         guard let s = v.string else {
             error(.wrongType, at: path, "\(what) must be a string, found \(Self.typeName(v))")
             return nil
@@ -200,7 +210,7 @@ struct FileReader {
 
     private mutating func enumValue<E: RawRepresentable & CaseIterable>(
         _ v: TOMLValueConvertible,
-        _ path: [String],
+        _ path: TOMLPath,
         _ what: String,
         _: E.Type
     ) -> E? where E.RawValue == String {
@@ -215,7 +225,7 @@ struct FileReader {
 
     // MARK: policy
 
-    private mutating func readPolicy(_ t: TOMLTable, path: [String]) -> CompiledPolicy? {
+    private mutating func readPolicy(_ t: TOMLTable, path: TOMLPath) -> CompiledPolicy? {
         let before = diagnostics.count
         var name: String?
         var description = ""
@@ -225,7 +235,7 @@ struct FileReader {
         var actions: PolicyActions?
         for key in orderedKeys(t, path: path) {
             let v = t[key]!
-            let kp = path + [key]
+            let kp = path.appending(key)
             switch key {
             case "name":
                 if let s = string(v, kp, "'name'") {
@@ -282,11 +292,11 @@ struct FileReader {
         )
     }
 
-    private mutating func readActions(_ t: TOMLTable, path: [String]) -> PolicyActions {
+    private mutating func readActions(_ t: TOMLTable, path: TOMLPath) -> PolicyActions {
         var a = PolicyActions()
         for key in orderedKeys(t, path: path) {
             let v = t[key]!
-            let kp = path + [key]
+            let kp = path.appending(key)
             switch key {
             case "stale_ticket":
                 a.staleTicket = enumValue(v, kp, "'stale_ticket'", StaleTicketAction.self)
@@ -327,15 +337,15 @@ struct FileReader {
     // MARK: matcher
 
     /// A matcher table: every key is a predicate (or all/any/not); the table matches when all of them do.
-    private mutating func readMatcher(_ t: TOMLTable, path: [String]) -> Matcher {
+    private mutating func readMatcher(_ t: TOMLTable, path: TOMLPath) -> Matcher {
         var parts: [Matcher] = []
         for key in orderedKeys(t, path: path) {
-            if let m = readMatcherKey(key, t[key]!, path: path + [key]) { parts.append(m) }
+            if let m = readMatcherKey(key, t[key]!, path: path.appending(key)) { parts.append(m) }
         }
         return parts.count == 1 ? parts[0] : .all(parts)
     }
 
-    private mutating func matcherList(_ v: TOMLValueConvertible, _ path: [String], _ key: String) -> [Matcher]? {
+    private mutating func matcherList(_ v: TOMLValueConvertible, _ path: TOMLPath, _ key: String) -> [Matcher]? {
         guard let arr = v.array, arr.allSatisfy({ $0.type == .table }) else {
             error(
                 .wrongType,
@@ -344,10 +354,10 @@ struct FileReader {
             )
             return nil
         }
-        return arr.enumerated().map { readMatcher($0.element.table!, path: path + ["#\($0.offset)"]) }
+        return arr.enumerated().map { readMatcher($0.element.table!, path: path.appending(index: $0.offset)) }
     }
 
-    private mutating func readMatcherKey(_ key: String, _ v: TOMLValueConvertible, path: [String]) -> Matcher? {
+    private mutating func readMatcherKey(_ key: String, _ v: TOMLValueConvertible, path: TOMLPath) -> Matcher? {
         func leaf(_ p: MatchPredicate?) -> Matcher? { p.map(Matcher.leaf) }
         switch key {
         case "all": return matcherList(v, path, key).map(Matcher.all)
@@ -365,7 +375,7 @@ struct FileReader {
                 if let d = JA3Digest(hex: s) {
                     set.insert(d)
                 } else {
-                    error(.badValue, at: path + ["#\(i)"], "invalid JA3 hash \"\(s)\": expected 32 hex digits")
+                    error(.badValue, at: path.appending(index: i), "invalid JA3 hash \"\(s)\": expected 32 hex digits")
                 }
             }
             return .leaf(.ja3(set))
@@ -378,7 +388,7 @@ struct FileReader {
                 } else {
                     error(
                         .badValue,
-                        at: path + ["#\(i)"],
+                        at: path.appending(index: i),
                         "invalid JA4 pattern \"\(s)\": expected three '_'-separated sections of [0-9a-z], '*' or '?'"
                     )
                 }
@@ -439,7 +449,7 @@ struct FileReader {
 
     private mutating func stringList(
         _ v: TOMLValueConvertible,
-        _ path: [String],
+        _ path: TOMLPath,
         _ key: String,
         nonEmpty: Bool
     )
@@ -458,7 +468,7 @@ struct FileReader {
             guard let s = e.string else {
                 error(
                     .wrongType,
-                    at: path + ["#\(i)"],
+                    at: path.appending(index: i),
                     "elements of '\(key)' must be strings, found \(Self.typeName(e))"
                 )
                 return nil
@@ -468,7 +478,7 @@ struct FileReader {
         return out
     }
 
-    private mutating func version(_ v: TOMLValueConvertible, _ path: [String], _ key: String) -> UInt16? {
+    private mutating func version(_ v: TOMLValueConvertible, _ path: TOMLPath, _ key: String) -> UInt16? {
         guard let s = v.string else {
             error(.wrongType, at: path, "'\(key)' must be a version string like \"1.2\", found \(Self.typeName(v))")
             return nil
@@ -506,7 +516,7 @@ struct FileReader {
     /// A list of code points: integers, hex strings ("0xc02c") or IANA names.
     private mutating func codes(
         _ v: TOMLValueConvertible,
-        _ path: [String],
+        _ path: TOMLPath,
         _ key: String,
         _ kind: CodeKind,
         nonEmpty: Bool = false
@@ -526,7 +536,7 @@ struct FileReader {
         var out: [UInt16] = []
         var ok = true
         for (i, e) in arr.enumerated() {
-            let ep = path + ["#\(i)"]
+            let ep = path.appending(index: i)
             if let n = e.int {
                 if (0...kind.max).contains(n) {
                     out.append(UInt16(n))

@@ -66,6 +66,30 @@ final class PolicyLoaderTests: XCTestCase {
         XCTAssertTrue(e.diagnostics[1].message.contains("'extension_count'"))
     }
 
+    /// Keys written as part of a dotted key or header, and escaped quoted keys, are pointed at themselves (not at the
+    /// enclosing policy), and diagnostics follow source order.
+    func testDottedAndQuotedKeysArePointedAt() throws {
+        let text = #"""
+            [[policy]]
+            name = "p"
+            priority = 1
+            mode = "enforce"
+            colour.x = 1
+            "col\u006Fr" = 2
+            actions.foo = 1
+            match.grease = "absent"
+            [other.table]
+            """#
+        let e = try XCTUnwrap(loadError(text))
+        XCTAssertEqual(e.diagnostics.map(\.kind), [.unknownKey, .unknownKey, .unknownKey, .unknownKey], e.description)
+        XCTAssertEqual(
+            e.diagnostics.map(\.location.description),
+            ["test.toml:9:2", "test.toml:5:1", "test.toml:6:1", "test.toml:7:9"],
+            e.description
+        )
+        XCTAssertTrue(e.diagnostics[2].message.contains("'color'"), e.diagnostics[2].message)
+    }
+
     func testBadEnumValuesArePointedAtTheValue() throws {
         let text = valid.replacingOccurrences(of: "mode = \"enforce\"", with: "mode = \"enforced\"")
             .replacingOccurrences(of: "\"full-handshake\"", with: "\"renew-always\"")

@@ -1,74 +1,79 @@
 // TOMLKit (toml++ underneath) reports positions only for syntax errors, not for the keys and values of a document
-// that parsed. Configuration errors must still point at a line and column, so this file re-scans the (already
-// valid) text with a deliberately small scanner that records where each key and array element is written.
-// It is not a TOML validator: it relies on toml++ having accepted the text first, and on malformed input it only
-// has to terminate, not be right.
-
-/// A path to a key or an array element inside a TOML document, e.g. `tickets.rotation` or `certificates[1].key`.
-struct TOMLPath: Hashable, CustomStringConvertible, ExpressibleByArrayLiteral {
-    enum Component: Hashable {
-        case key(String)
-        case index(Int)
-    }
-
-    var components: [Component]
-
-    init(_ components: [Component] = []) { self.components = components }
-    init(arrayLiteral elements: String...) { self.components = elements.map { .key($0) } }
-
-    func appending(_ key: String) -> TOMLPath { TOMLPath(components + [.key(key)]) }
-    func appending(index: Int) -> TOMLPath { TOMLPath(components + [.index(index)]) }
-    var parent: TOMLPath? { components.isEmpty ? nil : TOMLPath(Array(components.dropLast())) }
-
-    /// `tickets.rotation`, `certificates[1].key`; keys that are not bare are quoted.
-    var description: String {
-        var out = ""
-        for component in components {
-            switch component {
-            case .index(let i):
-                out += "[\(i)]"
-            case .key(let k):
-                if !out.isEmpty { out += "." }
-                let bare = !k.isEmpty && k.unicodeScalars.allSatisfy(TOMLKeyLocator.isBareKeyScalar)
-                out += bare ? k : "\"\(k)\""
-            }
-        }
-        return out
-    }
-}
+// that parsed. Configuration and policy errors must still point at a line and column, so this file re-scans the
+// (already valid) text with a deliberately small scanner that records where each key, value, table header and
+// array element is written. It is not a TOML validator: it relies on toml++ having accepted the text first, and
+// on malformed input it only has to terminate, not be right.
+//
+// Its own target rather than ProxyCore: ProxyConfig and ProxyPolicy (the two TOML readers) share it, nothing on the
+// data path needs it, and ProxyCore stays the hot-path toolbox (buffers, clock, errors) that it is built as. The
+// target depends on nothing, not even TOMLKit: it reads text only.
 
 /// Maps key paths of a TOML document to the 1-based line and column where they are written.
 ///
-/// Recorded for every path: each segment of a `[table]` / `[[array]]` header, each segment of a (dotted) key in a
-/// key/value pair, keys inside inline tables, and each element of an array value (`upstreams[2]` → where the
-/// element starts). An element of an array of tables, `certificates[1]`, is located at its `[[certificates]]` header.
-/// When a path is written more than once (e.g. `[a.b]` then `[a]`), the first occurrence wins. Comments, all four
-/// string forms (including multi-line strings containing `#`, `=`, `[` or quotes), multi-line arrays and quoted
-/// keys are skipped or decoded as TOML 1.0 defines them. Columns count Unicode scalars, like toml++.
-struct TOMLKeyLocator {
-    struct Position: Equatable, CustomStringConvertible {
-        var line: Int
-        var column: Int
-        var description: String { "\(line):\(column)" }
+/// Each path can be located at up to three anchors (see ``Anchor``): its key, its value, and the header that opens
+/// it. Recorded: each segment of a `[table]` / `[[array]]` header, each segment of a (dotted) key in a key/value
+/// pair, keys inside inline tables, each value, and each element of an array value (`upstreams[2]` → where the
+/// element starts). An element of an array of tables, `certificates[1]`, is keyed at the name in its
+/// `[[certificates]]` header. When a path is written more than once (e.g. `[a.b]` then `[a]`), the first occurrence
+/// wins. Comments, all four string forms (including multi-line strings containing `#`, `=`, `[` or quotes),
+/// multi-line arrays and quoted keys are skipped or decoded as TOML 1.0 defines them. Columns count Unicode
+/// scalars, like toml++.
+public struct TOMLKeyLocator: Sendable {
+    public struct Position: Hashable, Sendable, CustomStringConvertible {
+        public var line: Int
+        public var column: Int
+        public init(line: Int, column: Int) {
+            self.line = line
+            self.column = column
+        }
+        /// `line:column`
+        public var description: String { "\(line):\(column)" }
     }
 
-    private(set) var positions: [TOMLPath: Position] = [:]
+    /// Which part of a written path a position refers to.
+    public enum Anchor: Sendable {
+        /// The key itself: the segment naming the path in a key/value pair, a header or an inline table (in
+        /// `[policy.match]` or `match.grease = 1` the key of `match` is the word `match`). For an array element,
+        /// where the element starts; for an element of an array of tables, the table name in its `[[...]]` header.
+        case key
+        /// Where the value starts: the first character after `key =`, an array element's first character. A table
+        /// opened by a `[table]` header, an array of tables and each of its elements are valued at the opening `[`
+        /// of their (first) header. Tables that exist only as a prefix of a dotted key or header have no value.
+        case value
+        /// The opening `[` of the `[table]` / `[[array]]` header that declares the path (for an array of tables,
+        /// its first header). Only tables named by a header have one.
+        case header
+    }
 
-    init(text: String) {
+    private let keys: [TOMLPath: Position]
+    private let values: [TOMLPath: Position]
+    private let headers: [TOMLPath: Position]
+
+    public init(text: String) {
         var scanner = Scanner(text: text)
         scanner.run()
-        positions = scanner.positions
+        keys = scanner.keys
+        values = scanner.values
+        headers = scanner.headers
     }
 
-    /// Where `path` itself is written, if it is.
-    func position(of path: TOMLPath) -> Position? { positions[path] }
+    /// Where `path` is written at `anchor`, if it is.
+    public func position(of path: TOMLPath, at anchor: Anchor = .key) -> Position? {
+        switch anchor {
+        case .key: keys[path]
+        case .value: values[path]
+        case .header: headers[path]
+        }
+    }
 
-    /// Where `path` is written or, failing that, its nearest written ancestor (the table that should have held it);
-    /// line 1 column 1 when nothing along the path appears in the text.
-    func nearestPosition(of path: TOMLPath) -> Position {
+    /// Where `path` is written at the first of `anchors` it has or, failing that, the same for its nearest written
+    /// ancestor (the table that should have held it); line 1 column 1 when nothing along the path is written.
+    public func nearestPosition(of path: TOMLPath, preferring anchors: [Anchor] = [.key]) -> Position {
         var current: TOMLPath? = path
         while let p = current {
-            if let position = positions[p] { return position }
+            for anchor in anchors {
+                if let position = position(of: p, at: anchor) { return position }
+            }
             current = p.parent
         }
         return Position(line: 1, column: 1)
@@ -89,7 +94,9 @@ private struct Scanner {
     var i = 0
     var line = 1
     var column = 1
-    var positions: [TOMLPath: Position] = [:]
+    var keys: [TOMLPath: Position] = [:]
+    var values: [TOMLPath: Position] = [:]
+    var headers: [TOMLPath: Position] = [:]
     /// Number of `[[x]]` headers seen so far for each array-of-tables path `x`.
     var arrayTableCounts: [TOMLPath: Int] = [:]
     var currentTable = TOMLPath()
@@ -113,7 +120,13 @@ private struct Scanner {
     }
 
     mutating func record(_ path: TOMLPath, _ position: Position) {
-        if positions[path] == nil { positions[path] = position }
+        if keys[path] == nil { keys[path] = position }
+    }
+
+    /// Records the header (and with it the value) of a table named by a `[table]` or `[[array]]` header.
+    mutating func recordHeader(_ path: TOMLPath, _ position: Position) {
+        if headers[path] == nil { headers[path] = position }
+        if values[path] == nil { values[path] = position }
     }
 
     mutating func skipTrivia(newlines: Bool) {
@@ -147,31 +160,35 @@ private struct Scanner {
     }
 
     mutating func header() {
+        let bracket = position
         let isArray = peek(1) == "["
         advance(isArray ? 2 : 1)
-        let keys = dottedKey()
+        let segments = dottedKey()
         var path = TOMLPath()
-        for (n, (key, position)) in keys.enumerated() {
+        for (n, (key, position)) in segments.enumerated() {
             path = path.appending(key)
             record(path, position)
-            if n == keys.count - 1 && isArray {
+            if n == segments.count - 1 && isArray {
                 let index = arrayTableCounts[path, default: 0]
                 arrayTableCounts[path] = index + 1
+                recordHeader(path, bracket)
                 path = path.appending(index: index)
                 record(path, position)
+                recordHeader(path, bracket)
             } else if let count = arrayTableCounts[path] {
                 // `[a.b]` after `[[a]]` extends the latest element of `a`.
                 path = path.appending(index: count - 1)
             }
         }
+        if !isArray && !segments.isEmpty { recordHeader(path, bracket) }
         currentTable = path
     }
 
     mutating func keyValue(prefix: TOMLPath) {
-        let keys = dottedKey()
-        guard !keys.isEmpty else { return }
+        let segments = dottedKey()
+        guard !segments.isEmpty else { return }
         var path = prefix
-        for (key, position) in keys {
+        for (key, position) in segments {
             path = path.appending(key)
             record(path, position)
         }
@@ -184,11 +201,11 @@ private struct Scanner {
 
     /// Reads `a . "b" . 'c'`, returning each decoded segment with the position of its first character.
     mutating func dottedKey() -> [(String, Position)] {
-        var keys: [(String, Position)] = []
+        var segments: [(String, Position)] = []
         while true {
             skipTrivia(newlines: false)
             let start = position
-            guard let c = peek else { return keys }
+            guard let c = peek else { return segments }
             var key = ""
             if c == "\"" {
                 advance()
@@ -206,11 +223,11 @@ private struct Scanner {
                     advance()
                 }
             } else {
-                return keys
+                return segments
             }
-            keys.append((key, start))
+            segments.append((key, start))
             skipTrivia(newlines: false)
-            guard peek == "." else { return keys }
+            guard peek == "." else { return segments }
             advance()
         }
     }
@@ -250,6 +267,7 @@ private struct Scanner {
 
     mutating func value(_ path: TOMLPath) {
         guard let c = peek else { return }
+        if values[path] == nil { values[path] = position }
         switch c {
         case "\"", "'":
             if peek(1) == c && peek(2) == c {
