@@ -24,6 +24,7 @@ final class BenchConnection: EventHandler, TimerHandler {
     private var presented = false
     private var scanner = ResponseScanner()
     private var requestsDone = 0
+    private var handshakeDone = false
     private var t0: UInt64 = 0
     private var tRequest: UInt64 = 0
     // per-connection counts, written by the OpenSSL callbacks
@@ -51,6 +52,7 @@ final class BenchConnection: EventHandler, TimerHandler {
         tickets = 0
         sessionCallbacks = 0
         requestsDone = 0
+        handshakeDone = false
         scanner.reset()
         t0 = monotonicNanos()
         let opened: (fd: Int32, connected: Bool)
@@ -114,6 +116,7 @@ final class BenchConnection: EventHandler, TimerHandler {
             case .handshaking:
                 let r = SSL_do_handshake(ssl)
                 if r == 1 {
+                    handshakeDone = true
                     let now = monotonicNanos()
                     worker.recordHandshake(ms: Float(Double(now &- t0) / 1e6))
                     if worker.config.requests == 0 {
@@ -239,6 +242,7 @@ final class BenchConnection: EventHandler, TimerHandler {
     private func fail(_ kind: ErrorKind, _ message: String) {
         ERR_clear_error()
         worker.recordError(kind, message)
+        abandon()
         worker.loop.cancelTimer(self)
         closeNow()
         state = .idle
@@ -249,6 +253,13 @@ final class BenchConnection: EventHandler, TimerHandler {
         }
         // A refused connect fails again at once: wait a little instead of spinning (and never recurse).
         worker.slotFinished(self, backoff: kind == .connect)
+    }
+
+    /// Counts the handshake of a connection that ends without completing (the server counted it).
+    func abandon() {
+        guard handshakeDone, let ssl else { return }
+        handshakeDone = false
+        worker.recordAbandonedHandshake(reused: SSL_session_reused(ssl) == 1, tickets: tickets)
     }
 
     /// Frees the SSL and closes the socket (no close_notify).

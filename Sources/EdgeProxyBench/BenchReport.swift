@@ -4,6 +4,13 @@ import Foundation
 struct BenchReport: Encodable {
     struct Scope: Encodable {
         var connections: Int
+        /// Handshakes completed, including those of connections that failed later (the server's view).
+        var handshakes: Int
+        var handshakesResumed: Int
+        /// handshakes_resumed / handshakes
+        var handshakeResumedFraction: Double
+        /// NewSessionTickets received per completed handshake (all connections)
+        var ticketsPerHandshake: Double
         var full: Int
         var resumed: Int
         var resumeAttempts: Int
@@ -25,6 +32,10 @@ struct BenchReport: Encodable {
 
         init(_ c: Counters) {
             connections = c.connections
+            handshakes = c.handshakes
+            handshakesResumed = c.handshakesResumed
+            handshakeResumedFraction = c.handshakes > 0 ? Double(c.handshakesResumed) / Double(c.handshakes) : 0
+            ticketsPerHandshake = c.handshakes > 0 ? Double(c.handshakeTickets) / Double(c.handshakes) : 0
             full = c.full
             resumed = c.resumed
             resumeAttempts = c.attempts
@@ -105,7 +116,8 @@ struct BenchReport: Encodable {
             "conn_p50_ms=\(f(latencyMs.connection.p50, 3))", "conn_p90_ms=\(f(latencyMs.connection.p90, 3))",
             "conn_p99_ms=\(f(latencyMs.connection.p99, 3))", "conn_max_ms=\(f(latencyMs.connection.max, 3))",
             "errors=\(window.errorTotal)", "bad_status=\(window.badStatus)",
-            "total_conns=\(total.connections)", "total_resumed=\(total.resumed)", "total_tickets=\(total.tickets)",
+            "total_conns=\(total.connections)", "total_handshakes=\(total.handshakes)",
+            "total_handshakes_resumed=\(total.handshakesResumed)", "total_resumed=\(total.resumed)", "total_tickets=\(total.tickets)",
             "total_errors=\(total.errorTotal)", "client_cpu_s=\(f(clientCPUS, 2))",
         ]
         for (k, v) in window.errors.sorted(by: { $0.key < $1.key }) where v > 0 { parts.append("err_\(k)=\(v)") }

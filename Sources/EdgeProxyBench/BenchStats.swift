@@ -17,6 +17,11 @@ enum ErrorKind: String, CaseIterable, Sendable {
 /// Counters for one scope (the measurement window, or the whole run).
 struct Counters {
     var connections = 0
+    /// Handshakes completed, whether or not the connection then completed (what the server counts).
+    var handshakes = 0
+    var handshakesResumed = 0
+    /// NewSessionTickets received on every connection whose handshake completed.
+    var handshakeTickets = 0
     var full = 0
     var resumed = 0
     /// Connections that presented a ticket.
@@ -31,6 +36,9 @@ struct Counters {
 
     mutating func add(_ o: Counters) {
         connections += o.connections
+        handshakes += o.handshakes
+        handshakesResumed += o.handshakesResumed
+        handshakeTickets += o.handshakeTickets
         full += o.full
         resumed += o.resumed
         attempts += o.attempts

@@ -156,6 +156,7 @@ final class BenchWorker {
             return
         }
         for s in slots where !s.isDead {
+            s.abandon()
             unfinished += 1
             retire(s)
         }
@@ -213,6 +214,9 @@ final class BenchWorker {
     ) {
         func add(_ c: inout Counters) {
             c.connections += 1
+            c.handshakes += 1
+            c.handshakeTickets += tickets
+            if reused { c.handshakesResumed += 1 }
             if reused {
                 c.resumed += 1
                 c.ticketsOnResumed += tickets
@@ -235,6 +239,18 @@ final class BenchWorker {
         if stats.negotiated[key] == nil { stats.negotiated[key] = describe(ssl) }
         progress.connections.wrappingAdd(1, ordering: .relaxed)
         if reused { progress.resumed.wrappingAdd(1, ordering: .relaxed) }
+    }
+
+    /// A connection that completed its handshake but not its requests (error, or cut at the drain deadline):
+    /// the server counted the handshake and its tickets, so the totals do too.
+    func recordAbandonedHandshake(reused: Bool, tickets: Int) {
+        func add(_ c: inout Counters) {
+            c.handshakes += 1
+            c.handshakeTickets += tickets
+            if reused { c.handshakesResumed += 1 }
+        }
+        add(&stats.total)
+        if inWindowNow() { add(&stats.window) }
     }
 
     func recordError(_ kind: ErrorKind, _ message: String) {
