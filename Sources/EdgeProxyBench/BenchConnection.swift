@@ -83,7 +83,8 @@ final class BenchConnection: EventHandler, TimerHandler {
             try worker.loop.register(
                 fd: fd,
                 interest: EventLoop.readable | EventLoop.writable | EventLoop.readHangup | EventLoop.edgeTriggered,
-                handler: self)
+                handler: self
+            )
         } catch {
             fail(.connect, error.description)
             return
@@ -225,8 +226,15 @@ final class BenchConnection: EventHandler, TimerHandler {
             }
         }
         worker.recordConnection(
-            shape: context.index, reused: reused, presented: presented, tickets: tickets,
-            sessionCallbacks: sessionCallbacks, requests: requestsDone, ms: Float(Double(monotonicNanos() &- t0) / 1e6), ssl: ssl)
+            shape: context.index,
+            reused: reused,
+            presented: presented,
+            tickets: tickets,
+            sessionCallbacks: sessionCallbacks,
+            requests: requestsDone,
+            ms: Float(Double(monotonicNanos() &- t0) / 1e6),
+            ssl: ssl
+        )
         worker.loop.cancelTimer(self)
         if worker.config.hold != nil {
             state = .holding

@@ -117,11 +117,14 @@ struct BenchReport: Encodable {
             "conn_p99_ms=\(f(latencyMs.connection.p99, 3))", "conn_max_ms=\(f(latencyMs.connection.max, 3))",
             "errors=\(window.errorTotal)", "bad_status=\(window.badStatus)",
             "total_conns=\(total.connections)", "total_handshakes=\(total.handshakes)",
-            "total_handshakes_resumed=\(total.handshakesResumed)", "total_resumed=\(total.resumed)", "total_tickets=\(total.tickets)",
+            "total_handshakes_resumed=\(total.handshakesResumed)", "total_resumed=\(total.resumed)",
+            "total_tickets=\(total.tickets)",
             "total_errors=\(total.errorTotal)", "client_cpu_s=\(f(clientCPUS, 2))",
         ]
         for (k, v) in window.errors.sorted(by: { $0.key < $1.key }) where v > 0 { parts.append("err_\(k)=\(v)") }
-        if let hold { parts += ["held=\(hold.held)", "hold_failed=\(hold.failed)", "hold_closed=\(hold.closedByPeer)"] }
+        if let hold {
+            parts += ["held=\(hold.held)", "hold_failed=\(hold.failed)", "hold_closed=\(hold.closedByPeer)"]
+        }
         return parts.joined(separator: " ")
     }
 

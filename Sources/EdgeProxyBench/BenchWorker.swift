@@ -50,14 +50,20 @@ final class BenchWorker {
         for (i, shape) in config.shapes.enumerated() {
             ctxs.append(
                 try ClientTLSContext(
-                    shape: shape, index: i, config: config, wantHello: index == 0 && config.dumpHelloDir != nil))
+                    shape: shape,
+                    index: i,
+                    config: config,
+                    wantHello: index == 0 && config.dumpHelloDir != nil
+                )
+            )
         }
         contexts = ctxs
         stats = WorkerStats(shapes: ctxs.count)
         messenger = try LoopMessenger()
         request = Array(
             "GET \(config.path) HTTP/1.1\r\nHost: \(config.hostHeader)\r\nUser-Agent: edgeproxy-bench\r\nAccept: */*\r\n\r\n"
-                .utf8)
+                .utf8
+        )
         readBuffer = .allocate(byteCount: 65536, alignment: 16)
         timeoutNanos = UInt64(config.timeout * 1e9)
     }
@@ -209,7 +215,13 @@ final class BenchWorker {
     }
 
     func recordConnection(
-        shape: Int, reused: Bool, presented: Bool, tickets: Int, sessionCallbacks: Int, requests: Int, ms: Float,
+        shape: Int,
+        reused: Bool,
+        presented: Bool,
+        tickets: Int,
+        sessionCallbacks: Int,
+        requests: Int,
+        ms: Float,
         ssl: OpaquePointer
     ) {
         func add(_ c: inout Counters) {

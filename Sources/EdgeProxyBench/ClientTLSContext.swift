@@ -66,7 +66,9 @@ final class ClientTLSContext {
         }
         // Sessions are kept by the slots, not by an OpenSSL cache; the callback only counts.
         _ = cps_SSL_CTX_set_session_cache_mode(
-            ctx, Int(SSL_SESS_CACHE_CLIENT) | Int(SSL_SESS_CACHE_NO_INTERNAL_STORE))
+            ctx,
+            Int(SSL_SESS_CACHE_CLIENT) | Int(SSL_SESS_CACHE_NO_INTERNAL_STORE)
+        )
         SSL_CTX_sess_set_new_cb(ctx, newSessionTrampoline)
         SSL_CTX_set_msg_callback(ctx, messageTrampoline)
     }
@@ -101,7 +103,13 @@ private let newSessionTrampoline: @convention(c) (OpaquePointer?, OpaquePointer?
 /// records the first ClientHello of each context.
 private let messageTrampoline:
     @convention(c) (Int32, Int32, Int32, UnsafeRawPointer?, Int, OpaquePointer?, UnsafeMutableRawPointer?) -> Void = {
-        writeP, _, contentType, buf, len, ssl, _ in
+        writeP,
+        _,
+        contentType,
+        buf,
+        len,
+        ssl,
+        _ in
         guard contentType == SSL3_RT_HANDSHAKE, let buf, len > 0 else { return }
         let msgType = buf.load(as: UInt8.self)
         if writeP == 0 && msgType == UInt8(SSL3_MT_NEWSESSION_TICKET) {

@@ -18,7 +18,8 @@ struct EdgeProxyBench: ParsableCommand {
             close. Counts connections that complete inside [warmup, warmup+duration); connections still in flight \
             then get --drain seconds to finish (counted in "total" only). Prints a progress line on stderr, a \
             RESULT line and a summary on stdout, and JSON with --json.
-            """)
+            """
+    )
 
     @Option(name: .long, help: "Server address (IP literal).") var host = "127.0.0.1"
     @Option(name: [.short, .long], help: "Server port.") var port: Int
@@ -32,7 +33,10 @@ struct EdgeProxyBench: ParsableCommand {
     @Option(name: .long, help: "mix: share of connections that present their slot's last ticket (0...1).")
     var resumeRatio = 0.5
     @Option(name: .long, help: "TLS version: 1.2 | 1.3 | any") var tls = "1.3"
-    @Option(name: [.customShort("k"), .customLong("requests")], help: "HTTP/1.1 GETs per connection (0: handshake only).")
+    @Option(
+        name: [.customShort("k"), .customLong("requests")],
+        help: "HTTP/1.1 GETs per connection (0: handshake only)."
+    )
     var requests = 1
     @Option(name: .long, help: "Request path.") var path = "/64"
     @Option(name: .long, help: "TLS 1.2 cipher list, in order (OpenSSL syntax).") var ciphers: String?
@@ -82,13 +86,28 @@ struct EdgeProxyBench: ParsableCommand {
         shape.sigalgs = sigalgs
         shape.alpn = noAlpn ? [] : alpn.split(separator: ",").map(String.init)
         let config = BenchConfig(
-            address: addr, hostHeader: sni ?? addr.description, sni: sni, connections: connections,
-            threads: min(threads, connections), duration: duration, warmup: hold == nil ? warmup : 0,
-            drain: drain, mode: benchMode,
+            address: addr,
+            hostHeader: sni ?? addr.description,
+            sni: sni,
+            connections: connections,
+            threads: min(threads, connections),
+            duration: duration,
+            warmup: hold == nil ? warmup : 0,
+            drain: drain,
+            mode: benchMode,
             resumeRatio: benchMode == .full ? 0 : benchMode == .resumed ? 1 : resumeRatio,
-            tls: TLSChoice(rawValue: tls)!, requests: requests, path: path, shape: shape,
-            schannelShare: schannelShare, hold: hold, maxInflight: maxInflight, timeout: timeout,
-            verifyChain: verifyChain, dumpHelloDir: dumpHello, quiet: quiet)
+            tls: TLSChoice(rawValue: tls)!,
+            requests: requests,
+            path: path,
+            shape: shape,
+            schannelShare: schannelShare,
+            hold: hold,
+            maxInflight: maxInflight,
+            timeout: timeout,
+            verifyChain: verifyChain,
+            dumpHelloDir: dumpHello,
+            quiet: quiet
+        )
 
         signal(SIGPIPE, SIG_IGN)
         var rl = rlimit()
@@ -117,11 +136,16 @@ struct EdgeProxyBench: ParsableCommand {
             // SAFETY: retained for the thread's lifetime; the thread releases it. The main thread keeps its own
             // reference and reads the worker's stats only after pthread_join.
             let arg = Unmanaged.passRetained(Box(w, start)).toOpaque()
-            let rc = pthread_create(&tid, nil, { p in
-                let b = Unmanaged<Box>.fromOpaque(p!).takeRetainedValue()
-                b.worker.run(start: b.start)
-                return nil
-            }, arg)
+            let rc = pthread_create(
+                &tid,
+                nil,
+                { p in
+                    let b = Unmanaged<Box>.fromOpaque(p!).takeRetainedValue()
+                    b.worker.run(start: b.start)
+                    return nil
+                },
+                arg
+            )
             precondition(rc == 0, "pthread_create failed")
             tids.append(tid)
         }
@@ -153,18 +177,39 @@ struct EdgeProxyBench: ParsableCommand {
         for (i, s) in config.shapes.enumerated() { byShape[s.name] = BenchReport.Scope(all.byShape[i]) }
         let report = BenchReport(
             settings: .init(
-                target: addr.description, sni: sni, connections: connections, threads: config.threads,
-                durationS: duration, warmupS: config.warmup, mode: mode, resumeRatio: config.resumeRatio, tls: tls,
-                requestsPerConnection: requests, path: path, schannelShare: schannelShare,
-                shapes: config.shapes.map(\.name), holdS: hold),
-            windowS: window, elapsedS: elapsed,
-            connPerS: Double(all.window.connections) / window, reqPerS: Double(all.window.requests) / window,
-            window: .init(all.window), total: .init(all.total), byShape: byShape,
+                target: addr.description,
+                sni: sni,
+                connections: connections,
+                threads: config.threads,
+                durationS: duration,
+                warmupS: config.warmup,
+                mode: mode,
+                resumeRatio: config.resumeRatio,
+                tls: tls,
+                requestsPerConnection: requests,
+                path: path,
+                schannelShare: schannelShare,
+                shapes: config.shapes.map(\.name),
+                holdS: hold
+            ),
+            windowS: window,
+            elapsedS: elapsed,
+            connPerS: Double(all.window.connections) / window,
+            reqPerS: Double(all.window.requests) / window,
+            window: .init(all.window),
+            total: .init(all.total),
+            byShape: byShape,
             latencyMs: .init(
-                handshake: LatencySummary(all.handshakeMs), request: LatencySummary(all.requestMs),
-                connection: LatencySummary(all.connectionMs)),
-            errorSamples: all.errorSamples, negotiated: all.negotiated, unfinishedAtEnd: unfinished, clientCPUS: cpu,
-            hold: holdReport.map { _ in .init(held: all.held, failed: all.holdFailed, closedByPeer: all.holdClosed) })
+                handshake: LatencySummary(all.handshakeMs),
+                request: LatencySummary(all.requestMs),
+                connection: LatencySummary(all.connectionMs)
+            ),
+            errorSamples: all.errorSamples,
+            negotiated: all.negotiated,
+            unfinishedAtEnd: unfinished,
+            clientCPUS: cpu,
+            hold: holdReport.map { _ in .init(held: all.held, failed: all.holdFailed, closedByPeer: all.holdClosed) }
+        )
         print(report.resultLine)
         printSummary(report)
         if let json {
@@ -209,10 +254,18 @@ struct EdgeProxyBench: ParsableCommand {
                 let errs = workers.reduce(0) { $0 + $1.progress.errors.load(ordering: .relaxed) }
                 let rate = Double(conns - lastConns) / (Double(now - lastPrint) / 1e9)
                 let t = Double(now - start) / 1e9
-                let phase = isHold ? "hold" : t < config.warmup ? "warm-up" : t < config.warmup + config.duration ? "measure" : "drain"
+                let phase =
+                    isHold
+                    ? "hold" : t < config.warmup ? "warm-up" : t < config.warmup + config.duration ? "measure" : "drain"
                 let line = String(
-                    format: "\r[%5.1fs %@] conns=%d (%.0f/s) resumed=%.1f%% errors=%d   ", t, phase, conns, rate,
-                    conns > 0 ? 100 * Double(res) / Double(conns) : 0, errs)
+                    format: "\r[%5.1fs %@] conns=%d (%.0f/s) resumed=%.1f%% errors=%d   ",
+                    t,
+                    phase,
+                    conns,
+                    rate,
+                    conns > 0 ? 100 * Double(res) / Double(conns) : 0,
+                    errs
+                )
                 FileHandle.standardError.write(line.data(using: .utf8)!)
                 lastPrint = now
                 lastConns = conns
@@ -227,13 +280,28 @@ struct EdgeProxyBench: ParsableCommand {
         print(
             String(
                 format: "%d connections in %.1f s window: %.1f conn/s, %.1f req/s; resumed %.1f%% (%d of %d attempts)",
-                w.connections, r.windowS, r.connPerS, r.reqPerS, 100 * w.resumedFraction, w.resumed, w.resumeAttempts))
+                w.connections,
+                r.windowS,
+                r.connPerS,
+                r.reqPerS,
+                100 * w.resumedFraction,
+                w.resumed,
+                w.resumeAttempts
+            )
+        )
         print(
             String(
-                format: "tickets/conn %.3f (full %@, resumed %@); connection latency ms p50 %.2f p90 %.2f p99 %.2f max %.2f",
-                w.ticketsPerConnection, w.ticketsPerFull.map { String(format: "%.2f", $0) } ?? "-",
-                w.ticketsPerResumed.map { String(format: "%.2f", $0) } ?? "-", l.connection.p50, l.connection.p90,
-                l.connection.p99, l.connection.max))
+                format:
+                    "tickets/conn %.3f (full %@, resumed %@); connection latency ms p50 %.2f p90 %.2f p99 %.2f max %.2f",
+                w.ticketsPerConnection,
+                w.ticketsPerFull.map { String(format: "%.2f", $0) } ?? "-",
+                w.ticketsPerResumed.map { String(format: "%.2f", $0) } ?? "-",
+                l.connection.p50,
+                l.connection.p90,
+                l.connection.p99,
+                l.connection.max
+            )
+        )
         let errs = w.errors.filter { $0.value > 0 }.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
         print("errors: \(errs.isEmpty ? "none" : errs.joined(separator: " ")); bad status: \(w.badStatus)")
         for (k, v) in r.errorSamples.sorted(by: { $0.key < $1.key }) { print("  first \(k): \(v)") }
