@@ -11,7 +11,8 @@ let hotPath: [SwiftSetting] = [.unsafeFlags(["-enforce-exclusivity=unchecked"], 
 let package = Package(
     name: "EdgeProxy",
     products: [
-        .executable(name: "edgeproxy", targets: ["edgeproxy"])
+        .executable(name: "edgeproxy", targets: ["edgeproxy"]),
+        .executable(name: "edgeproxy-bench", targets: ["EdgeProxyBench"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
@@ -71,6 +72,14 @@ let package = Package(
                 "ProxyServer", "ProxyConfig", "ProxyPolicy", "ProxyFingerprint", "ProxyTickets", "ProxyTicketStore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        // Load generator (bench/): OpenSSL on the client side, on our own event loop.
+        .executableTarget(
+            name: "EdgeProxyBench",
+            dependencies: [
+                "ProxyCore", "ProxyEventLoop", "CProxyShims", "COpenSSL",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
 

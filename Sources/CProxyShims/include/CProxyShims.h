@@ -42,6 +42,7 @@ int cps_SSL_CTX_set_tlsext_servername_callback(SSL_CTX *ctx, int (*cb)(SSL *, in
 int cps_SSL_CTX_set_tlsext_servername_arg(SSL_CTX *ctx, void *arg);
 int cps_SSL_get_ex_new_index(void);
 int cps_SSL_set_tlsext_host_name(SSL *ssl, const char *name);
+long cps_SSL_set_tlsext_status_type(SSL *ssl, int type);   // client: send status_request (OCSP)
 long cps_SSL_CTX_get_extra_chain_certs_count(SSL_CTX *ctx);
 void cps_OPENSSL_free(void *ptr);
 long cps_SSL_CTX_set1_chain(SSL_CTX *ctx, STACK_OF(X509) *chain);
@@ -58,5 +59,7 @@ uint64_t cps_SSL_OP_ALL(void);
 uint64_t cps_SSL_OP_NO_SESSION_RESUMPTION_ON_RENEGOTIATION(void);
 uint64_t cps_SSL_OP_IGNORE_UNEXPECTED_EOF(void);
 uint64_t cps_SSL_OP_ENABLE_MIDDLEBOX_COMPAT(void);
+uint64_t cps_SSL_OP_NO_ENCRYPT_THEN_MAC(void);
+uint64_t cps_SSL_OP_TLSEXT_PADDING(void);
 
 #endif
