@@ -25,6 +25,8 @@ let package = Package(
         .systemLibrary(name: "COpenSSL", pkgConfig: "openssl", providers: [.apt(["libssl-dev"])]),
         // One-line forwarders for what Swift cannot import (function-like macros, epoll/accept4 headers).
         .target(name: "CProxyShims", dependencies: ["COpenSSL"]),
+        // nghttp2 from Debian's libnghttp2-dev; imported (privately) by ProxyHTTP2 only.
+        .systemLibrary(name: "CNGHTTP2", pkgConfig: "libnghttp2", providers: [.apt(["libnghttp2-dev"])]),
 
         .target(name: "ProxyCore", swiftSettings: hotPath),
         .target(name: "ProxyEventLoop", dependencies: ["ProxyCore", "CProxyShims"], swiftSettings: hotPath),
@@ -35,6 +37,8 @@ let package = Package(
         ),
         .target(name: "ProxyTickets", dependencies: ["ProxyCore", "COpenSSL"]),
         .target(name: "ProxyHTTP1", dependencies: ["ProxyCore"], swiftSettings: hotPath),
+        // Sans-IO HTTP/2 server session on nghttp2; shares the header container type with ProxyHTTP1.
+        .target(name: "ProxyHTTP2", dependencies: ["ProxyCore", "ProxyHTTP1", "CNGHTTP2"], swiftSettings: hotPath),
         .target(
             name: "ProxyConfig",
             dependencies: ["ProxyCore", "ProxyTickets", .product(name: "TOMLKit", package: "TOMLKit")]
@@ -47,7 +51,7 @@ let package = Package(
         .target(
             name: "ProxyServer",
             dependencies: [
-                "ProxyCore", "ProxyEventLoop", "ProxyTLS", "ProxyHTTP1", "ProxyTickets", "ProxyFingerprint",
+                "ProxyCore", "ProxyEventLoop", "ProxyTLS", "ProxyHTTP1", "ProxyHTTP2", "ProxyTickets", "ProxyFingerprint",
                 "ProxyPolicy", "ProxyConfig", "CProxyShims",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
@@ -70,6 +74,8 @@ let package = Package(
         .testTarget(name: "ProxyPolicyTests", dependencies: ["ProxyPolicy", "ProxyFingerprint"]),
         .testTarget(name: "ProxyTicketsTests", dependencies: ["ProxyTickets", "ProxyCore"]),
         .testTarget(name: "ProxyHTTP1Tests", dependencies: ["ProxyHTTP1"]),
+        // Drives the server session with a real nghttp2 client session (bytes in, events out).
+        .testTarget(name: "ProxyHTTP2Tests", dependencies: ["ProxyHTTP2", "ProxyHTTP1", "CNGHTTP2"]),
         .testTarget(name: "ProxyConfigTests", dependencies: ["ProxyConfig"]),
     ]
 )
