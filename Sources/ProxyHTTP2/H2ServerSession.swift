@@ -189,7 +189,7 @@ public final class H2ServerSession {
         var added = false
         if pendingStart < pending.count {
             let n = min(out.freeCount, pending.count - pendingStart)
-            pending.withUnsafeBytes { out.append(UnsafeRawBufferPointer(rebasing: $0[pendingStart..<pendingStart + n])) }
+            _ = pending.withUnsafeBytes { out.append(UnsafeRawBufferPointer(rebasing: $0[pendingStart..<pendingStart + n])) }
             pendingStart += n
             added = n > 0
             if pendingStart < pending.count { return added }

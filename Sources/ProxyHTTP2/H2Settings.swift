@@ -37,6 +37,8 @@ public enum H2Failure: Sendable, Equatable {
     case continuationFlood
     case headerBomb
     case ackFlood
+    /// The client left response bytes unread past the stall timeout (closed by the owner).
+    case zeroWindow
 
     /// Metric/log label.
     public var label: String {
@@ -48,6 +50,7 @@ public enum H2Failure: Sendable, Equatable {
         case .continuationFlood: "continuation_flood"
         case .headerBomb: "header_bomb"
         case .ackFlood: "ack_flood"
+        case .zeroWindow: "zero_window"
         }
     }
 }

@@ -48,11 +48,14 @@ public final class RuntimeSnapshot: Sendable {
     /// Lowercased names of inbound headers always removed (spoofable fingerprint headers, Expect).
     let strippedHeaderNames: [[UInt8]]
     public let maxConnectionsPerWorker: Int
+    /// HTTP/2 session limits and timeouts.
+    public let http2: HTTP2Options
 
     public init(
         tls: TLSContextSet, policies: CompiledPolicySet?, origins: [Origin], timeouts: Timeouts, limits: HTTP1Limits,
-        fingerprintHeaders: FingerprintHeaders, maxConnectionsPerWorker: Int
+        fingerprintHeaders: FingerprintHeaders, maxConnectionsPerWorker: Int, http2: HTTP2Options = HTTP2Options()
     ) {
+        self.http2 = http2
         self.tls = tls
         self.policies = policies
         self.origins = origins
