@@ -284,7 +284,8 @@ final class H2Connection: H2SessionHandler, TimerHandler {
         } else {
             // Streams in flight: check their origin deadlines and the zero-window rule often enough.
             let step = min(snapshot.http2.zeroWindowTimeout / 4, 1_000_000_000)
-            if deadline <= now || deadline > now &+ step { setDeadline(now &+ step) }
+            // (A timer that fired before `deadline` leaves none pending: always keep one.)
+            if !timerSlot.isPending || deadline <= now || deadline > now &+ step { setDeadline(now &+ step) }
         }
     }
 
@@ -715,7 +716,8 @@ final class H2Connection: H2SessionHandler, TimerHandler {
                 do {
                     let u = try UpstreamConnection.connect(worker: worker, origin: oi, address: addr)
                     attach(s, u)
-                    s.ex.upstreamDeadline = worker.loop.now &+ snapshot.timeouts.upstreamConnect
+                    // Loopback connects often complete at once; then the read timeout applies already.
+                    if !u.connected { s.ex.upstreamDeadline = worker.loop.now &+ snapshot.timeouts.upstreamConnect }
                     return
                 } catch {
                     worker.metrics.upstreamError("connect")
