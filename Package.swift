@@ -28,6 +28,8 @@ let package = Package(
         .target(name: "CProxyShims", dependencies: ["COpenSSL"]),
         // hiredis 0.14 from Debian's libhiredis-dev; imported privately by ProxyTicketStore only.
         .systemLibrary(name: "CHiredis", pkgConfig: "hiredis", providers: [.apt(["libhiredis-dev"])]),
+        // nghttp2 from Debian's libnghttp2-dev; imported (privately) by ProxyHTTP2 only.
+        .systemLibrary(name: "CNGHTTP2", pkgConfig: "libnghttp2", providers: [.apt(["libnghttp2-dev"])]),
 
         .target(name: "ProxyCore", swiftSettings: hotPath),
         // Source positions of keys and values in TOML text (TOMLKit has none); shared by ProxyConfig and ProxyPolicy.
@@ -44,6 +46,8 @@ let package = Package(
         // Redis I/O for fleet-wide ticket keys (the only hiredis user); ProxyTickets stays sans-IO.
         .target(name: "ProxyTicketStore", dependencies: ["ProxyCore", "ProxyTickets", "CHiredis"]),
         .target(name: "ProxyHTTP1", dependencies: ["ProxyCore"], swiftSettings: hotPath),
+        // Sans-IO HTTP/2 server session on nghttp2; shares the header container type with ProxyHTTP1.
+        .target(name: "ProxyHTTP2", dependencies: ["ProxyCore", "ProxyHTTP1", "CNGHTTP2"], swiftSettings: hotPath),
         .target(
             name: "ProxyConfig",
             dependencies: [
@@ -58,7 +62,7 @@ let package = Package(
         .target(
             name: "ProxyServer",
             dependencies: [
-                "ProxyCore", "ProxyEventLoop", "ProxyTLS", "ProxyHTTP1", "ProxyTickets", "ProxyFingerprint",
+                "ProxyCore", "ProxyEventLoop", "ProxyTLS", "ProxyHTTP1", "ProxyHTTP2", "ProxyTickets", "ProxyFingerprint",
                 "ProxyPolicy", "ProxyConfig", "CProxyShims", "ProxyTicketStore",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
@@ -90,6 +94,8 @@ let package = Package(
         .testTarget(name: "ProxyPolicyTests", dependencies: ["ProxyPolicy", "ProxyFingerprint"]),
         .testTarget(name: "ProxyTicketsTests", dependencies: ["ProxyTickets", "ProxyCore"]),
         .testTarget(name: "ProxyHTTP1Tests", dependencies: ["ProxyHTTP1"]),
+        // Drives the server session with a real nghttp2 client session (bytes in, events out).
+        .testTarget(name: "ProxyHTTP2Tests", dependencies: ["ProxyHTTP2", "ProxyHTTP1", "CNGHTTP2"]),
         .testTarget(name: "ProxyConfigTests", dependencies: ["ProxyConfig"]),
     ]
 )

@@ -194,7 +194,18 @@ extension ProxyConfiguration {
             t.finish()
             redis = r
         }
-        root.reserved("http2", "[http2] is not supported yet (EdgeProxy speaks HTTP/1.1 only)")
+        if var t = root.table("http2") {
+            if let v = t.int("max_concurrent_streams") { http2.maxConcurrentStreams = v }
+            if let v = t.int("max_header_list_size") { http2.maxHeaderListSize = v }
+            if let v = t.int("initial_window_size") { http2.initialWindowSize = v }
+            if let v = t.int("rapid_reset_burst") { http2.rapidResetBurst = v }
+            if let v = t.int("rapid_reset_rate") { http2.rapidResetRate = v }
+            if let v = t.int("control_frame_burst") { http2.controlFrameBurst = v }
+            if let v = t.int("control_frame_rate") { http2.controlFrameRate = v }
+            if let v = t.int("max_continuations") { http2.maxContinuations = v }
+            if let v = t.duration("zero_window_timeout") { http2.zeroWindowTimeout = v }
+            t.finish()
+        }
         root.finish()
     }
 }

@@ -72,10 +72,8 @@ extension ProxyConfiguration {
         }
         for (i, name) in tls.alpn.enumerated() {
             let path = TOMLPath(arrayLiteral: "tls", "alpn").appending(index: i)
-            if name == "h2" {
-                add([path], "\(path): \"h2\" is not supported yet (HTTP/2 is not implemented); use \"http/1.1\"")
-            } else if !["http/1.1", "http/1.0"].contains(name) {
-                add([path], "\(path): unsupported protocol \"\(name)\"; EdgeProxy speaks \"http/1.1\" and \"http/1.0\"")
+            if !["h2", "http/1.1", "http/1.0"].contains(name) {
+                add([path], "\(path): unsupported protocol \"\(name)\"; EdgeProxy speaks \"h2\", \"http/1.1\" and \"http/1.0\"")
             } else if tls.alpn[..<i].contains(name) {
                 add([path], "\(path) repeats \"\(name)\"")
             }
@@ -95,6 +93,19 @@ extension ProxyConfiguration {
         range(["limits", "max_header_bytes"], limits.maxHeaderBytes, 1024...16_777_216)
         range(["limits", "max_headers"], limits.maxHeaders, 1...10_000)
         range(["limits", "max_connections_per_worker"], limits.maxConnectionsPerWorker, 1...1_000_000)
+
+        // [http2]
+        range(["http2", "max_concurrent_streams"], http2.maxConcurrentStreams, 1...10_000)
+        range(["http2", "max_header_list_size"], http2.maxHeaderListSize, 1024...16_777_216)
+        range(["http2", "initial_window_size"], http2.initialWindowSize, 1024...16_777_215)
+        range(["http2", "rapid_reset_burst"], http2.rapidResetBurst, 1...1_000_000)
+        range(["http2", "rapid_reset_rate"], http2.rapidResetRate, 0...1_000_000)
+        range(["http2", "control_frame_burst"], http2.controlFrameBurst, 1...1_000_000)
+        range(["http2", "control_frame_rate"], http2.controlFrameRate, 0...1_000_000)
+        range(["http2", "max_continuations"], http2.maxContinuations, 0...1000)
+        if http2.zeroWindowTimeout.milliseconds == 0 {
+            add([["http2", "zero_window_timeout"]], "http2.zero_window_timeout must be greater than 0")
+        }
 
         // [tickets]
         if tickets.rotation < .seconds(1) {

@@ -37,6 +37,8 @@ public struct ProxyConfiguration: Sendable, Equatable {
     public var policies = Policies()
     /// `[redis]` (used when `tickets.source = "redis"`); nil when the section is absent.
     public var redis: Redis? = nil
+    /// `[http2]`.
+    public var http2 = HTTP2()
 
     /// The defaults described on the type.
     public init() {}
@@ -119,8 +121,8 @@ extension ProxyConfiguration {
         public var ciphersuites = TLS.defaultCiphersuites
         /// Key exchange groups (`SSL_CTX_set1_groups_list`).
         public var groups = "X25519:P-256:P-384"
-        /// ALPN protocol names the server accepts, in preference order.
-        public var alpn = ["http/1.1"]
+        /// ALPN protocol names the server accepts, in preference order (`h2` first: HTTP/2 when the client offers it).
+        public var alpn = ["h2", "http/1.1"]
 
         /// ECDHE with AEAD ciphers only (Mozilla "intermediate" TLS 1.2 list).
         public static let defaultCiphers =
@@ -157,6 +159,30 @@ extension ProxyConfiguration {
         public var maxHeaderBytes = 32768
         public var maxHeaders = 100
         public var maxConnectionsPerWorker = 10000
+
+        public init() {}
+    }
+
+    /// `[http2]`: limits of HTTP/2 connections (ALPN `h2`) and the abuse thresholds that close them with
+    /// GOAWAY ENHANCE_YOUR_CALM.
+    public struct HTTP2: Sendable, Equatable {
+        /// SETTINGS_MAX_CONCURRENT_STREAMS.
+        public var maxConcurrentStreams = 100
+        /// SETTINGS_MAX_HEADER_LIST_SIZE (RFC 9113 size); larger request heads get 431.
+        public var maxHeaderListSize = 32768
+        /// SETTINGS_INITIAL_WINDOW_SIZE: request-body bytes buffered per stream at most.
+        public var initialWindowSize = 65535
+        /// Client RST_STREAM frames: burst, then this many per second (rapid reset, CVE-2023-44487).
+        public var rapidResetBurst = 200
+        public var rapidResetRate = 50
+        /// PING, SETTINGS, PRIORITY and empty DATA frames: burst, then this many per second.
+        public var controlFrameBurst = 1000
+        public var controlFrameRate = 100
+        /// CONTINUATION frames allowed after one HEADERS frame (CVE-2024-27316).
+        public var maxContinuations = 8
+        /// A stream with response bytes the client does not accept (zero window or unread socket) this long
+        /// closes its connection.
+        public var zeroWindowTimeout = ConfigDuration.seconds(30)
 
         public init() {}
     }

@@ -4,7 +4,7 @@ import ProxyTLS
 enum AccessLogLine {
     static func append(
         connection c: ClientConnection, exchange ex: Exchange, to out: inout [UInt8], clock: inout LogClock,
-        now: UInt64
+        now: UInt64, h2: Bool = false
     ) {
         // Written straight into the worker's line buffer (taken over while writing, so appends do not copy).
         var w = JSONWriter(appendingTo: out)
@@ -29,6 +29,7 @@ enum AccessLogLine {
         }
         w.field("policy_observed", s.observedPolicyName)
         w.field("tag", s.tag)
+        w.field("protocol", static: h2 ? "h2" : (ex.version == .http1_0 ? "HTTP/1.0" : "HTTP/1.1"))
         w.field("method", bytes: ex.methodBytes)
         w.field("path", bytes: ex.target)
         w.field("status", ex.status)

@@ -11,14 +11,32 @@ enum BuiltinPage {
     }
 
     static func render(connection c: ClientConnection, head: RequestHead) -> Rendered {
-        let json = describe(c, head: head)
-        if let accept = head.headers.first("accept"), contains(accept, "application/json") {
+        render(
+            connection: c, method: head.methodBytes, path: head.target, accept: head.headers.first("accept"),
+            protocolName: head.version == .http1_0 ? "HTTP/1.0" : "HTTP/1.1")
+    }
+
+    /// The page for a request given by its parts (HTTP/2 streams have no `RequestHead`).
+    static func render(
+        connection c: ClientConnection, method: ArraySlice<UInt8>, path: ArraySlice<UInt8>,
+        accept: ArraySlice<UInt8>?, protocolName: StaticString
+    ) -> Rendered {
+        let json = describe(c, method: method, path: path, protocolName: protocolName)
+        if let accept, contains(accept, "application/json") {
             return Rendered(contentType: "application/json", bytes: json.bytes + [10])
         }
-        return Rendered(contentType: "text/html; charset=utf-8", bytes: html(c))
+        return Rendered(contentType: "text/html; charset=utf-8", bytes: html(c, protocolName: protocolName))
     }
 
     static func describe(_ c: ClientConnection, head: RequestHead) -> JSONWriter {
+        describe(
+            c, method: head.methodBytes, path: head.target,
+            protocolName: head.version == .http1_0 ? "HTTP/1.0" : "HTTP/1.1")
+    }
+
+    static func describe(
+        _ c: ClientConnection, method: ArraySlice<UInt8>, path: ArraySlice<UInt8>, protocolName: StaticString
+    ) -> JSONWriter {
         var w = JSONWriter(reserving: 1024)
         let s = c.tlsState
         w.beginObject()
@@ -38,13 +56,14 @@ enum BuiltinPage {
         w.field("policy_observed", s.observedPolicyName)
         w.field("tag", s.tag)
         w.field("stale_ticket_action", s.staleAction.rawValue)
-        w.field("method", bytes: head.methodBytes)
-        w.field("path", bytes: head.target)
+        w.field("protocol", static: protocolName)
+        w.field("method", bytes: method)
+        w.field("path", bytes: path)
         w.endObject()
         return w
     }
 
-    private static func html(_ c: ClientConnection) -> [UInt8] {
+    private static func html(_ c: ClientConnection, protocolName: StaticString) -> [UInt8] {
         var out: [UInt8] = Array(
             """
             <!doctype html><html><head><meta charset="utf-8"><title>EdgeProxy</title>
@@ -57,6 +76,7 @@ enum BuiltinPage {
         let s = c.tlsState
         let rows: [(String, String)] = [
             ("Client", c.peer.description),
+            ("Protocol", protocolName.description),
             ("TLS version", c.tlsVersionName),
             ("Cipher", c.cipherName ?? "-"),
             ("ALPN", c.alpnName ?? "-"),

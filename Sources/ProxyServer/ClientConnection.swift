@@ -21,12 +21,12 @@ final class ClientConnection: EventHandler, TimerHandler {
     let fd: Int32
     let peer: SocketAddress
     let snapshot: RuntimeSnapshot
-    private var tls: TLSStream?
+    private(set) var tls: TLSStream?
     let tlsState: TLSConnectionState
     private(set) var phase = Phase.handshaking
     private var canRead = true
     private var canWrite = true
-    private var peerEOF = false
+    var peerEOF = false
     private(set) var closed = false
     private var inBuf: ByteBuffer?
     private var outBuf: ByteBuffer?
@@ -76,6 +76,8 @@ final class ClientConnection: EventHandler, TimerHandler {
     /// Built on the first proxied request (needs the handshake's fingerprint), reused for the rest.
     private var forwarding: ForwardingContext?
     private var cachedPeerText: [UInt8]?
+    /// Set when ALPN chose h2: that driver owns the connection's I/O from then on (ClientConnection+H2.swift).
+    var h2: H2Connection?
 
     init(worker: Worker, fd: Int32, peer: SocketAddress) {
         self.worker = worker
@@ -112,6 +114,10 @@ final class ClientConnection: EventHandler, TimerHandler {
     // MARK: events
 
     func handleEvent(_ events: UInt32) {
+        if let h2 {
+            h2.handleEvent(events)
+            return
+        }
         if events & (EventLoop.readable | EventLoop.readHangup | EventLoop.hangup | EventLoop.error) != 0 {
             canRead = true
         }
@@ -239,6 +245,7 @@ final class ClientConnection: EventHandler, TimerHandler {
                 tls.issueExtraTickets(tlsState.tls13Tickets - 1)
             }
             setDeadline(worker.loop.now &+ snapshot.timeouts.idle)
+            if startH2IfNegotiated() { return false }
             return true
         case .wantRead:
             canRead = false
@@ -769,6 +776,10 @@ final class ClientConnection: EventHandler, TimerHandler {
 
     /// Called by the worker on drain: idle connections close now, busy ones after their response.
     func drain() {
+        if let h2 {
+            h2.drain()
+            return
+        }
         draining = true
         closeAfterResponse = true
         if phase == .open && !ex.active && !headInProgress && (outBuf?.isEmpty ?? true) {
@@ -794,6 +805,8 @@ final class ClientConnection: EventHandler, TimerHandler {
         guard !closed else { return }
         closed = true
         worker.loop.cancelTimer(self)
+        h2?.teardown()
+        h2 = nil
         ex.dropUpstream(worker: worker, reusable: false)
         ex.reset(worker: worker)
         worker.loop.deregister(fd: fd)

@@ -200,7 +200,7 @@ public final class EdgeProxyServer: @unchecked Sendable {
         let fh = c.policies.headers
         return RuntimeSnapshot(
             tls: contexts, policies: policies, origins: origins, timeouts: t, limits: limits, fingerprintHeaders: fh,
-            maxConnectionsPerWorker: c.limits.maxConnectionsPerWorker)
+            maxConnectionsPerWorker: c.limits.maxConnectionsPerWorker, http2: HTTP2Options(c.http2, limits: c.limits))
     }
 
     private func loadPolicies(dir: String) throws -> CompiledPolicySet {

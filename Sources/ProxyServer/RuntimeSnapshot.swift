@@ -45,11 +45,14 @@ public final class RuntimeSnapshot: Sendable {
     /// The forwarding settings shared by every connection of this snapshot; a connection copies it and sets only
     /// the client address and its fingerprint header lines (the arrays stay shared).
     let forwardingTemplate: ForwardingContext
+    /// HTTP/2 session limits and timeouts.
+    public let http2: HTTP2Options
 
     public init(
         tls: TLSContextSet, policies: CompiledPolicySet?, origins: [Origin], timeouts: Timeouts, limits: HTTP1Limits,
-        fingerprintHeaders: FingerprintHeaders, maxConnectionsPerWorker: Int
+        fingerprintHeaders: FingerprintHeaders, maxConnectionsPerWorker: Int, http2: HTTP2Options = HTTP2Options()
     ) {
+        self.http2 = http2
         self.tls = tls
         self.policies = policies
         self.origins = origins

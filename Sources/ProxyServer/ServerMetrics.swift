@@ -19,6 +19,8 @@ final class WorkerMetrics: TLSObserver {
     let bytesIn: Counter
     let bytesOut: Counter
     let loopBusySeconds: Gauge
+    /// HTTP/2 counters (created on first use: most workers of an HTTP/1-only deployment never need them).
+    lazy var h2 = H2Metrics(worker: worker)
     /// Per policy name: (matched, enforced, observed), created on first match (names change on reload).
     private var policyCounters: [String: (Counter, Counter, Counter)] = [:]
     let worker: String

@@ -9,8 +9,10 @@ final class UpstreamConnection: EventHandler, TimerHandler {
     let fd: Int32
     let origin: Int
     let address: SocketAddress
-    /// The exchange using this connection (nil while idle in the pool).
-    unowned(unsafe) var owner: ClientConnection?
+    /// The exchange using this connection (nil while idle in the pool): an HTTP/1 client connection or an
+    /// HTTP/2 stream.
+    // SAFETY: owners detach (dropUpstream) before they are released, so the reference never dangles.
+    unowned(unsafe) var owner: (any UpstreamOwner)?
     var connected: Bool
     /// True once the connection served an earlier request (a failure before any response byte may be a stale
     /// keep-alive connection, not a dead origin).

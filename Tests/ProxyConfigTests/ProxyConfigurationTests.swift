@@ -16,7 +16,7 @@ final class ProxyConfigurationTests: XCTestCase {
         XCTAssertEqual(c.tls.minVersion, .v1_2)
         XCTAssertEqual(c.tls.maxVersion, .v1_3)
         XCTAssertEqual(c.tls.groups, "X25519:P-256:P-384")
-        XCTAssertEqual(c.tls.alpn, ["http/1.1"])
+        XCTAssertEqual(c.tls.alpn, ["h2", "http/1.1"])
         XCTAssertTrue(c.tls.ciphers.hasPrefix("ECDHE-"))
         XCTAssertEqual(c.timeouts.handshake, .seconds(10))
         XCTAssertEqual(c.timeouts.headerRead, .seconds(15))
@@ -219,9 +219,36 @@ final class ProxyConfigurationTests: XCTestCase {
         )
     }
 
-    func testReservedTablesAreNotSupportedYet() {
-        assertSingleError("[http2]\nenabled = true\n", at: "1:2", "[http2] is not supported yet")
-        assertSingleError("tls.alpn = [\"http/1.1\", \"h2\"]", at: "1:25", "\"h2\" is not supported yet")
+    func testHTTP2SectionAndALPN() {
+        let c = parsed(
+            """
+            tls.alpn = ["http/1.1", "h2"]
+            [http2]
+            max_concurrent_streams = 64
+            max_header_list_size = 8192
+            initial_window_size = 1048576
+            rapid_reset_burst = 10
+            rapid_reset_rate = 5
+            control_frame_burst = 20
+            control_frame_rate = 10
+            max_continuations = 4
+            zero_window_timeout = "2s"
+            """)
+        XCTAssertEqual(c?.tls.alpn, ["http/1.1", "h2"])
+        XCTAssertEqual(c?.http2.maxConcurrentStreams, 64)
+        XCTAssertEqual(c?.http2.maxHeaderListSize, 8192)
+        XCTAssertEqual(c?.http2.initialWindowSize, 1_048_576)
+        XCTAssertEqual(c?.http2.rapidResetBurst, 10)
+        XCTAssertEqual(c?.http2.rapidResetRate, 5)
+        XCTAssertEqual(c?.http2.controlFrameBurst, 20)
+        XCTAssertEqual(c?.http2.controlFrameRate, 10)
+        XCTAssertEqual(c?.http2.maxContinuations, 4)
+        XCTAssertEqual(c?.http2.zeroWindowTimeout, .seconds(2))
+        assertSingleError("[http2]\nmax_concurrent_streams = 0", at: "2:1", "between 1 and 10000")
+        assertSingleError("[http2]\ninitial_window_size = 100", at: "2:1", "http2.initial_window_size must be between")
+        assertSingleError("[http2]\nzero_window_timeout = \"0s\"", at: "2:1", "must be greater than 0")
+        assertSingleError("[http2]\nenabled = true", at: "2:1", "unknown key \"enabled\" in [http2]")
+        assertSingleError("tls.alpn = [\"http/1.1\", \"h3\"]", at: "1:25", "unsupported protocol \"h3\"")
     }
 
     // MARK: - [redis]

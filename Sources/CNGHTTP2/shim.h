@@ -1,0 +1,4 @@
+#ifndef EDGEPROXY_CNGHTTP2_SHIM_H
+#define EDGEPROXY_CNGHTTP2_SHIM_H
+#include <nghttp2/nghttp2.h>
+#endif

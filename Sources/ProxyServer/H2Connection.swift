@@ -1,0 +1,954 @@
+import Glibc
+import ProxyConfig
+import ProxyCore
+import ProxyEventLoop
+import ProxyHTTP1
+import ProxyHTTP2
+import ProxyTLS
+
+/// The HTTP/2 side of a client connection (ALPN `h2`): one nghttp2 server session over the connection's TLS
+/// stream, each stream forwarded to an origin over the worker's HTTP/1.1 keep-alive pool (one upstream
+/// connection per active stream) or answered by the built-in page.
+///
+/// The `ClientConnection` keeps the socket, TLS and the fingerprint state (so the access log, the built-in page
+/// and the forwarding headers read them as for HTTP/1) and forwards its readiness events here.
+///
+/// Backpressure, per stream: request-body bytes wait in the stream's staging buffer, which never holds more than
+/// the stream window; the window re-opens (`consume`) only as bytes move on toward the origin. Response bytes wait
+/// in the stream's response buffer; the origin is read only while that buffer has room, and nghttp2 pulls from it
+/// as the client's flow-control window allows. A slow stream therefore holds at most its two buffers and never
+/// blocks the others; the connection's own output buffer is shared and drained by the TLS writes.
+final class H2Connection: H2SessionHandler, TimerHandler {
+    unowned let conn: ClientConnection
+    unowned let worker: Worker
+    let snapshot: RuntimeSnapshot
+    private var session: H2ServerSession!
+    var timerSlot = TimerSlot()
+    private var deadline: UInt64 = 0
+    private var canRead = true
+    private var canWrite = true
+    private var inBuf: ByteBuffer?
+    private var outBuf: ByteBuffer?
+    private var streams: [Int32: H2Stream] = [:]
+    private var freeStreams: [H2Stream] = []
+    private var freeStages: [ByteBuffer] = []
+    /// Streams whose response buffer drained while their origin was paused: driven after the next send.
+    private var wakeList: [H2Stream] = []
+    private var goingAway = false
+    private var lastActivity: UInt64
+    private var lastWrite: UInt64
+    private var flusher: H2FlushTimer!
+    private var headers = H2HeaderBlock()
+    private var closed = false
+    private let metrics: H2Metrics
+
+    init(conn: ClientConnection) {
+        self.conn = conn
+        self.worker = conn.worker
+        self.snapshot = conn.snapshot
+        self.lastActivity = conn.worker.loop.now
+        self.lastWrite = lastActivity
+        self.metrics = conn.worker.metrics.h2
+        self.flusher = H2FlushTimer(self)
+        self.session = H2ServerSession(settings: snapshot.http2.session, handler: self)
+        metrics.connections.increment()
+    }
+
+    // MARK: I/O
+
+    func handleEvent(_ events: UInt32) {
+        if events & (EventLoop.readable | EventLoop.readHangup | EventLoop.hangup | EventLoop.error) != 0 {
+            canRead = true
+        }
+        if events & (EventLoop.writable | EventLoop.hangup | EventLoop.error) != 0 { canWrite = true }
+        pump()
+    }
+
+    /// Reads, feeds the session, drives woken streams, writes; until nothing moves.
+    func pump() {
+        var rounds = 0
+        while !closed {
+            rounds += 1
+            var progress = false
+            if readClient() { progress = true }
+            if closed { return }
+            if produce() { progress = true }
+            if flushClient() { progress = true }
+            if closed { return }
+            if finishedOrFailed() { return }
+            if !progress || rounds > 32 { break }
+        }
+        if closed { return }
+        if rounds > 32 {
+            // Fairness: let other connections run; resume at the end of this tick.
+            scheduleFlush()
+        }
+        refreshDeadline()
+    }
+
+    /// Coalesces writes: streams woken by their origins in one loop tick are flushed together after the events.
+    func scheduleFlush() {
+        if !flusher.timerSlot.isPending { worker.loop.schedule(at: 0, flusher) }
+    }
+
+    private func readClient() -> Bool {
+        guard canRead, !conn.peerEOF, session.failure == nil, let tls = conn.tls else { return false }
+        // Stop reading while the client does not read what we already owe it (it cannot grow our output).
+        if let out = outBuf, !canWrite, out.readableCount > 0 { return false }
+        if inBuf == nil { inBuf = worker.bufferPool.acquire() }
+        let buf = inBuf!
+        var moved = false
+        for _ in 0..<8 {
+            switch tls.read(into: buf.writable) {
+            case .bytes(let n):
+                buf.commit(n)
+                worker.metrics.bytesIn.increment(by: Int64(n))
+                moved = true
+                lastActivity = worker.loop.now
+                let failure = session.receive(buf.readable, now: worker.loop.now)
+                buf.clear()
+                if let failure {
+                    onFailure(failure)
+                    return true
+                }
+                if closed { return true }
+            case .wantRead:
+                canRead = false
+                releaseInBuf()
+                return moved
+            case .wantWrite:
+                canWrite = false
+                return moved
+            case .closed:
+                conn.peerEOF = true
+                releaseInBuf()
+                return true
+            case .failed(let why):
+                worker.logger.debug("TLS read from \(conn.peer) failed: \(why)")
+                conn.peerEOF = true
+                releaseInBuf()
+                return true
+            }
+        }
+        return moved
+    }
+
+    private func releaseInBuf() {
+        if let b = inBuf {
+            worker.bufferPool.release(b)
+            inBuf = nil
+        }
+    }
+
+    private func onFailure(_ f: H2Failure) {
+        metrics.failure(f)
+        if f != .protocolError && f != .badPreface {
+            worker.logger.debug("HTTP/2 client \(conn.peer) closed for abuse: \(f.label)")
+        }
+    }
+
+    /// Serialises frames into the output buffer; drives streams whose response buffers gained room.
+    private func produce() -> Bool {
+        var progress = false
+        var rounds = 0
+        while rounds < 16 {
+            rounds += 1
+            let out = ensureOutBuf()
+            let sent = session.send(into: out)
+            if sent { progress = true }
+            if wakeList.isEmpty { break }
+            let woken = wakeList
+            wakeList.removeAll(keepingCapacity: true)
+            for s in woken where s.id != 0 { drive(s) }
+            if closed { return progress }
+            if !sent && !session.wantsWrite { break }
+        }
+        return progress
+    }
+
+    private func flushClient() -> Bool {
+        guard let out = outBuf, !out.isEmpty, canWrite, let tls = conn.tls else {
+            if let out = outBuf, out.isEmpty, !session.wantsWrite {
+                worker.bigBufferPool.release(out)
+                outBuf = nil
+            }
+            return false
+        }
+        var moved = false
+        while !out.isEmpty {
+            switch tls.write(out.readable) {
+            case .written(let n):
+                out.consume(n)
+                worker.metrics.bytesOut.increment(by: Int64(n))
+                moved = true
+                lastWrite = worker.loop.now
+            case .wantWrite:
+                canWrite = false
+                return moved
+            case .wantRead:
+                canRead = false
+                return moved
+            case .failed:
+                conn.peerEOF = true
+                close()
+                return moved
+            }
+        }
+        return moved
+    }
+
+    private func ensureOutBuf() -> ByteBuffer {
+        if let b = outBuf { return b }
+        let b = worker.bigBufferPool.acquire()
+        outBuf = b
+        return b
+    }
+
+    /// Closes when the session is over (GOAWAY exchanged and streams done, a failure flushed, or the peer gone).
+    private func finishedOrFailed() -> Bool {
+        if conn.peerEOF {
+            close()
+            return true
+        }
+        let flushed = (outBuf?.isEmpty ?? true) && !session.wantsWrite
+        if session.failure != nil {
+            if flushed {
+                close()
+                return true
+            }
+            return false
+        }
+        if flushed && !session.wantsRead {
+            close()
+            return true
+        }
+        return false
+    }
+
+    private func close() {
+        guard !closed else { return }
+        conn.closeNow()  // calls teardown()
+    }
+
+    /// Called by the client connection while it releases: abandons every stream.
+    func teardown() {
+        guard !closed else { return }
+        closed = true
+        worker.loop.cancelTimer(self)
+        worker.loop.cancelTimer(flusher)
+        for (_, s) in streams {
+            if !s.logged && s.headReceived {
+                s.ex.dropUpstream(worker: worker, reusable: false)
+                logStream(s)
+            }
+            s.release(worker: worker)
+        }
+        streams.removeAll()
+        freeStreams.removeAll()
+        freeStages.removeAll()
+        wakeList.removeAll()
+        releaseInBuf()
+        if let b = outBuf { worker.bigBufferPool.release(b) }
+        outBuf = nil
+        // The session holds an unowned reference to us; drop it now rather than at deinit order's mercy.
+        session = nil
+    }
+
+    /// Graceful: GOAWAY now; streams in flight finish, then the connection closes.
+    func drain() {
+        guard !closed else { return }
+        if !goingAway {
+            goingAway = true
+            session.goAway()
+        }
+        pump()
+    }
+
+    // MARK: timers
+
+    func timerFired(now: UInt64) {
+        guard !closed else { return }
+        checkTimeouts(now: now)
+        if !closed { pump() }
+    }
+
+    private func setDeadline(_ d: UInt64) {
+        deadline = d
+        if !timerSlot.isPending || timerSlot.deadline > d { worker.loop.schedule(at: d, self) }
+    }
+
+    private func refreshDeadline() {
+        let now = worker.loop.now
+        if streams.isEmpty {
+            setDeadline(max(lastActivity, lastWrite) &+ snapshot.timeouts.idle)
+        } else {
+            // Streams in flight: check their origin deadlines and the zero-window rule often enough.
+            let step = min(snapshot.http2.zeroWindowTimeout / 4, 1_000_000_000)
+            // (A timer that fired before `deadline` leaves none pending: always keep one.)
+            if !timerSlot.isPending || deadline <= now || deadline > now &+ step { setDeadline(now &+ step) }
+        }
+    }
+
+    private func checkTimeouts(now: UInt64) {
+        if streams.isEmpty {
+            if now >= max(lastActivity, lastWrite) &+ snapshot.timeouts.idle {
+                // Idle: tell the client, then close once the GOAWAY is out.
+                goingAway = true
+                session.goAway()
+                pump()
+                if !closed { close() }
+            }
+            return
+        }
+        let stall = snapshot.http2.zeroWindowTimeout
+        var expired: [H2Stream] = []
+        for (_, s) in streams {
+            if s.ex.upstream != nil && !s.ex.responseEnded && !s.originPaused && now >= s.ex.upstreamDeadline {
+                expired.append(s)
+            } else if s.hasPendingResponse && now &- s.lastProgress >= stall {
+                // The client leaves our response bytes unread (zero window or unread socket).
+                metrics.failure(.zeroWindow)
+                worker.logger.debug("HTTP/2 client \(conn.peer) stalled a stream for \(stall / 1_000_000_000)s")
+                session.terminate(.enhanceYourCalm, failure: .zeroWindow)
+                pump()
+                if !closed { close() }
+                return
+            }
+        }
+        for s in expired where s.id != 0 {
+            worker.metrics.upstreamError("timeout")
+            fail(s, status: 504)
+        }
+        if !expired.isEmpty { pump() }
+    }
+
+    // MARK: session events
+
+    func h2Request(stream id: Int32, head: H2RequestHead, endStream: Bool) {
+        let s = acquireStream(id)
+        s.ex.beginH2(head: head, endStream: endStream, now: worker.loop.now)
+        s.headReceived = true
+        metrics.streams.increment()
+        if worker.snapshot !== snapshot && !goingAway {
+            // Reloaded: finish what this connection started, then let the client reconnect onto the new settings.
+            goingAway = true
+            session.goAway()
+        }
+        if head.isCONNECT {
+            respondLocal(s, status: 501)
+            return
+        }
+        if snapshot.origins.isEmpty {
+            s.ex.local = true
+            let page = BuiltinPage.render(
+                connection: conn, method: head.method, path: head.path, accept: head.first("accept"),
+                protocolName: "HTTP/2")
+            respond(s, status: 200, contentType: page.contentType, body: page.bytes)
+            return
+        }
+        let framing: OutboundFraming
+        if endStream {
+            framing = .bodiless
+        } else if let n = head.contentLength {
+            framing = .contentLength(n)
+        } else {
+            framing = .chunked
+        }
+        s.ex.requestChunked = framing == .chunked
+        let out = worker.bigBufferPool.acquire()
+        s.ex.upOut = out
+        worker.scratch.removeAll(keepingCapacity: true)
+        HTTP1Writer.appendTranslatedRequestHead(
+            method: head.method, target: head.path, authority: head.authority, headers: head.headers,
+            framing: framing, forwarding: conn.forwardingContext(), to: &worker.scratch)
+        guard out.append(worker.scratch) else {
+            respondLocal(s, status: 431)
+            return
+        }
+        connectUpstream(s)
+        if s.ex.upstream != nil { drive(s) }
+    }
+
+    func h2RequestRejected(stream id: Int32, status: Int) {
+        let s = acquireStream(id)
+        s.headReceived = true
+        s.ex.startedAt = worker.loop.now
+        respondLocal(s, status: status)
+    }
+
+    func h2Data(stream id: Int32, bytes: UnsafeRawBufferPointer) {
+        guard let s = streams[id], s.ex.upOut != nil else {
+            // Nobody will forward these bytes (local answer, finished or failed stream): give the window back.
+            streams[id]?.ex.requestBodyBytes += bytes.count
+            session.consume(stream: id, count: bytes.count)
+            return
+        }
+        if s.stage == nil { s.stage = acquireStage() }
+        guard s.stage!.append(bytes) else {
+            // Cannot happen while the peer respects our window (nghttp2 enforces it).
+            session.resetStream(id, code: .flowControlError)
+            return
+        }
+        wake(s)
+    }
+
+    /// Drives `s` after the current receive batch (DATA of several streams often arrives together).
+    private func wake(_ s: H2Stream) {
+        if !s.needsDrive {
+            s.needsDrive = true
+            wakeList.append(s)
+        }
+    }
+
+    func h2Trailers(stream id: Int32, trailers: HTTPHeaders) {
+        guard let s = streams[id], s.ex.requestChunked else { return }
+        s.requestTrailers.removeAll(keepingCapacity: true)
+        trailers.forEachForwardableTrailer { n, v in
+            s.requestTrailers.append(contentsOf: n)
+            s.requestTrailers.append(contentsOf: ": ".utf8)
+            s.requestTrailers.append(contentsOf: v)
+            s.requestTrailers.append(contentsOf: "\r\n".utf8)
+        }
+    }
+
+    func h2EndStream(stream id: Int32) {
+        guard let s = streams[id] else { return }
+        s.ex.requestEnded = true
+        if s.ex.upstream != nil { wake(s) }
+    }
+
+    func h2StreamClosed(stream id: Int32, errorCode: UInt32) {
+        guard let s = streams.removeValue(forKey: id) else { return }
+        if errorCode != 0 && !(s.ex.responseEnded && s.respBuf == nil) { metrics.clientResets.increment() }
+        if let stage = s.stage, stage.readableCount > 0 {
+            // Connection window: bytes we buffered but never forwarded.
+            session.consume(stream: id, count: stage.readableCount)
+        }
+        let reusable = s.ex.responseEnded && s.ex.requestEnded
+        s.ex.dropUpstream(worker: worker, reusable: reusable && !goingAway)
+        if s.headReceived && !s.logged { logStream(s) }
+        if let st = s.stage {
+            st.clear()
+            freeStages.append(st)
+            s.stage = nil
+        }
+        s.release(worker: worker)
+        if freeStreams.count < 64 { freeStreams.append(s) }
+    }
+
+    func h2ReadData(stream id: Int32, into buf: UnsafeMutableRawBufferPointer) -> H2DataRead {
+        guard let s = streams[id] else { return H2DataRead(count: 0, eof: true) }
+        var n = 0
+        if let rb = s.respBuf {
+            n = min(buf.count, rb.readableCount)
+            if n > 0 {
+                buf.baseAddress!.copyMemory(from: rb.base + rb.start, byteCount: n)
+                rb.consume(n)
+                s.lastProgress = worker.loop.now
+                if s.originPaused {
+                    s.originPaused = false
+                    wake(s)
+                }
+            }
+            if rb.isEmpty && s.ex.responseEnded {
+                worker.bigBufferPool.release(rb)
+                s.respBuf = nil
+            }
+        }
+        if s.respBuf == nil && s.ex.responseEnded {
+            if s.hasTrailers {
+                headers.reset()
+                s.ex.respParser.trailers.forEachForwardableTrailer { n, v in headers.append(name: n, value: v) }
+                s.hasTrailers = false
+                if headers.count > 0 {
+                    session.submitTrailers(stream: id, headers: headers)
+                    return H2DataRead(count: n, eof: true, trailersFollow: true)
+                }
+            }
+            return H2DataRead(count: n, eof: true)
+        }
+        if n == 0 {
+            s.deferred = true
+            return .deferred
+        }
+        return H2DataRead(count: n)
+    }
+
+    // MARK: streams
+
+    private func acquireStream(_ id: Int32) -> H2Stream {
+        let s = freeStreams.popLast() ?? H2Stream()
+        s.h2 = self
+        s.id = id
+        s.lastProgress = worker.loop.now
+        streams[id] = s
+        return s
+    }
+
+    private func acquireStage() -> ByteBuffer {
+        freeStages.popLast() ?? ByteBuffer(capacity: snapshot.http2.session.initialWindowSize)
+    }
+
+    /// Moves bytes between a stream and its origin. Called on origin readiness and after request events.
+    func drive(_ s: H2Stream) {
+        s.needsDrive = false
+        guard let u = s.ex.upstream else { return }
+        if !u.connected {
+            guard u.canWrite || u.canRead else { return }
+            let e = u.finishConnect()
+            if e != 0 {
+                worker.metrics.upstreamError("connect")
+                worker.logger.debug("connect to \(u.address) failed: \(String(cString: strerror(e)))")
+                retryOrFail(s, u, status: 502)
+                return
+            }
+            s.ex.upstreamDeadline = worker.loop.now &+ snapshot.timeouts.upstreamRead
+        }
+        // Request bytes toward the origin; each full write makes room for more staged body.
+        var wrote = true
+        while wrote {
+            wrote = false
+            moveRequestBody(s)
+            guard let out = s.ex.upOut, u.canWrite else { break }
+            while s.ex.upSent < out.readableCount {
+                let pending = UnsafeRawBufferPointer(
+                    start: out.base + out.start + s.ex.upSent, count: out.readableCount - s.ex.upSent)
+                guard let r = u.write(pending) else {
+                    retryOrFail(s, u, status: 502)
+                    return
+                }
+                guard case .processed(let n) = r else { break }
+                s.ex.upSent += n
+                wrote = true
+            }
+            if !s.ex.retryable && s.ex.upSent > 0 {
+                out.consume(s.ex.upSent)
+                s.ex.upSent = 0
+            }
+        }
+        while u.canRead && !s.ex.responseEnded {
+            if u.inBuf == nil { u.inBuf = worker.bufferPool.acquire() }
+            let b = u.inBuf!
+            if b.freeCount == 0 { break }
+            guard let r = u.read(into: b.writable) else {
+                upstreamDied(s, u)
+                return
+            }
+            switch r {
+            case .wouldBlock:
+                break
+            case .processed(0):
+                u.peerClosed = true
+                u.canRead = false
+            case .processed(let n):
+                if n < b.writableCount { u.canRead = false }
+                b.commit(n)
+                s.ex.upstreamDeadline = worker.loop.now &+ snapshot.timeouts.upstreamRead
+                if s.ex.retryable {
+                    s.ex.retryable = false
+                    if let out = s.ex.upOut, s.ex.upSent > 0 {
+                        out.consume(s.ex.upSent)
+                        s.ex.upSent = 0
+                    }
+                }
+            }
+            if !processUpstreamInput(s) { return }
+            if s.ex.upstream == nil || s.originPaused { break }
+        }
+        guard s.ex.upstream != nil else { return }
+        if !processUpstreamInput(s) { return }
+        if u.peerClosed && !s.ex.responseEnded && (u.inBuf?.isEmpty ?? true) && s.ex.upstream != nil {
+            if case .end = s.ex.respParser.finish() {
+                responseEnded(s, reusable: false)
+            } else {
+                upstreamDied(s, u)
+            }
+        }
+    }
+
+    /// Staged request-body bytes into the origin buffer (re-chunked when the length is unknown); re-opens the
+    /// client's window for what moved.
+    private func moveRequestBody(_ s: H2Stream) {
+        guard let out = s.ex.upOut else { return }
+        if let st = s.stage, st.readableCount > 0 {
+            let room = out.freeCount - chunkFramingReserve
+            let n = min(room, st.readableCount)
+            if n > 0 {
+                let bytes = UnsafeRawBufferPointer(start: st.base + st.start, count: n)
+                if s.ex.requestChunked { HTTPGlue.appendChunk(bytes, to: out) } else { out.append(bytes) }
+                st.consume(n)
+                s.ex.requestBodyBytes += n
+                session.consume(stream: s.id, count: n)
+            }
+        }
+        if let st = s.stage, st.isEmpty {
+            freeStages.append(st)
+            s.stage = nil
+        }
+        if s.ex.requestEnded && s.stage == nil && s.ex.requestChunked && !s.finalChunkSent {
+            if out.freeCount >= 5 + s.requestTrailers.count {
+                out.append("0\r\n")
+                out.append(s.requestTrailers)
+                out.append("\r\n")
+                s.finalChunkSent = true
+            }
+        }
+    }
+
+    /// Parses buffered origin bytes. False when the stream was failed or finished with its origin.
+    private func processUpstreamInput(_ s: H2Stream) -> Bool {
+        guard let u = s.ex.upstream else { return false }
+        while !s.ex.responseEnded {
+            let have = u.inBuf?.readableCount ?? 0
+            if have == 0 && !s.ex.respParserPending { break }
+            var limit = have
+            if s.ex.responseHeadSent {
+                if s.respBuf == nil { s.respBuf = worker.bigBufferPool.acquire() }
+                let room = s.respBuf!.freeCount
+                if room <= 0 {
+                    s.originPaused = true
+                    return true
+                }
+                limit = min(have, room)
+            }
+            let ev: ParseEvent
+            if let b = u.inBuf {
+                ev = s.ex.respParser.parse(
+                    UnsafeRawBufferPointer(start: b.base + b.start, count: limit), requestIsHEAD: s.ex.isHEAD)
+            } else {
+                ev = s.ex.respParser.parse(UnsafeRawBufferPointer(start: nil, count: 0), requestIsHEAD: s.ex.isHEAD)
+            }
+            switch ev {
+            case .needMore:
+                if limit > 0 { u.inBuf!.consume(limit) }
+                s.ex.respParserPending = false
+                return true
+            case .informational(let consumed):
+                u.inBuf?.consume(consumed)
+                s.ex.respParserPending = true
+            case .head(let consumed):
+                u.inBuf?.consume(consumed)
+                s.ex.respParserPending = true
+                if !submitResponseHead(s) { return false }
+            case .body(let range, let consumed):
+                let b = u.inBuf!
+                if s.respBuf!.isEmpty { s.lastProgress = worker.loop.now }
+                s.respBuf!.append(UnsafeRawBufferPointer(start: b.base + b.start + range.lowerBound, count: range.count))
+                s.ex.responseBodyBytes += range.count
+                b.consume(consumed)
+                s.ex.respParserPending = true
+                wakeData(s)
+            case .end(let consumed):
+                u.inBuf?.consume(consumed)
+                s.ex.respParserPending = false
+                s.hasTrailers = s.ex.respParser.trailers.count > 0
+                responseEnded(s, reusable: s.ex.respParser.head.keepAlive && (u.inBuf?.isEmpty ?? true))
+                return false
+            case .error(let e):
+                worker.logger.debug("bad response from \(u.address): \(e)")
+                worker.metrics.upstreamError("bad_response")
+                s.ex.respParserPending = false
+                fail(s, status: 502)
+                return false
+            }
+        }
+        return true
+    }
+
+    private func wakeData(_ s: H2Stream) {
+        if s.deferred {
+            s.deferred = false
+            session.resumeData(stream: s.id)
+        }
+        scheduleFlush()
+    }
+
+    private func submitResponseHead(_ s: H2Stream) -> Bool {
+        let resp = s.ex.respParser.head
+        guard resp.status >= 200 else {
+            // 101 cannot cross into HTTP/2.
+            fail(s, status: 502)
+            return false
+        }
+        s.ex.status = resp.status
+        headers.reset(status: resp.status)
+        resp.forEachForwardableField { n, v in headers.append(name: n, value: v) }
+        if let n = resp.contentLength, resp.status != 204 {
+            headers.append(name: "content-length", decimal: n)
+        }
+        headers.append(name: "via", value: "1.1 edgeproxy")
+        let hasBody = resp.bodyKind != .none && !s.ex.isHEAD
+        s.ex.responseHeadSent = true
+        session.submitResponse(stream: s.id, headers: headers, hasBody: hasBody)
+        if hasBody && s.respBuf == nil { s.respBuf = worker.bigBufferPool.acquire() }
+        scheduleFlush()
+        return true
+    }
+
+    private func responseEnded(_ s: H2Stream, reusable: Bool) {
+        s.ex.responseEnded = true
+        s.ex.dropUpstream(worker: worker, reusable: reusable && s.ex.requestEnded && !goingAway)
+        if s.respBuf?.isEmpty ?? false, !s.hasTrailers {
+            worker.bigBufferPool.release(s.respBuf!)
+            s.respBuf = nil
+        }
+        if !s.ex.requestEnded {
+            // The origin answered before the request body ended: stop the upload once the response is out.
+            s.ex.upOut.map { worker.bigBufferPool.release($0) }
+            s.ex.upOut = nil
+        }
+        wakeData(s)
+    }
+
+    // MARK: upstream
+
+    private func connectUpstream(_ s: H2Stream) {
+        let origins = snapshot.origins
+        while s.ex.attempts < origins.count * 2 {
+            let oi = worker.roundRobin % origins.count
+            worker.roundRobin &+= 1
+            s.ex.attempts += 1
+            if let pooled = worker.takeIdleUpstream(origin: oi) {
+                attach(s, pooled)
+                return
+            }
+            for addr in origins[oi].addresses {
+                do {
+                    let u = try UpstreamConnection.connect(worker: worker, origin: oi, address: addr)
+                    attach(s, u)
+                    // Loopback connects often complete at once; then the read timeout applies already.
+                    if !u.connected { s.ex.upstreamDeadline = worker.loop.now &+ snapshot.timeouts.upstreamConnect }
+                    return
+                } catch {
+                    worker.metrics.upstreamError("connect")
+                    worker.logger.debug("connect to \(addr) failed: \(error)")
+                }
+            }
+        }
+        fail(s, status: 502)
+    }
+
+    private func attach(_ s: H2Stream, _ u: UpstreamConnection) {
+        u.owner = s
+        worker.loop.cancelTimer(u)
+        s.ex.upstream = u
+        s.ex.originIndex = u.origin
+        s.ex.upstreamDeadline = worker.loop.now &+ snapshot.timeouts.upstreamRead
+    }
+
+    private func retryOrFail(_ s: H2Stream, _ u: UpstreamConnection, status: Int) {
+        s.ex.dropUpstream(worker: worker, reusable: false)
+        let neverReached = !u.connected || (u.reused && s.ex.retryable)
+        if neverReached && s.ex.retryable && s.ex.attempts < snapshot.origins.count * 2 {
+            s.ex.upSent = 0
+            connectUpstream(s)
+            if s.ex.upstream != nil { wake(s) }
+        } else {
+            fail(s, status: status)
+        }
+    }
+
+    private func upstreamDied(_ s: H2Stream, _ u: UpstreamConnection) {
+        if !s.ex.responseHeadSent {
+            if u.reused && s.ex.retryable && s.ex.attempts < snapshot.origins.count * 2 {
+                retryOrFail(s, u, status: 502)
+                return
+            }
+            worker.metrics.upstreamError("reset_before_headers")
+        } else {
+            worker.metrics.upstreamError("reset_mid_body")
+        }
+        fail(s, status: 502)
+    }
+
+    /// Upstream failure on one stream: an error response when nothing was sent yet, else RST_STREAM (a truncated
+    /// body must not look complete). Other streams are unaffected.
+    private func fail(_ s: H2Stream, status: Int) {
+        s.ex.dropUpstream(worker: worker, reusable: false)
+        if !s.ex.responseHeadSent {
+            respondLocal(s, status: status)
+        } else {
+            s.ex.status = s.ex.status == 0 ? status : s.ex.status
+            session.resetStream(s.id, code: .internalError)
+            scheduleFlush()
+        }
+    }
+
+    private func respondLocal(_ s: H2Stream, status: Int) {
+        let reason = HTTP1Writer.reasonPhrase(status)
+        respond(
+            s, status: status, contentType: "text/plain; charset=utf-8",
+            body: UnsafeRawBufferPointer(start: reason.utf8Start, count: reason.utf8CodeUnitCount))
+    }
+
+    private func respond(_ s: H2Stream, status: Int, contentType: StaticString, body: [UInt8]) {
+        body.withUnsafeBytes { respond(s, status: status, contentType: contentType, body: $0) }
+    }
+
+    private func respond(
+        _ s: H2Stream, status: Int, contentType: StaticString, body: UnsafeRawBufferPointer
+    ) {
+        s.ex.status = status
+        s.ex.responseHeadSent = true
+        s.ex.responseEnded = true
+        headers.reset(status: status)
+        headers.append(name: "content-type", value: contentType)
+        headers.append(name: "content-length", decimal: body.count)
+        let hasBody = !s.ex.isHEAD && body.count > 0
+        if hasBody {
+            let b = worker.bigBufferPool.acquire()
+            b.append(UnsafeRawBufferPointer(rebasing: body.prefix(b.capacity)))
+            s.respBuf = b
+            s.ex.responseBodyBytes = body.count
+        }
+        if let out = s.ex.upOut {
+            worker.bigBufferPool.release(out)
+            s.ex.upOut = nil
+        }
+        session.submitResponse(stream: s.id, headers: headers, hasBody: hasBody)
+        scheduleFlush()
+    }
+
+    private func logStream(_ s: H2Stream) {
+        s.logged = true
+        worker.metrics.request(status: s.ex.status)
+        guard worker.accessLog != nil else { return }
+        AccessLogLine.append(
+            connection: conn, exchange: s.ex, to: &worker.logLines, clock: &worker.logClock, now: monotonicNanos(),
+            h2: true)
+    }
+}
+
+/// One HTTP/2 stream's exchange: pooled per connection (no allocation per request once warm).
+final class H2Stream: UpstreamOwner {
+    // SAFETY: set while the stream is in use; the connection outlives its streams (teardown releases them).
+    unowned(unsafe) var h2: H2Connection?
+    var id: Int32 = 0
+    var ex = Exchange()
+    var headReceived = false
+    var logged = false
+    /// Request-body bytes received, not yet moved toward the origin (at most the stream window).
+    var stage: ByteBuffer?
+    var requestTrailers: [UInt8] = []
+    var finalChunkSent = false
+    var needsDrive = false
+    /// Response-body bytes waiting for the client's window.
+    var respBuf: ByteBuffer?
+    /// The origin is not read because `respBuf` is full.
+    var originPaused = false
+    /// nghttp2 paused this stream's DATA (nothing buffered); resume when bytes arrive.
+    var deferred = false
+    var hasTrailers = false
+    var lastProgress: UInt64 = 0
+
+    init() { ex.respParser = ResponseParser() }
+
+    /// Response bytes (or the end of the response) are waiting for the client.
+    var hasPendingResponse: Bool { respBuf.map { !$0.isEmpty } ?? false }
+
+    func upstreamReady() {
+        guard let h2, id != 0 else { return }
+        h2.drive(self)
+        h2.scheduleFlush()
+    }
+
+    func release(worker: Worker) {
+        ex.dropUpstream(worker: worker, reusable: false)
+        ex.reset(worker: worker)
+        if let b = respBuf { worker.bigBufferPool.release(b) }
+        respBuf = nil
+        stage = nil  // sized to the stream window, not pooled by the worker
+        id = 0
+        h2 = nil
+        headReceived = false
+        logged = false
+        requestTrailers.removeAll(keepingCapacity: true)
+        finalChunkSent = false
+        needsDrive = false
+        originPaused = false
+        deferred = false
+        hasTrailers = false
+    }
+}
+
+/// Flushes an HTTP/2 connection after the current tick's events (coalescing stream wake-ups into one write).
+final class H2FlushTimer: TimerHandler {
+    var timerSlot = TimerSlot()
+    unowned let h2: H2Connection
+    init(_ h2: H2Connection) { self.h2 = h2 }
+    func timerFired(now: UInt64) { h2.pump() }
+}
+
+/// Whoever uses an `UpstreamConnection` right now: readiness events are forwarded to it.
+protocol UpstreamOwner: AnyObject {
+    func upstreamReady()
+}
+
+extension ClientConnection: UpstreamOwner {
+    /// After the handshake: when ALPN chose h2, hands the connection's I/O to an `H2Connection` and returns true.
+    func startH2IfNegotiated() -> Bool {
+        guard let tls, tls.alpn == "h2" else { return false }
+        worker.loop.cancelTimer(self)  // the HTTP/2 driver keeps its own deadlines
+        let h = H2Connection(conn: self)
+        h2 = h
+        h.pump()
+        return true
+    }
+}
+
+extension Exchange {
+    /// Starts the exchange of one HTTP/2 stream (the HTTP/2 counterpart of `begin(head:now:)`).
+    mutating func beginH2(head: H2RequestHead, endStream: Bool, now: UInt64) {
+        active = true
+        local = false
+        method = .other
+        isHEAD = head.isHEAD
+        version = .http1_1
+        methodBytes.removeAll(keepingCapacity: true)
+        methodBytes.append(contentsOf: head.method)
+        target.removeAll(keepingCapacity: true)
+        target.append(contentsOf: head.path.prefix(2048))
+        requestChunked = false
+        requestEnded = endStream
+        requestBodyBytes = 0
+        // Idempotent and bodiless requests may be re-sent to another origin while no response byte arrived.
+        let m = head.method
+        retryable =
+            endStream
+            && (m.elementsEqual("GET".utf8) || m.elementsEqual("HEAD".utf8) || m.elementsEqual("OPTIONS".utf8)
+                || m.elementsEqual("PUT".utf8) || m.elementsEqual("DELETE".utf8))
+        attempts = 0
+        originIndex = -1
+        upSent = 0
+        if !respParser.isIdle { respParser = ResponseParser() }
+        respParserPending = false
+        responseHeadSent = false
+        responseChunked = false
+        responseEnded = false
+        responseBodyBytes = 0
+        status = 0
+        startedAt = now
+    }
+}
+
+/// HTTP/2 settings of a runtime snapshot.
+public struct HTTP2Options: Sendable {
+    public var session = H2Settings()
+    /// Nanoseconds a stream may keep response bytes the client does not accept.
+    public var zeroWindowTimeout: UInt64 = 30_000_000_000
+
+    public init() {}
+
+    public init(_ c: ProxyConfiguration.HTTP2, limits: ProxyConfiguration.Limits) {
+        session.maxConcurrentStreams = c.maxConcurrentStreams
+        session.maxHeaderListSize = c.maxHeaderListSize
+        session.maxHeaderCount = limits.maxHeaders
+        session.initialWindowSize = c.initialWindowSize
+        session.resetBurst = c.rapidResetBurst
+        session.resetRate = c.rapidResetRate
+        session.controlBurst = c.controlFrameBurst
+        session.controlRate = c.controlFrameRate
+        session.maxContinuations = c.maxContinuations
+        zeroWindowTimeout = UInt64(c.zeroWindowTimeout.milliseconds) * 1_000_000
+    }
+}
