@@ -8,7 +8,7 @@
 # --- build: Swift 6.3 with the -dev packages -------------------------------------------------------------------
 FROM swift:6.3-bookworm AS build
 RUN apt-get update \
- && apt-get install -y --no-install-recommends libssl-dev pkg-config \
+ && apt-get install -y --no-install-recommends libssl-dev libnghttp2-dev libhiredis-dev pkg-config \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY Package.swift ./
@@ -22,7 +22,7 @@ COPY edgeproxy.example.toml /out/edgeproxy.example.toml
 # --- runtime: slim Debian with the shared libraries only ---------------------------------------------------------
 FROM debian:bookworm-slim
 RUN apt-get update \
- && apt-get install -y --no-install-recommends libssl3 ca-certificates curl \
+ && apt-get install -y --no-install-recommends libssl3 libnghttp2-14 libhiredis0.14 ca-certificates curl \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --uid 10001 --home /nonexistent --shell /usr/sbin/nologin edgeproxy
 COPY --from=build /out/edgeproxy /usr/local/bin/edgeproxy
