@@ -149,6 +149,7 @@ final class ClientConnection: EventHandler, TimerHandler {
         else { return }
         http = nil
         forwarding = nil
+        worker.compactedSinceTrim += 1
         if let b = inBuf {
             worker.bufferPool.release(b)
             inBuf = nil

@@ -27,6 +27,7 @@ uint32_t cps_epollet(void);
 int cps_sigmask_block(const int *signals, int count);  // pthread_sigmask(SIG_BLOCK, ...)
 int cps_signalfd(const int *signals, int count);        // signalfd over the same set, non-blocking
 int cps_signalfd_read_signo(int fd);                    // -1 when nothing to read
+int cps_malloc_trim(void);                              // malloc_trim(0) (malloc.h is not in Glibc's module)
 
 // --- OpenSSL function-like macros -----------------------------------------------------------------
 int cps_SSL_CTX_set_min_proto_version(SSL_CTX *ctx, int version);
