@@ -99,6 +99,15 @@ public final class EventLoop {
         try syscallChecked("epoll_ctl(MOD)") { epoll_ctl(epfd, EPOLL_CTL_MOD, fd, &ev) }
     }
 
+    /// Forgets `fd` without an epoll_ctl call, for an fd that is closed right after (closing it removes it from
+    /// the epoll set; it is never dup'd here). Pending events for it in this tick are dropped. One syscall less per
+    /// connection than `deregister`.
+    public func forgetClosing(fd: Int32) {
+        let i = Int(fd)
+        guard i < handlers.count else { return }
+        handlers[i] = Registration()
+    }
+
     /// Removes `fd` (call before closing it). Pending events for it in this tick are dropped.
     public func deregister(fd: Int32) {
         let i = Int(fd)

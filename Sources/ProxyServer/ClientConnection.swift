@@ -810,7 +810,7 @@ final class ClientConnection: EventHandler, TimerHandler {
         h2 = nil
         ex.dropUpstream(worker: worker, reusable: false)
         ex.reset(worker: worker)
-        worker.loop.deregister(fd: fd)
+        worker.loop.forgetClosing(fd: fd)
         tls?.free()
         tls = nil
         if abortive { Socket.abort(fd) } else { Socket.close(fd) }

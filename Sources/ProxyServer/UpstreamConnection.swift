@@ -121,7 +121,7 @@ final class UpstreamConnection: EventHandler, TimerHandler {
         closed = true
         owner = nil
         worker.loop.cancelTimer(self)
-        worker.loop.deregister(fd: fd)
+        worker.loop.forgetClosing(fd: fd)
         Socket.close(fd)
         if let b = inBuf {
             worker.bufferPool.release(b)
