@@ -468,7 +468,9 @@ final class ClientConnection: EventHandler, TimerHandler {
                 do {
                     let u = try UpstreamConnection.connect(worker: worker, origin: oi, address: addr)
                     attach(u)
-                    ex.upstreamDeadline = worker.loop.now &+ snapshot.timeouts.upstreamConnect
+                    // The connect timeout applies only while the connect is pending; a connect that completed at
+                    // once (common on loopback) is already under the read timeout set by attach.
+                    if !u.connected { ex.upstreamDeadline = worker.loop.now &+ snapshot.timeouts.upstreamConnect }
                     return
                 } catch {
                     worker.metrics.upstreamError("connect")

@@ -63,6 +63,15 @@ def test_upstream_read_timeout_504(proxies, origin, tmp_path):
     assert r.stdout == "200"
 
 
+def test_connect_timeout_does_not_cut_a_slow_response(proxies, origin, tmp_path):
+    """The (short) connect timeout bounds only the connect; waiting for the response is under upstream_read."""
+    cfg = write_file(tmp_path, "t.toml", f'upstreams = ["{origin.url}"]\n\n[timeouts]\n'
+                     'upstream_connect = "1s"\nupstream_read = "10s"\n')
+    p = proxies(["--config", cfg, "--listen", "127.0.0.1:0"])
+    r = status_of(p.base + "/slow/2500", timeout=8)
+    assert r.stdout == "200", (r.stdout, r.stderr)
+
+
 def test_round_robin_two_origins(proxies, origin):
     other = Origin()
     try:
