@@ -62,7 +62,8 @@ let package = Package(
         .target(
             name: "ProxyServer",
             dependencies: [
-                "ProxyCore", "ProxyEventLoop", "ProxyTLS", "ProxyHTTP1", "ProxyHTTP2", "ProxyTickets", "ProxyFingerprint",
+                "ProxyCore", "ProxyEventLoop", "ProxyTLS", "ProxyHTTP1", "ProxyHTTP2", "ProxyTickets",
+                "ProxyFingerprint",
                 "ProxyPolicy", "ProxyConfig", "CProxyShims", "ProxyTicketStore",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),

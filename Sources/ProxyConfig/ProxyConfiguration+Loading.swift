@@ -82,7 +82,9 @@ extension ProxyConfiguration {
         tickets.files = tickets.files.map(resolve)
         if var r = redis {
             r.wrappingKeyFile = r.wrappingKeyFile.map(resolve)
-            r.previousWrappingKeys = r.previousWrappingKeys.map { WrappingKeyRef(id: $0.id, file: $0.file.map(resolve), env: $0.env) }
+            r.previousWrappingKeys = r.previousWrappingKeys.map {
+                WrappingKeyRef(id: $0.id, file: $0.file.map(resolve), env: $0.env)
+            }
             redis = r
         }
         if case .file(let path) = accessLog { accessLog = .file(resolve(path)) }

@@ -73,7 +73,10 @@ extension ProxyConfiguration {
         for (i, name) in tls.alpn.enumerated() {
             let path = TOMLPath(arrayLiteral: "tls", "alpn").appending(index: i)
             if !["h2", "http/1.1", "http/1.0"].contains(name) {
-                add([path], "\(path): unsupported protocol \"\(name)\"; EdgeProxy speaks \"h2\", \"http/1.1\" and \"http/1.0\"")
+                add(
+                    [path],
+                    "\(path): unsupported protocol \"\(name)\"; EdgeProxy speaks \"h2\", \"http/1.1\" and \"http/1.0\""
+                )
             } else if tls.alpn[..<i].contains(name) {
                 add([path], "\(path) repeats \"\(name)\"")
             }
@@ -132,7 +135,10 @@ extension ProxyConfiguration {
             break
         }
         if tickets.source == .redis && redis == nil {
-            add([["tickets", "source"]], "tickets.source = \"redis\" needs a [redis] section with url and a wrapping key")
+            add(
+                [["tickets", "source"]],
+                "tickets.source = \"redis\" needs a [redis] section with url and a wrapping key"
+            )
         }
         if let redis {
             redisProblems(redis, add)
@@ -164,16 +170,25 @@ extension ProxyConfiguration {
     /// The `[redis]` rules (with `tickets.*` where they interact).
     private func redisProblems(_ r: Redis, _ add: ([TOMLPath], String) -> Void) {
         if tickets.source != .redis {
-            add([["redis"], ["tickets", "source"]],
-                "[redis] is only used with tickets.source = \"redis\" (source is \"\(tickets.source.rawValue)\")")
+            add(
+                [["redis"], ["tickets", "source"]],
+                "[redis] is only used with tickets.source = \"redis\" (source is \"\(tickets.source.rawValue)\")"
+            )
         }
-        if r.url == nil && !r.urlWasInvalid { add([["redis", "url"], ["redis"]], "redis.url is required (redis://[user:password@]host:port[/db])") }
+        if r.url == nil && !r.urlWasInvalid {
+            add([["redis", "url"], ["redis"]], "redis.url is required (redis://[user:password@]host:port[/db])")
+        }
         switch (r.wrappingKeyFile, r.wrappingKeyEnv) {
         case (nil, nil):
-            add([["redis"]], "[redis] needs wrapping_key_file or wrapping_key_env (the key itself never goes in this file)")
+            add(
+                [["redis"]],
+                "[redis] needs wrapping_key_file or wrapping_key_env (the key itself never goes in this file)"
+            )
         case (.some, .some):
-            add([["redis", "wrapping_key_env"], ["redis", "wrapping_key_file"]],
-                "redis.wrapping_key_file and redis.wrapping_key_env are exclusive; set one")
+            add(
+                [["redis", "wrapping_key_env"], ["redis", "wrapping_key_file"]],
+                "redis.wrapping_key_file and redis.wrapping_key_env are exclusive; set one"
+            )
         case (.some(let f), nil) where f.isEmpty:
             add([["redis", "wrapping_key_file"]], "redis.wrapping_key_file must not be empty")
         case (nil, .some(let e)) where e.isEmpty:
@@ -181,8 +196,10 @@ extension ProxyConfiguration {
         default: break
         }
         if !Self.isWrappingKeyID(r.wrappingKeyID) {
-            add([["redis", "wrapping_key_id"], ["redis"]],
-                "redis.wrapping_key_id must be 1-64 printable ASCII characters without spaces (got \"\(r.wrappingKeyID)\")")
+            add(
+                [["redis", "wrapping_key_id"], ["redis"]],
+                "redis.wrapping_key_id must be 1-64 printable ASCII characters without spaces (got \"\(r.wrappingKeyID)\")"
+            )
         }
         var ids: Set<String> = [r.wrappingKeyID]
         for (i, prev) in r.previousWrappingKeys.enumerated() {
@@ -196,8 +213,10 @@ extension ProxyConfiguration {
                 add([path], "\(path) needs exactly one of file or env")
             }
         }
-        for (key, d) in [("connect_timeout", r.connectTimeout), ("command_timeout", r.commandTimeout),
-                         ("poll_interval", r.pollInterval)] where d.milliseconds <= 0 {
+        for (key, d) in [
+            ("connect_timeout", r.connectTimeout), ("command_timeout", r.commandTimeout),
+            ("poll_interval", r.pollInterval),
+        ] where d.milliseconds <= 0 {
             add([["redis", key]], "redis.\(key) must be greater than 0")
         }
         if r.keyPrefix.isEmpty || r.keyPrefix.utf8.contains(where: { $0 <= 0x20 || $0 >= 0x7f }) {
@@ -207,23 +226,30 @@ extension ProxyConfiguration {
             let plan = fleetPlan(r)
         {
             if plan.ringSize > 64 {
-                add([["redis", "max_clock_skew"], ["tickets", "rotation"]],
+                add(
+                    [["redis", "max_clock_skew"], ["tickets", "rotation"]],
                     "tickets.lifetime + 2 × redis.max_clock_skew and the look-ahead need \(plan.ringSize) keys per "
-                        + "rotation period (at most 64): lengthen tickets.rotation or reduce the skew/lifetime")
+                        + "rotation period (at most 64): lengthen tickets.rotation or reduce the skew/lifetime"
+                )
             }
         }
     }
 
     /// The fleet plan for this configuration's tickets and `[redis]`, or nil when the schedule is invalid.
     public func fleetPlan(_ r: Redis) -> FleetKeyPlan? {
-        guard let schedule = try? TicketKeySchedule(
-            rotationNanoseconds: tickets.rotation.milliseconds * 1_000_000,
-            lifetimeNanoseconds: tickets.lifetime.milliseconds * 1_000_000)
+        guard
+            let schedule = try? TicketKeySchedule(
+                rotationNanoseconds: tickets.rotation.milliseconds * 1_000_000,
+                lifetimeNanoseconds: tickets.lifetime.milliseconds * 1_000_000
+            )
         else { return nil }
         return FleetKeyPlan(
-            schedule: schedule, maxClockSkewNanoseconds: r.maxClockSkew.milliseconds * 1_000_000,
+            schedule: schedule,
+            maxClockSkewNanoseconds: r.maxClockSkew.milliseconds * 1_000_000,
             graceNanoseconds: r.fallbackGrace.milliseconds * 1_000_000,
-            pollNanoseconds: max(1, r.pollInterval.milliseconds) * 1_000_000, prefix: r.keyPrefix)
+            pollNanoseconds: max(1, r.pollInterval.milliseconds) * 1_000_000,
+            prefix: r.keyPrefix
+        )
     }
 
     static func isWrappingKeyID(_ id: String) -> Bool {

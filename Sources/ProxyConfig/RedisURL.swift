@@ -12,7 +12,13 @@ public struct RedisURL: Sendable, Hashable, CustomStringConvertible {
     public var password: String?
     public var database: Int
 
-    public init(host: HostPort.Host, port: UInt16 = 6379, username: String? = nil, password: String? = nil, database: Int = 0) {
+    public init(
+        host: HostPort.Host,
+        port: UInt16 = 6379,
+        username: String? = nil,
+        password: String? = nil,
+        database: Int = 0
+    ) {
         self.host = host
         self.port = port
         self.username = username
@@ -23,7 +29,11 @@ public struct RedisURL: Sendable, Hashable, CustomStringConvertible {
     /// `redis://user:***@host:port/db` (password redacted).
     public var description: String {
         var auth = ""
-        if let u = username { auth = u + (password != nil ? ":***" : "") + "@" } else if password != nil { auth = ":***@" }
+        if let u = username {
+            auth = u + (password != nil ? ":***" : "") + "@"
+        } else if password != nil {
+            auth = ":***@"
+        }
         return "redis://\(auth)\(host):\(port)\(database == 0 ? "" : "/\(database)")"
     }
 

@@ -81,7 +81,9 @@ public final class EventLoop {
     public func register(fd: Int32, interest: UInt32, handler: EventHandler) throws(SyscallError) {
         assert(inLoopThread)
         let i = Int(fd)
-        if i >= handlers.count { handlers.append(contentsOf: repeatElement(Registration(), count: i - handlers.count + 64)) }
+        if i >= handlers.count {
+            handlers.append(contentsOf: repeatElement(Registration(), count: i - handlers.count + 64))
+        }
         nextGeneration &+= 1
         if nextGeneration == 0 { nextGeneration = 1 }
         handlers[i] = Registration(generation: nextGeneration, handler: handler)

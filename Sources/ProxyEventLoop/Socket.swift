@@ -4,7 +4,11 @@ import Glibc
 /// Thin, allocation-free socket helpers over raw fds. All non-blocking; all through `syscall`.
 public enum Socket {
     /// Creates a non-blocking listening socket with SO_REUSEADDR and SO_REUSEPORT (one per worker).
-    public static func listen(on addr: SocketAddress, backlog: Int32 = 4096, reusePort: Bool) throws(SyscallError)
+    public static func listen(
+        on addr: SocketAddress,
+        backlog: Int32 = 4096,
+        reusePort: Bool
+    ) throws(SyscallError)
         -> Int32
     {
         let fd = try syscallChecked("socket") {
@@ -18,7 +22,9 @@ public enum Socket {
                 try syscallChecked("setsockopt(SO_REUSEPORT)") { setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sz) }
             }
             if addr.family == AF_INET6 {
-                try syscallChecked("setsockopt(IPV6_V6ONLY)") { setsockopt(fd, Int32(IPPROTO_IPV6), IPV6_V6ONLY, &one, sz) }
+                try syscallChecked("setsockopt(IPV6_V6ONLY)") {
+                    setsockopt(fd, Int32(IPPROTO_IPV6), IPV6_V6ONLY, &one, sz)
+                }
             }
             try addr.withSockAddr { (sa, len) throws(SyscallError) in
                 try syscallChecked("bind") { Glibc.bind(fd, sa, len) }

@@ -16,12 +16,15 @@ public struct OSThread: Sendable {
         let box = Unmanaged.passRetained(Box(body))
         var t = pthread_t()
         let rc = pthread_create(
-            &t, nil,
+            &t,
+            nil,
             { arg in
                 let b = Unmanaged<Box>.fromOpaque(arg!).takeRetainedValue()
                 b.body()
                 return nil
-            }, box.toOpaque())
+            },
+            box.toOpaque()
+        )
         precondition(rc == 0, "pthread_create failed: \(rc)")
         id = t
     }

@@ -36,10 +36,19 @@ public struct ClientHello: Sendable, Equatable {
     public var isSSLv2Compatible: Bool = false
 
     public init(
-        recordVersion: UInt16? = nil, legacyVersion: UInt16, sessionIDLength: Int = 0, cipherSuites: [UInt16],
-        compressionMethods: [UInt8] = [0], extensions: [Extension], serverName: String? = nil,
-        supportedVersions: [UInt16]? = nil, supportedGroups: [UInt16] = [], ecPointFormats: [UInt8] = [],
-        signatureAlgorithms: [UInt16] = [], alpn: [String] = [], keyShareGroups: [UInt16] = []
+        recordVersion: UInt16? = nil,
+        legacyVersion: UInt16,
+        sessionIDLength: Int = 0,
+        cipherSuites: [UInt16],
+        compressionMethods: [UInt8] = [0],
+        extensions: [Extension],
+        serverName: String? = nil,
+        supportedVersions: [UInt16]? = nil,
+        supportedGroups: [UInt16] = [],
+        ecPointFormats: [UInt8] = [],
+        signatureAlgorithms: [UInt16] = [],
+        alpn: [String] = [],
+        keyShareGroups: [UInt16] = []
     ) {
         self.recordVersion = recordVersion
         self.legacyVersion = legacyVersion

@@ -36,11 +36,24 @@ public struct ClientHelloFeatures: Sendable, Equatable {
     public var compressionMethods: [UInt8]
 
     public init(
-        legacyVersion: UInt16, supportedVersions: [UInt16], highestVersion: UInt16, cipherSuites: [UInt16],
-        extensions: [UInt16], supportedGroups: [UInt16], ecPointFormats: [UInt8], signatureAlgorithms: [UInt16],
-        alpn: [String], keyShareGroups: [UInt16], sniPresent: Bool, greasePresent: Bool,
-        renegotiationSCSVPresent: Bool, fallbackSCSVPresent: Bool, sessionTicketExtPresent: Bool,
-        extendedMasterSecretExtPresent: Bool, renegotiationInfoExtPresent: Bool, sessionIDLength: Int,
+        legacyVersion: UInt16,
+        supportedVersions: [UInt16],
+        highestVersion: UInt16,
+        cipherSuites: [UInt16],
+        extensions: [UInt16],
+        supportedGroups: [UInt16],
+        ecPointFormats: [UInt8],
+        signatureAlgorithms: [UInt16],
+        alpn: [String],
+        keyShareGroups: [UInt16],
+        sniPresent: Bool,
+        greasePresent: Bool,
+        renegotiationSCSVPresent: Bool,
+        fallbackSCSVPresent: Bool,
+        sessionTicketExtPresent: Bool,
+        extendedMasterSecretExtPresent: Bool,
+        renegotiationInfoExtPresent: Bool,
+        sessionIDLength: Int,
         compressionMethods: [UInt8]
     ) {
         self.legacyVersion = legacyVersion
@@ -71,7 +84,8 @@ extension ClientHello {
         let ext = extensions.map(\.type)
         let greaseAnywhere =
             cipherSuites.contains(where: Self.isGREASE) || ext.contains(where: Self.isGREASE)
-            || supportedGroups.contains(where: Self.isGREASE) || (supportedVersions ?? []).contains(where: Self.isGREASE)
+            || supportedGroups.contains(where: Self.isGREASE)
+            || (supportedVersions ?? []).contains(where: Self.isGREASE)
         let versions = (supportedVersions ?? []).filter { !Self.isGREASE($0) }
         return ClientHelloFeatures(
             legacyVersion: legacyVersion,

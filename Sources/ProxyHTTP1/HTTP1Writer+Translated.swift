@@ -74,7 +74,12 @@ extension HTTP1Writer {
                         out.append(ASCII.sp)
                     }
                     first = false
-                    out.append(contentsOf: UnsafeBufferPointer(start: p + Int(f.valueStart), count: Int(f.valueEnd - f.valueStart)))
+                    out.append(
+                        contentsOf: UnsafeBufferPointer(
+                            start: p + Int(f.valueStart),
+                            count: Int(f.valueEnd - f.valueStart)
+                        )
+                    )
                 }
                 out.appendCRLF()
             }
@@ -82,7 +87,11 @@ extension HTTP1Writer {
             if ctx.appendXForwardedFor {
                 out.appendStatic("X-Forwarded-For: ")
                 if xffCount > 0 { appendValues(p, fields, "x-forwarded-for", to: &out) }
-                if ctx.clientAddress.isEmpty { out.appendStatic("unknown") } else { out.append(contentsOf: ctx.clientAddress) }
+                if ctx.clientAddress.isEmpty {
+                    out.appendStatic("unknown")
+                } else {
+                    out.append(contentsOf: ctx.clientAddress)
+                }
                 out.appendCRLF()
             }
             if ctx.setXForwardedProto {
@@ -127,13 +136,18 @@ extension HTTP1Writer {
 
     /// Appends the non-empty values of every field named `name`, each followed by ", ".
     private static func appendValues(
-        _ p: UnsafePointer<UInt8>, _ fields: [HeaderField], _ name: StaticString, to out: inout [UInt8]
+        _ p: UnsafePointer<UInt8>,
+        _ fields: [HeaderField],
+        _ name: StaticString,
+        to out: inout [UInt8]
     ) {
         for f in fields {
             guard ASCII.equalsIgnoringCase(p + Int(f.nameStart), Int(f.nameEnd - f.nameStart), name),
                 f.valueEnd > f.valueStart
             else { continue }
-            out.append(contentsOf: UnsafeBufferPointer(start: p + Int(f.valueStart), count: Int(f.valueEnd - f.valueStart)))
+            out.append(
+                contentsOf: UnsafeBufferPointer(start: p + Int(f.valueStart), count: Int(f.valueEnd - f.valueStart))
+            )
             out.append(ASCII.comma)
             out.append(ASCII.sp)
         }

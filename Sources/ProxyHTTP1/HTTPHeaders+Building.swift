@@ -37,7 +37,8 @@ extension HTTPHeaders {
                 if HTTP1Writer.isHopByHopOrFraming(np, nl) || ASCII.equalsIgnoringCase(np, nl, "host") { continue }
                 body(
                     UnsafeRawBufferPointer(start: np, count: nl),
-                    UnsafeRawBufferPointer(start: p + Int(f.valueStart), count: Int(f.valueEnd - f.valueStart)))
+                    UnsafeRawBufferPointer(start: p + Int(f.valueStart), count: Int(f.valueEnd - f.valueStart))
+                )
             }
         }
     }
@@ -59,7 +60,8 @@ extension ResponseHead {
                 if checkConnection && HTTP1Writer.isNamedByConnection(p, fields, np, nl) { continue }
                 body(
                     UnsafeRawBufferPointer(start: np, count: nl),
-                    UnsafeRawBufferPointer(start: p + Int(f.valueStart), count: Int(f.valueEnd - f.valueStart)))
+                    UnsafeRawBufferPointer(start: p + Int(f.valueStart), count: Int(f.valueEnd - f.valueStart))
+                )
             }
         }
     }

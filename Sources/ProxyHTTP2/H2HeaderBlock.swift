@@ -41,7 +41,8 @@ public struct H2HeaderBlock: Sendable {
     public mutating func append(name: StaticString, value: StaticString) {
         append(
             name: UnsafeRawBufferPointer(start: name.utf8Start, count: name.utf8CodeUnitCount),
-            value: UnsafeRawBufferPointer(start: value.utf8Start, count: value.utf8CodeUnitCount))
+            value: UnsafeRawBufferPointer(start: value.utf8Start, count: value.utf8CodeUnitCount)
+        )
     }
 
     /// Appends a field whose value is a decimal number.
@@ -57,7 +58,8 @@ public struct H2HeaderBlock: Sendable {
             } while v > 0
             append(
                 name: UnsafeRawBufferPointer(start: name.utf8Start, count: name.utf8CodeUnitCount),
-                value: UnsafeRawBufferPointer(rebasing: d[i...]))
+                value: UnsafeRawBufferPointer(rebasing: d[i...])
+            )
         }
     }
 }

@@ -107,7 +107,10 @@ public final class H2ServerSession {
         nghttp2_option_set_max_settings(opt, 32)
         // Our own bucket answers first with ENHANCE_YOUR_CALM; nghttp2's (INTERNAL_ERROR) stays as a backstop.
         nghttp2_option_set_stream_reset_rate_limit(
-            opt, UInt64(settings.resetBurst) * 2, UInt64(max(1, settings.resetRate)) * 2)
+            opt,
+            UInt64(settings.resetBurst) * 2,
+            UInt64(max(1, settings.resetRate)) * 2
+        )
         // Only 1xx..5xx responses are sent; closed streams need not be kept for a priority tree.
         nghttp2_option_set_no_closed_streams(opt, 1)
 
@@ -120,13 +123,16 @@ public final class H2ServerSession {
         var iv: [nghttp2_settings_entry] = [
             .init(
                 settings_id: Int32(NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS.rawValue),
-                value: UInt32(settings.maxConcurrentStreams)),
+                value: UInt32(settings.maxConcurrentStreams)
+            ),
             .init(
                 settings_id: Int32(NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE.rawValue),
-                value: UInt32(settings.initialWindowSize)),
+                value: UInt32(settings.initialWindowSize)
+            ),
             .init(
                 settings_id: Int32(NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE.rawValue),
-                value: UInt32(settings.maxHeaderListSize)),
+                value: UInt32(settings.maxHeaderListSize)
+            ),
             .init(settings_id: Int32(NGHTTP2_SETTINGS_ENABLE_PUSH.rawValue), value: 0),
             .init(settings_id: Int32(NGHTTP2_SETTINGS_NO_RFC7540_PRIORITIES.rawValue), value: 1),
         ]
@@ -189,7 +195,9 @@ public final class H2ServerSession {
         var added = false
         if pendingStart < pending.count {
             let n = min(out.freeCount, pending.count - pendingStart)
-            _ = pending.withUnsafeBytes { out.append(UnsafeRawBufferPointer(rebasing: $0[pendingStart..<pendingStart + n])) }
+            _ = pending.withUnsafeBytes {
+                out.append(UnsafeRawBufferPointer(rebasing: $0[pendingStart..<pendingStart + n]))
+            }
             pendingStart += n
             added = n > 0
             if pendingStart < pending.count { return added }
@@ -279,8 +287,13 @@ public final class H2ServerSession {
             for (start, nl, vl) in block.entries {
                 nv.append(
                     nghttp2_nv(
-                        name: m + Int(start), value: m + Int(start + nl), namelen: Int(nl), valuelen: Int(vl),
-                        flags: UInt8(NGHTTP2_NV_FLAG_NONE.rawValue)))
+                        name: m + Int(start),
+                        value: m + Int(start + nl),
+                        namelen: Int(nl),
+                        valuelen: Int(vl),
+                        flags: UInt8(NGHTTP2_NV_FLAG_NONE.rawValue)
+                    )
+                )
             }
             nv.withUnsafeBufferPointer { body($0.baseAddress, $0.count) }
         }
@@ -297,7 +310,9 @@ public final class H2ServerSession {
     }
 
     fileprivate func header(
-        stream: Int32, name: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer
+        stream: Int32,
+        name: UnsafeRawBufferPointer,
+        value: UnsafeRawBufferPointer
     ) -> Int32 {
         guard stream == headStream else { return 0 }
         head.listSize += name.count + value.count + 32
@@ -343,7 +358,13 @@ public final class H2ServerSession {
         return 0
     }
 
-    fileprivate func frameReceived(type: UInt8, flags: UInt8, stream: Int32, length: Int, category: UInt32)
+    fileprivate func frameReceived(
+        type: UInt8,
+        flags: UInt8,
+        stream: Int32,
+        length: Int,
+        category: UInt32
+    )
         -> Int32
     {
         let endStream = flags & UInt8(NGHTTP2_FLAG_END_STREAM.rawValue) != 0
@@ -399,7 +420,11 @@ public final class H2ServerSession {
         handler.h2StreamClosed(stream: stream, errorCode: errorCode)
     }
 
-    fileprivate func read(stream: Int32, into buf: UnsafeMutableRawBufferPointer, flags: UnsafeMutablePointer<UInt32>)
+    fileprivate func read(
+        stream: Int32,
+        into buf: UnsafeMutableRawBufferPointer,
+        flags: UnsafeMutablePointer<UInt32>
+    )
         -> Int
     {
         let r = handler.h2ReadData(stream: stream, into: buf)
@@ -430,8 +455,10 @@ private let onBeginHeaders: nghttp2_on_begin_headers_callback = { _, frame, ud i
 private let onHeader: nghttp2_on_header_callback = { _, frame, name, namelen, value, valuelen, _, ud in
     guard let f = frame?.pointee else { return 0 }
     return owner(ud).header(
-        stream: f.hd.stream_id, name: UnsafeRawBufferPointer(start: name, count: namelen),
-        value: UnsafeRawBufferPointer(start: value, count: valuelen))
+        stream: f.hd.stream_id,
+        name: UnsafeRawBufferPointer(start: name, count: namelen),
+        value: UnsafeRawBufferPointer(start: value, count: valuelen)
+    )
 }
 
 /// RFC 9113 §8.2.1: a field nghttp2 would merely ignore is still malformed; reset the stream (PROTOCOL_ERROR).
@@ -442,8 +469,12 @@ private let onInvalidHeader: nghttp2_on_invalid_header_callback = { _, _, _, _, 
 private let onFrameRecv: nghttp2_on_frame_recv_callback = { _, frame, ud in
     guard let f = frame?.pointee else { return 0 }
     return owner(ud).frameReceived(
-        type: f.hd.type, flags: f.hd.flags, stream: f.hd.stream_id, length: f.hd.length,
-        category: f.hd.type == UInt8(NGHTTP2_HEADERS.rawValue) ? f.headers.cat.rawValue : 0)
+        type: f.hd.type,
+        flags: f.hd.flags,
+        stream: f.hd.stream_id,
+        length: f.hd.length,
+        category: f.hd.type == UInt8(NGHTTP2_HEADERS.rawValue) ? f.headers.cat.rawValue : 0
+    )
 }
 
 private let onDataChunk: nghttp2_on_data_chunk_recv_callback = { _, _, stream, data, len, ud in

@@ -22,7 +22,9 @@ final class AccessLogSink: @unchecked Sendable {
             ownsFd = false
         } else {
             let f = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o640)
-            guard f >= 0 else { throw SyscallErrorLike("cannot open access log \(path): \(String(cString: strerror(errno)))") }
+            guard f >= 0 else {
+                throw SyscallErrorLike("cannot open access log \(path): \(String(cString: strerror(errno)))")
+            }
             fd = f
             ownsFd = true
         }

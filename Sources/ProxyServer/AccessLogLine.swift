@@ -3,8 +3,12 @@ import ProxyTLS
 /// Formats one access-log JSON line per finished request (byte-level, into the worker's reusable buffer).
 enum AccessLogLine {
     static func append(
-        connection c: ClientConnection, exchange ex: Exchange, to out: inout [UInt8], clock: inout LogClock,
-        now: UInt64, h2: Bool = false
+        connection c: ClientConnection,
+        exchange ex: Exchange,
+        to out: inout [UInt8],
+        clock: inout LogClock,
+        now: UInt64,
+        h2: Bool = false
     ) {
         // Written straight into the worker's line buffer (taken over while writing, so appends do not copy).
         var w = JSONWriter(appendingTo: out)

@@ -99,8 +99,13 @@ private final class AdminConnection: EventHandler {
                     var out: [UInt8] = []
                     body.withUnsafeBytes {
                         HTTP1Writer.appendSimpleResponse(
-                            status: status, contentType: type, body: $0, closeConnection: true,
-                            includeBody: head.method != .head, to: &out)
+                            status: status,
+                            contentType: type,
+                            body: $0,
+                            closeConnection: true,
+                            includeBody: head.method != .head,
+                            to: &out
+                        )
                     }
                     writeAll(out)
                     return server.finished(self)

@@ -12,14 +12,21 @@ enum BuiltinPage {
 
     static func render(connection c: ClientConnection, head: RequestHead) -> Rendered {
         render(
-            connection: c, method: head.methodBytes, path: head.target, accept: head.headers.first("accept"),
-            protocolName: head.version == .http1_0 ? "HTTP/1.0" : "HTTP/1.1")
+            connection: c,
+            method: head.methodBytes,
+            path: head.target,
+            accept: head.headers.first("accept"),
+            protocolName: head.version == .http1_0 ? "HTTP/1.0" : "HTTP/1.1"
+        )
     }
 
     /// The page for a request given by its parts (HTTP/2 streams have no `RequestHead`).
     static func render(
-        connection c: ClientConnection, method: ArraySlice<UInt8>, path: ArraySlice<UInt8>,
-        accept: ArraySlice<UInt8>?, protocolName: StaticString
+        connection c: ClientConnection,
+        method: ArraySlice<UInt8>,
+        path: ArraySlice<UInt8>,
+        accept: ArraySlice<UInt8>?,
+        protocolName: StaticString
     ) -> Rendered {
         let json = describe(c, method: method, path: path, protocolName: protocolName)
         if let accept, contains(accept, "application/json") {
@@ -30,12 +37,18 @@ enum BuiltinPage {
 
     static func describe(_ c: ClientConnection, head: RequestHead) -> JSONWriter {
         describe(
-            c, method: head.methodBytes, path: head.target,
-            protocolName: head.version == .http1_0 ? "HTTP/1.0" : "HTTP/1.1")
+            c,
+            method: head.methodBytes,
+            path: head.target,
+            protocolName: head.version == .http1_0 ? "HTTP/1.0" : "HTTP/1.1"
+        )
     }
 
     static func describe(
-        _ c: ClientConnection, method: ArraySlice<UInt8>, path: ArraySlice<UInt8>, protocolName: StaticString
+        _ c: ClientConnection,
+        method: ArraySlice<UInt8>,
+        path: ArraySlice<UInt8>,
+        protocolName: StaticString
     ) -> JSONWriter {
         var w = JSONWriter(reserving: 1024)
         let s = c.tlsState
@@ -45,7 +58,10 @@ enum BuiltinPage {
         w.field("cipher", c.cipherName)
         w.field("alpn", c.alpnName)
         w.field("sni", c.serverName)
-        w.field("resumed", c.outcome != .full && c.outcome != .staleForcedFull && c.outcome != .unknownKey && c.outcome != .expiredKey)
+        w.field(
+            "resumed",
+            c.outcome != .full && c.outcome != .staleForcedFull && c.outcome != .unknownKey && c.outcome != .expiredKey
+        )
         w.field("ticket_outcome", c.outcome.label)
         w.field("ticket_key", s.keyName)
         w.field("ja3", s.ja3String)
@@ -72,7 +88,8 @@ enum BuiltinPage {
             <h1>EdgeProxy</h1><p>No origin is configured, so this is what your TLS connection looks like from here.
             Send <code>Accept: application/json</code> for the same data as JSON.</p><table>
 
-            """.utf8)
+            """.utf8
+        )
         let s = c.tlsState
         let rows: [(String, String)] = [
             ("Client", c.peer.description),

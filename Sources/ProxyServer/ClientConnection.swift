@@ -384,7 +384,9 @@ final class ClientConnection: EventHandler, TimerHandler {
                 startExchange()
             case .body(let range, let consumed):
                 let b = inBuf!
-                forwardRequestBody(UnsafeRawBufferPointer(start: b.base + b.start + range.lowerBound, count: range.count))
+                forwardRequestBody(
+                    UnsafeRawBufferPointer(start: b.base + b.start + range.lowerBound, count: range.count)
+                )
                 b.consume(consumed)
                 parserPending = true
                 progress = true
@@ -508,7 +510,10 @@ final class ClientConnection: EventHandler, TimerHandler {
         // Request bytes toward the origin.
         if let out = ex.upOut, u.canWrite {
             while ex.upSent < out.readableCount {
-                let pending = UnsafeRawBufferPointer(start: out.base + out.start + ex.upSent, count: out.readableCount - ex.upSent)
+                let pending = UnsafeRawBufferPointer(
+                    start: out.base + out.start + ex.upSent,
+                    count: out.readableCount - ex.upSent
+                )
                 guard let r = u.write(pending) else {
                     retryOrFail(u, status: 502)
                     return true
@@ -588,7 +593,10 @@ final class ClientConnection: EventHandler, TimerHandler {
             }
             let ev: ParseEvent
             if let b = u.inBuf {
-                ev = ex.respParser.parse(UnsafeRawBufferPointer(start: b.base + b.start, count: limit), requestIsHEAD: ex.isHEAD)
+                ev = ex.respParser.parse(
+                    UnsafeRawBufferPointer(start: b.base + b.start, count: limit),
+                    requestIsHEAD: ex.isHEAD
+                )
             } else {
                 ev = ex.respParser.parse(UnsafeRawBufferPointer(start: nil, count: 0), requestIsHEAD: ex.isHEAD)
             }
@@ -641,8 +649,13 @@ final class ClientConnection: EventHandler, TimerHandler {
         }
         let out = ensureOutBuf()
         let framing = HTTPGlue.writeClientResponseHead(
-            resp, requestVersion: ex.version, isHEAD: ex.isHEAD, close: closeAfterResponse, into: out,
-            scratch: &worker.scratch)
+            resp,
+            requestVersion: ex.version,
+            isHEAD: ex.isHEAD,
+            close: closeAfterResponse,
+            into: out,
+            scratch: &worker.scratch
+        )
         switch framing {
         case .none:
             failExchange(status: 502)
@@ -719,8 +732,14 @@ final class ClientConnection: EventHandler, TimerHandler {
         let out = ensureOutBuf()
         let body = BuiltinPage.render(connection: self, head: parser.head)
         HTTPGlue.writeSimpleResponse(
-            status: 200, contentType: body.contentType, body: body.bytes, close: closeAfterResponse,
-            isHEAD: ex.isHEAD, into: out, scratch: &worker.scratch)
+            status: 200,
+            contentType: body.contentType,
+            body: body.bytes,
+            close: closeAfterResponse,
+            isHEAD: ex.isHEAD,
+            into: out,
+            scratch: &worker.scratch
+        )
         ex.status = 200
         ex.responseBodyBytes = body.bytes.count
         ex.responseEnded = true
@@ -748,7 +767,13 @@ final class ClientConnection: EventHandler, TimerHandler {
     private func logExchange() {
         worker.metrics.request(status: ex.status)
         guard worker.accessLog != nil else { return }
-        AccessLogLine.append(connection: self, exchange: ex, to: &worker.logLines, clock: &worker.logClock, now: monotonicNanos())
+        AccessLogLine.append(
+            connection: self,
+            exchange: ex,
+            to: &worker.logLines,
+            clock: &worker.logClock,
+            now: monotonicNanos()
+        )
     }
 
     // MARK: deadlines and closing

@@ -54,7 +54,10 @@ public final class EdgeProxyServer: @unchecked Sendable {
     public private(set) var adminAddress: SocketAddress?
 
     public init(
-        config: ProxyConfiguration, configPath: String?, overrides: ConfigOverrides, logger: Logger,
+        config: ProxyConfiguration,
+        configPath: String?,
+        overrides: ConfigOverrides,
+        logger: Logger,
         registry: PrometheusCollectorRegistry
     ) {
         self.config = config
@@ -86,7 +89,8 @@ public final class EdgeProxyServer: @unchecked Sendable {
         snapshots = SnapshotBox(snapshot)
         if snapshot.tls.isSelfSigned {
             logger.notice(
-                "no certificate configured: generated a self-signed ECDSA P-256 certificate for localhost in memory")
+                "no certificate configured: generated a self-signed ECDSA P-256 certificate for localhost in memory"
+            )
         }
         if snapshot.origins.isEmpty {
             logger.notice("no upstream configured: serving the built-in page that describes each TLS connection")
@@ -105,9 +109,14 @@ public final class EdgeProxyServer: @unchecked Sendable {
         let n = config.effectiveWorkers
         for i in 0..<n {
             let w = try Worker(
-                index: i, listenAddress: listenAddr, snapshots: snapshots, ticketStore: ticketStore,
-                accessLog: accessLog, logger: logger,
-                onExit: { [weak self] _ in self?.workerExited() })
+                index: i,
+                listenAddress: listenAddr,
+                snapshots: snapshots,
+                ticketStore: ticketStore,
+                accessLog: accessLog,
+                logger: logger,
+                onExit: { [weak self] _ in self?.workerExited() }
+            )
             if i == 0, listenAddr.port == 0, let bound = w.boundAddress {
                 // Port 0: every worker must share the port the first one got.
                 listenAddr = bound
@@ -135,7 +144,8 @@ public final class EdgeProxyServer: @unchecked Sendable {
                 "admin": "\(adminAddress.map { "\($0)" } ?? "off")",
                 "certificates": "\(snapshot.tls.certificateSummary.joined(separator: "; "))",
                 "upstreams": "\(snapshot.origins.map(\.display).joined(separator: ","))",
-            ])
+            ]
+        )
         loop.run()
         for w in workers { w.join() }
         redisSync?.stop()
@@ -152,7 +162,11 @@ public final class EdgeProxyServer: @unchecked Sendable {
 
     /// Builds a runtime snapshot from a configuration. With `strictPolicies` a policy error fails the build;
     /// on reload a policy error keeps `previousPolicies` (the caller reports it).
-    func buildSnapshot(_ c: ProxyConfiguration, previousPolicies: CompiledPolicySet?, strictPolicies: Bool) throws
+    func buildSnapshot(
+        _ c: ProxyConfiguration,
+        previousPolicies: CompiledPolicySet?,
+        strictPolicies: Bool
+    ) throws
         -> RuntimeSnapshot
     {
         var tls = TLSSettings()
@@ -199,8 +213,15 @@ public final class EdgeProxyServer: @unchecked Sendable {
         limits.maxHeaderCount = c.limits.maxHeaders
         let fh = c.policies.headers
         return RuntimeSnapshot(
-            tls: contexts, policies: policies, origins: origins, timeouts: t, limits: limits, fingerprintHeaders: fh,
-            maxConnectionsPerWorker: c.limits.maxConnectionsPerWorker, http2: HTTP2Options(c.http2, limits: c.limits))
+            tls: contexts,
+            policies: policies,
+            origins: origins,
+            timeouts: t,
+            limits: limits,
+            fingerprintHeaders: fh,
+            maxConnectionsPerWorker: c.limits.maxConnectionsPerWorker,
+            http2: HTTP2Options(c.http2, limits: c.limits)
+        )
     }
 
     private func loadPolicies(dir: String) throws -> CompiledPolicySet {
@@ -212,7 +233,9 @@ public final class EdgeProxyServer: @unchecked Sendable {
         }
         let result = try PolicyLoader.load(directory: dir, generation: policyGeneration)
         for d in result.warnings { logger.warning("\(d)") }
-        logger.info("loaded \(result.set.policies.count) polic\(result.set.policies.count == 1 ? "y" : "ies") from \(dir)")
+        logger.info(
+            "loaded \(result.set.policies.count) polic\(result.set.policies.count == 1 ? "y" : "ies") from \(dir)"
+        )
         return result.set
     }
 
@@ -243,11 +266,14 @@ public final class EdgeProxyServer: @unchecked Sendable {
         case .memory:
             let schedule = try TicketKeySchedule(
                 rotationNanoseconds: config.tickets.rotation.milliseconds * 1_000_000,
-                lifetimeNanoseconds: config.tickets.lifetime.milliseconds * 1_000_000)
+                lifetimeNanoseconds: config.tickets.lifetime.milliseconds * 1_000_000
+            )
             let src = try MemoryKeySource(schedule: schedule, now: now)
             memorySource = src
             ticketStore = src.store
-            logger.info("session tickets: in-memory keys, rotation \(config.tickets.rotation), lifetime \(config.tickets.lifetime)")
+            logger.info(
+                "session tickets: in-memory keys, rotation \(config.tickets.rotation), lifetime \(config.tickets.lifetime)"
+            )
         case .files:
             let src = try FileKeySource(paths: config.tickets.files)
             fileSource = src
@@ -268,13 +294,16 @@ public final class EdgeProxyServer: @unchecked Sendable {
         }
         if TicketKeyMaterialTestHook.isEnabled {
             logger.warning(
-                "\(TicketKeyMaterialTestHook.variable) is set: the admin API exposes ticket key material (tests only)")
+                "\(TicketKeyMaterialTestHook.variable) is set: the admin API exposes ticket key material (tests only)"
+            )
         }
         let wrapper = try Self.ticketKeyWrapper(r)
         let settings = RedisKeySync.Settings(
-            primary: Self.endpoint(url), replica: r.replica.map(Self.endpoint),
+            primary: Self.endpoint(url),
+            replica: r.replica.map(Self.endpoint),
             connectTimeoutNanoseconds: r.connectTimeout.milliseconds * 1_000_000,
-            commandTimeoutNanoseconds: r.commandTimeout.milliseconds * 1_000_000)
+            commandTimeoutNanoseconds: r.commandTimeout.milliseconds * 1_000_000
+        )
         let logger = self.logger
         let rejected = ticketStoreRejected
         let sync = RedisKeySync(plan: plan, wrapper: wrapper, settings: settings) { event in
@@ -283,9 +312,13 @@ public final class EdgeProxyServer: @unchecked Sendable {
             case .down(let why):
                 logger.warning(
                     "ticket key store unreachable: serving with cached keys, retrying with backoff",
-                    metadata: ["redis": "\(url)", "error": "\(why)"])
+                    metadata: ["redis": "\(url)", "error": "\(why)"]
+                )
             case .replicaDown(let why):
-                logger.warning("ticket key store replica unreachable: reading from the primary", metadata: ["error": "\(why)"])
+                logger.warning(
+                    "ticket key store replica unreachable: reading from the primary",
+                    metadata: ["error": "\(why)"]
+                )
             case .replicaUp: logger.notice("ticket key store replica reachable")
             case .rejected(let slot, let reason):
                 rejected.increment()
@@ -295,7 +328,8 @@ public final class EdgeProxyServer: @unchecked Sendable {
             case .restored(let epoch, let name):
                 logger.notice(
                     "ticket key store had lost a key: wrote the cached one back",
-                    metadata: ["epoch": "\(epoch)", "name": "\(name)"])
+                    metadata: ["epoch": "\(epoch)", "name": "\(name)"]
+                )
             case .replaced(let epochs):
                 logger.notice("ticket key store holds different keys: adopted them", metadata: ["epochs": "\(epochs)"])
             }
@@ -309,7 +343,8 @@ public final class EdgeProxyServer: @unchecked Sendable {
         } catch {
             if r.required {
                 throw SyscallErrorLike(
-                    "redis.required = true and the ticket key store \(url) is unreachable: \(error); refusing to start")
+                    "redis.required = true and the ticket key store \(url) is unreachable: \(error); refusing to start"
+                )
             }
             logger.warning("ticket key store unreachable at start: serving with local keys until it answers")
         }
@@ -325,7 +360,8 @@ public final class EdgeProxyServer: @unchecked Sendable {
             metadata: [
                 "redis": "\(url)", "replica": "\(r.replica.map { "\($0)" } ?? "none")",
                 "wrapping_key_id": "\(r.wrappingKeyID)", "lookahead": "\(plan.lookahead)",
-            ])
+            ]
+        )
     }
 
     /// The wrapping keys named by `[redis]` (current + previous), loaded from their files or environment variables.
@@ -342,8 +378,12 @@ public final class EdgeProxyServer: @unchecked Sendable {
     /// A `RedisURL` from the configuration as a hiredis endpoint.
     public static func endpoint(_ u: RedisURL) -> RedisEndpoint {
         RedisEndpoint(
-            host: u.host.unbracketed, port: Int(u.port), username: u.username, password: u.password,
-            database: u.database)
+            host: u.host.unbracketed,
+            port: Int(u.port),
+            username: u.username,
+            password: u.password,
+            database: u.database
+        )
     }
 
     /// Once a second on the control loop: advance the key schedule, watch key files.
@@ -358,7 +398,8 @@ public final class EdgeProxyServer: @unchecked Sendable {
                 if made > localKeysReported {
                     ticketLocalKeys.increment(by: made - localKeysReported)
                     logger.warning(
-                        "no shared ticket key for this period: encrypting with a local key (only this instance resumes it)")
+                        "no shared ticket key for this period: encrypting with a local key (only this instance resumes it)"
+                    )
                     localKeysReported = made
                 }
             }
@@ -367,7 +408,8 @@ public final class EdgeProxyServer: @unchecked Sendable {
             logger.error("ticket keys: \(error) (keeping the previous keys)")
         }
         if let ring = ticketStore?.current() {
-            let age = Double(now.nanosecondsSinceEpoch - ring.encryptionKey(at: now).encryptFrom.nanosecondsSinceEpoch) / 1e9
+            let age =
+                Double(now.nanosecondsSinceEpoch - ring.encryptionKey(at: now).encryptFrom.nanosecondsSinceEpoch) / 1e9
             keyAge.record(ring.encryptionKey(at: now).encryptFrom == .distantPast ? 0 : age)
         }
     }

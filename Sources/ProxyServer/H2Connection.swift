@@ -341,8 +341,12 @@ final class H2Connection: H2SessionHandler, TimerHandler {
         if snapshot.origins.isEmpty {
             s.ex.local = true
             let page = BuiltinPage.render(
-                connection: conn, method: head.method, path: head.path, accept: head.first("accept"),
-                protocolName: "HTTP/2")
+                connection: conn,
+                method: head.method,
+                path: head.path,
+                accept: head.first("accept"),
+                protocolName: "HTTP/2"
+            )
             respond(s, status: 200, contentType: page.contentType, body: page.bytes)
             return
         }
@@ -359,8 +363,14 @@ final class H2Connection: H2SessionHandler, TimerHandler {
         s.ex.upOut = out
         worker.scratch.removeAll(keepingCapacity: true)
         HTTP1Writer.appendTranslatedRequestHead(
-            method: head.method, target: head.path, authority: head.authority, headers: head.headers,
-            framing: framing, forwarding: conn.forwardingContext(), to: &worker.scratch)
+            method: head.method,
+            target: head.path,
+            authority: head.authority,
+            headers: head.headers,
+            framing: framing,
+            forwarding: conn.forwardingContext(),
+            to: &worker.scratch
+        )
         guard out.append(worker.scratch) else {
             respondLocal(s, status: 431)
             return
@@ -512,7 +522,9 @@ final class H2Connection: H2SessionHandler, TimerHandler {
             guard let out = s.ex.upOut, u.canWrite else { break }
             while s.ex.upSent < out.readableCount {
                 let pending = UnsafeRawBufferPointer(
-                    start: out.base + out.start + s.ex.upSent, count: out.readableCount - s.ex.upSent)
+                    start: out.base + out.start + s.ex.upSent,
+                    count: out.readableCount - s.ex.upSent
+                )
                 guard let r = u.write(pending) else {
                     retryOrFail(s, u, status: 502)
                     return
@@ -614,7 +626,9 @@ final class H2Connection: H2SessionHandler, TimerHandler {
             let ev: ParseEvent
             if let b = u.inBuf {
                 ev = s.ex.respParser.parse(
-                    UnsafeRawBufferPointer(start: b.base + b.start, count: limit), requestIsHEAD: s.ex.isHEAD)
+                    UnsafeRawBufferPointer(start: b.base + b.start, count: limit),
+                    requestIsHEAD: s.ex.isHEAD
+                )
             } else {
                 ev = s.ex.respParser.parse(UnsafeRawBufferPointer(start: nil, count: 0), requestIsHEAD: s.ex.isHEAD)
             }
@@ -633,7 +647,9 @@ final class H2Connection: H2SessionHandler, TimerHandler {
             case .body(let range, let consumed):
                 let b = u.inBuf!
                 if s.respBuf!.isEmpty { s.lastProgress = worker.loop.now }
-                s.respBuf!.append(UnsafeRawBufferPointer(start: b.base + b.start + range.lowerBound, count: range.count))
+                s.respBuf!.append(
+                    UnsafeRawBufferPointer(start: b.base + b.start + range.lowerBound, count: range.count)
+                )
                 s.ex.responseBodyBytes += range.count
                 b.consume(consumed)
                 s.ex.respParserPending = true
@@ -777,8 +793,11 @@ final class H2Connection: H2SessionHandler, TimerHandler {
     private func respondLocal(_ s: H2Stream, status: Int) {
         let reason = HTTP1Writer.reasonPhrase(status)
         respond(
-            s, status: status, contentType: "text/plain; charset=utf-8",
-            body: UnsafeRawBufferPointer(start: reason.utf8Start, count: reason.utf8CodeUnitCount))
+            s,
+            status: status,
+            contentType: "text/plain; charset=utf-8",
+            body: UnsafeRawBufferPointer(start: reason.utf8Start, count: reason.utf8CodeUnitCount)
+        )
     }
 
     private func respond(_ s: H2Stream, status: Int, contentType: StaticString, body: [UInt8]) {
@@ -786,7 +805,10 @@ final class H2Connection: H2SessionHandler, TimerHandler {
     }
 
     private func respond(
-        _ s: H2Stream, status: Int, contentType: StaticString, body: UnsafeRawBufferPointer
+        _ s: H2Stream,
+        status: Int,
+        contentType: StaticString,
+        body: UnsafeRawBufferPointer
     ) {
         s.ex.status = status
         s.ex.responseHeadSent = true
@@ -814,8 +836,13 @@ final class H2Connection: H2SessionHandler, TimerHandler {
         worker.metrics.request(status: s.ex.status)
         guard worker.accessLog != nil else { return }
         AccessLogLine.append(
-            connection: conn, exchange: s.ex, to: &worker.logLines, clock: &worker.logClock, now: monotonicNanos(),
-            h2: true)
+            connection: conn,
+            exchange: s.ex,
+            to: &worker.logLines,
+            clock: &worker.logClock,
+            now: monotonicNanos(),
+            h2: true
+        )
     }
 }
 

@@ -5,12 +5,21 @@ import ProxyHTTP1
 /// Heads go through the worker's reusable scratch array; body bytes are copied once, straight into the buffer.
 enum HTTPGlue {
     /// Serialises the request head toward the origin. False when it does not fit the buffer.
-    static func writeUpstreamRequestHead(_ head: RequestHead, into buf: ByteBuffer, connection c: ClientConnection)
+    static func writeUpstreamRequestHead(
+        _ head: RequestHead,
+        into buf: ByteBuffer,
+        connection c: ClientConnection
+    )
         -> Bool
     {
         let w = c.worker
         w.scratch.removeAll(keepingCapacity: true)
-        HTTP1Writer.appendRequestHead(head, framing: head.outboundFraming, forwarding: c.forwardingContext(), to: &w.scratch)
+        HTTP1Writer.appendRequestHead(
+            head,
+            framing: head.outboundFraming,
+            forwarding: c.forwardingContext(),
+            to: &w.scratch
+        )
         return buf.append(w.scratch)
     }
 
@@ -21,13 +30,22 @@ enum HTTPGlue {
 
     /// Serialises the origin's response head toward the client; nil when it does not fit.
     static func writeClientResponseHead(
-        _ resp: ResponseHead, requestVersion: HTTPVersion, isHEAD: Bool, close: Bool, into buf: ByteBuffer,
+        _ resp: ResponseHead,
+        requestVersion: HTTPVersion,
+        isHEAD: Bool,
+        close: Bool,
+        into buf: ByteBuffer,
         scratch: inout [UInt8]
     ) -> ResponseFraming? {
         let framing: OutboundFraming = isHEAD ? .bodiless : resp.clientFraming(clientVersion: requestVersion)
         scratch.removeAll(keepingCapacity: true)
         HTTP1Writer.appendResponseHead(
-            resp, framing: framing, closeConnection: close, clientVersion: requestVersion, to: &scratch)
+            resp,
+            framing: framing,
+            closeConnection: close,
+            clientVersion: requestVersion,
+            to: &scratch
+        )
         guard buf.append(scratch) else { return nil }
         return ResponseFraming(chunked: framing == .chunked, closeDelimited: framing == .closeDelimited)
     }
@@ -54,14 +72,24 @@ enum HTTPGlue {
     }
 
     static func writeSimpleResponse(
-        status: Int, contentType: StaticString, body: [UInt8], close: Bool, isHEAD: Bool, into buf: ByteBuffer,
+        status: Int,
+        contentType: StaticString,
+        body: [UInt8],
+        close: Bool,
+        isHEAD: Bool,
+        into buf: ByteBuffer,
         scratch: inout [UInt8]
     ) {
         scratch.removeAll(keepingCapacity: true)
         body.withUnsafeBytes {
             HTTP1Writer.appendSimpleResponse(
-                status: status, contentType: contentType, body: $0, closeConnection: close, includeBody: !isHEAD,
-                to: &scratch)
+                status: status,
+                contentType: contentType,
+                body: $0,
+                closeConnection: close,
+                includeBody: !isHEAD,
+                to: &scratch
+            )
         }
         buf.append(scratch)
     }
@@ -70,8 +98,11 @@ enum HTTPGlue {
         scratch.removeAll(keepingCapacity: true)
         let reason = HTTP1Writer.reasonPhrase(status)
         HTTP1Writer.appendSimpleResponse(
-            status: status, body: UnsafeRawBufferPointer(start: reason.utf8Start, count: reason.utf8CodeUnitCount),
-            closeConnection: true, to: &scratch)
+            status: status,
+            body: UnsafeRawBufferPointer(start: reason.utf8Start, count: reason.utf8CodeUnitCount),
+            closeConnection: true,
+            to: &scratch
+        )
         buf.append(scratch)
     }
 }

@@ -49,8 +49,14 @@ public final class RuntimeSnapshot: Sendable {
     public let http2: HTTP2Options
 
     public init(
-        tls: TLSContextSet, policies: CompiledPolicySet?, origins: [Origin], timeouts: Timeouts, limits: HTTP1Limits,
-        fingerprintHeaders: FingerprintHeaders, maxConnectionsPerWorker: Int, http2: HTTP2Options = HTTP2Options()
+        tls: TLSContextSet,
+        policies: CompiledPolicySet?,
+        origins: [Origin],
+        timeouts: Timeouts,
+        limits: HTTP1Limits,
+        fingerprintHeaders: FingerprintHeaders,
+        maxConnectionsPerWorker: Int,
+        http2: HTTP2Options = HTTP2Options()
     ) {
         self.http2 = http2
         self.tls = tls
@@ -64,7 +70,9 @@ public final class RuntimeSnapshot: Sendable {
         // Expect is answered by the proxy itself (100 Continue), so the origin never sees it.
         self.strippedHeaderNames = [h.ja3, h.ja4, h.policy, h.tag, "expect"].map { Array($0.lowercased().utf8) }
         self.forwardingTemplate = ForwardingContext(
-            clientAddress: [], stripped: HeaderNameList(strippedHeaderNames),
-            defaultHost: Array((origins.first?.hostHeader ?? "").utf8))
+            clientAddress: [],
+            stripped: HeaderNameList(strippedHeaderNames),
+            defaultHost: Array((origins.first?.hostHeader ?? "").utf8)
+        )
     }
 }

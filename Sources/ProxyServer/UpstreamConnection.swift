@@ -35,7 +35,8 @@ final class UpstreamConnection: EventHandler, TimerHandler {
     }
 
     /// Starts a non-blocking connect to `address` and registers with the loop.
-    static func connect(worker: Worker, origin: Int, address: SocketAddress) throws(SyscallError) -> UpstreamConnection {
+    static func connect(worker: Worker, origin: Int, address: SocketAddress) throws(SyscallError) -> UpstreamConnection
+    {
         let (fd, connected) = try Socket.connect(address)
         let u = UpstreamConnection(worker: worker, fd: fd, origin: origin, address: address, connected: connected)
         do {
@@ -58,7 +59,8 @@ final class UpstreamConnection: EventHandler, TimerHandler {
         if events & (EventLoop.writable | EventLoop.error | EventLoop.hangup) != 0 { canWrite = true }
         if let owner {
             owner.upstreamReady()
-        } else if !closed, events & (EventLoop.readable | EventLoop.readHangup | EventLoop.hangup | EventLoop.error) != 0,
+        } else if !closed,
+            events & (EventLoop.readable | EventLoop.readHangup | EventLoop.hangup | EventLoop.error) != 0,
             Socket.peekClosedOrData(fd)
         {
             // Idle in the pool: the origin closed it (or sent unsolicited bytes). Either way it is unusable.

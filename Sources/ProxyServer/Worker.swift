@@ -50,8 +50,12 @@ final class Worker: EventHandler, @unchecked Sendable {
     private var lastAcceptWarning: UInt64 = 0
 
     init(
-        index: Int, listenAddress: SocketAddress, snapshots: SnapshotBox<RuntimeSnapshot>,
-        ticketStore: TicketKeyStore?, accessLog: AccessLogSink?, logger: Logger,
+        index: Int,
+        listenAddress: SocketAddress,
+        snapshots: SnapshotBox<RuntimeSnapshot>,
+        ticketStore: TicketKeyStore?,
+        accessLog: AccessLogSink?,
+        logger: Logger,
         onExit: @escaping @Sendable (Int) -> Void
     ) throws(SyscallError) {
         self.index = index

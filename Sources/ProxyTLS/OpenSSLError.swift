@@ -11,7 +11,9 @@ public struct TLSError: Error, CustomStringConvertible, Sendable {
             if code == 0 { break }
             var buf = [UInt8](repeating: 0, count: 256)
             buf.withUnsafeMutableBufferPointer { p in
-                p.baseAddress!.withMemoryRebound(to: CChar.self, capacity: p.count) { ERR_error_string_n(code, $0, p.count) }
+                p.baseAddress!.withMemoryRebound(to: CChar.self, capacity: p.count) {
+                    ERR_error_string_n(code, $0, p.count)
+                }
             }
             parts.append(String(decoding: buf.prefix { $0 != 0 }, as: UTF8.self))
         }

@@ -27,7 +27,8 @@ extension TLSConnectionState {
             let input = PolicyInput(
                 features: parsed.features,
                 ja3: set.needsJA3 ? JA3Digest(hex: parsed.ja3.md5) : nil,
-                ja4: set.needsJA4 ? parsed.ja4Fingerprint : nil)
+                ja4: set.needsJA4 ? parsed.ja4Fingerprint : nil
+            )
             let d = set.decide(input)
             // What operators and origins see is the policy that is *enforced*; an observe policy that matched
             // (above it, or alone) is reported separately and changes nothing.

@@ -35,7 +35,9 @@ public final class TLSContextSet: @unchecked Sendable {
         // Group certificates serving the same name set, in configuration order; the first group is the default.
         var groups: [[LoadedCertificate]] = []
         for cert in loaded {
-            if let i = groups.firstIndex(where: { Set($0[0].names) == Set(cert.names) && !$0.contains { $0.keyType == cert.keyType } }) {
+            if let i = groups.firstIndex(where: {
+                Set($0[0].names) == Set(cert.names) && !$0.contains { $0.keyType == cert.keyType }
+            }) {
                 groups[i].append(cert)
             } else {
                 groups.append([cert])
@@ -89,7 +91,10 @@ public final class TLSContextSet: @unchecked Sendable {
         return nil
     }
 
-    private static func makeContext(settings: TLSSettings, certificates: [LoadedCertificate]) throws(TLSError)
+    private static func makeContext(
+        settings: TLSSettings,
+        certificates: [LoadedCertificate]
+    ) throws(TLSError)
         -> OpaquePointer
     {
         guard let ctx = SSL_CTX_new(TLS_server_method()) else { throw TLSError("SSL_CTX_new") }
@@ -197,7 +202,9 @@ private let messageCallback:
 /// policy decision, stored in the connection state for the ticket callback.
 private let clientHelloCallback:
     @convention(c) (OpaquePointer?, UnsafeMutablePointer<Int32>?, UnsafeMutableRawPointer?) -> Int32 = {
-        ssl, alert, _ in
+        ssl,
+        alert,
+        _ in
         guard let ssl, let state = connectionState(ssl) else { return 1 }
         if state.decided { return 1 }
         state.decided = true
@@ -209,18 +216,19 @@ private let clientHelloCallback:
     }
 
 /// Selects the context for the SNI name (certificate choice).
-private let serverNameCallback: @convention(c) (OpaquePointer?, UnsafeMutablePointer<Int32>?, UnsafeMutableRawPointer?)
-    -> Int32 = { ssl, _, _ in
-        guard let ssl, let state = connectionState(ssl),
-            let name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name)
-        else { return SSL_TLSEXT_ERR_OK }
-        if let ctx = state.contextSet.context(forServerName: String(cString: name)),
-            ctx != state.contextSet.defaultContext
-        {
-            SSL_set_SSL_CTX(ssl, ctx)
+private let serverNameCallback:
+    @convention(c) (OpaquePointer?, UnsafeMutablePointer<Int32>?, UnsafeMutableRawPointer?)
+        -> Int32 = { ssl, _, _ in
+            guard let ssl, let state = connectionState(ssl),
+                let name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name)
+            else { return SSL_TLSEXT_ERR_OK }
+            if let ctx = state.contextSet.context(forServerName: String(cString: name)),
+                ctx != state.contextSet.defaultContext
+            {
+                SSL_set_SSL_CTX(ssl, ctx)
+            }
+            return SSL_TLSEXT_ERR_OK
         }
-        return SSL_TLSEXT_ERR_OK
-    }
 
 /// ALPN: the first protocol in server preference order that the client offers; none → no ALPN.
 private let alpnCallback:

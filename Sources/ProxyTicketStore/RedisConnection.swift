@@ -124,12 +124,17 @@ public final class RedisConnection {
         // Build argv/argvlen pointing into stable copies (redisCommandArgv copies them into its output buffer).
         let storage = args.map { a -> UnsafeMutablePointer<CChar> in
             let p = UnsafeMutablePointer<CChar>.allocate(capacity: max(1, a.count))
-            a.withUnsafeBytes { if $0.count > 0 { UnsafeMutableRawPointer(p).copyMemory(from: $0.baseAddress!, byteCount: $0.count) } }
+            a.withUnsafeBytes {
+                if $0.count > 0 { UnsafeMutableRawPointer(p).copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+            }
             return p
         }
         defer {
             // Arguments may hold sealed entries (not secret) or a password: wipe before freeing anyway.
-            for (p, a) in zip(storage, args) { explicit_bzero(p, max(1, a.count)); p.deallocate() }
+            for (p, a) in zip(storage, args) {
+                explicit_bzero(p, max(1, a.count))
+                p.deallocate()
+            }
         }
         var argv: [UnsafePointer<CChar>?] = storage.map { UnsafePointer($0) }
         var lens: [Int] = args.map(\.count)

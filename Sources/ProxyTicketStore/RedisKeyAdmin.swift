@@ -36,8 +36,11 @@ public struct RedisKeyAdmin {
                     Array("SET".utf8), Array(slot.utf8), sealed, Array("NX".utf8), Array("PX".utf8),
                     Array("\(plan.ttlMilliseconds(epoch: n, now: now))".utf8),
                 ])
-                if case .status = r { out.append(Imported(path: path, nameHex: key.nameHex, slot: slot, written: true)) }
-                else { out.append(Imported(path: path, nameHex: key.nameHex, slot: slot, written: false)) }
+                if case .status = r {
+                    out.append(Imported(path: path, nameHex: key.nameHex, slot: slot, written: true))
+                } else {
+                    out.append(Imported(path: path, nameHex: key.nameHex, slot: slot, written: false))
+                }
             } else {
                 let slot = plan.importedPrefix + key.nameHex
                 let window = plan.schedule.lifetimeNanoseconds + 2 * plan.maxClockSkewNanoseconds

@@ -22,7 +22,9 @@ public final class RedisKeySync: Sendable {
         public var commandTimeoutNanoseconds: Int64
 
         public init(
-            primary: RedisEndpoint, replica: RedisEndpoint?, connectTimeoutNanoseconds: Int64,
+            primary: RedisEndpoint,
+            replica: RedisEndpoint?,
+            connectTimeoutNanoseconds: Int64,
             commandTimeoutNanoseconds: Int64
         ) {
             self.primary = primary
@@ -77,7 +79,9 @@ public final class RedisKeySync: Sendable {
     private nonisolated(unsafe) let replica: RedisConnection?
 
     public init(
-        plan: FleetKeyPlan, wrapper: TicketKeyWrapper, settings: Settings,
+        plan: FleetKeyPlan,
+        wrapper: TicketKeyWrapper,
+        settings: Settings,
         onEvent: @escaping @Sendable (Event) -> Void = { _ in }
     ) {
         self.plan = plan
@@ -85,12 +89,16 @@ public final class RedisKeySync: Sendable {
         self.settings = settings
         self.onEvent = onEvent
         primary = RedisConnection(
-            endpoint: settings.primary, connectTimeoutNanoseconds: settings.connectTimeoutNanoseconds,
-            commandTimeoutNanoseconds: settings.commandTimeoutNanoseconds)
+            endpoint: settings.primary,
+            connectTimeoutNanoseconds: settings.connectTimeoutNanoseconds,
+            commandTimeoutNanoseconds: settings.commandTimeoutNanoseconds
+        )
         replica = settings.replica.map {
             RedisConnection(
-                endpoint: $0, connectTimeoutNanoseconds: settings.connectTimeoutNanoseconds,
-                commandTimeoutNanoseconds: settings.commandTimeoutNanoseconds)
+                endpoint: $0,
+                connectTimeoutNanoseconds: settings.connectTimeoutNanoseconds,
+                commandTimeoutNanoseconds: settings.commandTimeoutNanoseconds
+            )
         }
     }
 
@@ -166,7 +174,12 @@ public final class RedisKeySync: Sendable {
 
     /// `SET slot sealed NX PX ttl` on the primary; on a lost race, the winner's entry (from the primary, which the
     /// replica may not have yet). Returns nil when the winner's entry does not open (counted).
-    private func createOrAdopt(_ n: Int64, slot: String, candidate: TicketKey, now: Timestamp) throws(RedisError)
+    private func createOrAdopt(
+        _ n: Int64,
+        slot: String,
+        candidate: TicketKey,
+        now: Timestamp
+    ) throws(RedisError)
         -> TicketKey?
     {
         let sealed: [UInt8]
@@ -201,7 +214,10 @@ public final class RedisKeySync: Sendable {
         onEvent(.rejected(slot: slot, reason: error))
     }
 
-    private func readImported(_ c: RedisConnection, now: Timestamp) throws(RedisError)
+    private func readImported(
+        _ c: RedisConnection,
+        now: Timestamp
+    ) throws(RedisError)
         -> [(key: TicketKey, notAfter: Timestamp)]
     {
         var slots: [String] = []
@@ -268,13 +284,16 @@ public final class RedisKeySync: Sendable {
         let box = Unmanaged.passRetained(Runner(sync: self, source: source))
         var t = pthread_t()
         let rc = pthread_create(
-            &t, nil,
+            &t,
+            nil,
             { arg in
                 // SAFETY: retained above; this thread owns that reference until run() returns.
                 let r = Unmanaged<Runner>.fromOpaque(arg!).takeRetainedValue()
                 r.sync.run(source: r.source)
                 return nil
-            }, box.toOpaque())
+            },
+            box.toOpaque()
+        )
         precondition(rc == 0, "pthread_create failed")
         thread.withLock { $0 = t }
     }
@@ -282,7 +301,12 @@ public final class RedisKeySync: Sendable {
     /// Stops the thread and waits for it (at most about one command timeout).
     public func stop() {
         stopping.store(true, ordering: .relaxed)
-        if let t = thread.withLock({ v -> pthread_t? in defer { v = nil }; return v }) { pthread_join(t, nil) }
+        if let t = thread.withLock({ v -> pthread_t? in
+            defer { v = nil }
+            return v
+        }) {
+            pthread_join(t, nil)
+        }
     }
 
     private final class Runner: @unchecked Sendable {

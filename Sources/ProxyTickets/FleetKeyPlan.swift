@@ -44,8 +44,11 @@ public struct FleetKeyPlan: Sendable, Hashable {
     public let prefix: String
 
     public init(
-        schedule: TicketKeySchedule, maxClockSkewNanoseconds: Int64, graceNanoseconds: Int64,
-        pollNanoseconds: Int64, prefix: String
+        schedule: TicketKeySchedule,
+        maxClockSkewNanoseconds: Int64,
+        graceNanoseconds: Int64,
+        pollNanoseconds: Int64,
+        prefix: String
     ) {
         precondition(maxClockSkewNanoseconds >= 0 && graceNanoseconds >= 0 && pollNanoseconds > 0)
         self.schedule = schedule

@@ -64,7 +64,10 @@ public final class FleetKeySource: TicketKeySource {
     /// into `store` (or a new store). With no shared key for the current epoch a local key is made.
     /// Throws ``SecretBytes/Failure`` if the random source fails.
     public init(
-        plan: FleetKeyPlan, now: Timestamp, initialShared: [Int64: TicketKey] = [:], store: TicketKeyStore? = nil
+        plan: FleetKeyPlan,
+        now: Timestamp,
+        initialShared: [Int64: TicketKey] = [:],
+        store: TicketKeyStore? = nil
     ) throws {
         self.plan = plan
         var s = State()
@@ -74,7 +77,8 @@ public final class FleetKeySource: TicketKeySource {
         s.published = keys.map(Self.entry)
         if let store {
             store.publish(
-                TicketKeyRing(generation: store.generation + 1, keys: keys, encryptionKey: enc, retiredNames: []))
+                TicketKeyRing(generation: store.generation + 1, keys: keys, encryptionKey: enc, retiredNames: [])
+            )
             self.store = store
         } else {
             self.store = TicketKeyStore(initial: TicketKeyRing(generation: 1, keys: keys, encryptionKey: enc))
@@ -94,7 +98,9 @@ public final class FleetKeySource: TicketKeySource {
     /// the ring changed. Returns the epochs whose key was replaced by a different one.
     @discardableResult
     public func adopt(
-        shared: [Int64: TicketKey], imported: [(key: TicketKey, notAfter: Timestamp)]?, now: Timestamp
+        shared: [Int64: TicketKey],
+        imported: [(key: TicketKey, notAfter: Timestamp)]?,
+        now: Timestamp
     ) throws -> [Int64] {
         try state.withLock { s in
             var replacedEpochs: [Int64] = []
@@ -149,7 +155,12 @@ public final class FleetKeySource: TicketKeySource {
         let enc = keys.first { $0.state(at: now) == .current }!
         store.publish(
             TicketKeyRing(
-                generation: store.generation + 1, keys: keys, encryptionKey: enc, retiredNames: s.retiredNames))
+                generation: store.generation + 1,
+                keys: keys,
+                encryptionKey: enc,
+                retiredNames: s.retiredNames
+            )
+        )
         return true
     }
 
@@ -188,9 +199,13 @@ public final class FleetKeySource: TicketKeySource {
             let successorHeld = s.shared[n + 1] != nil || s.local[n + 1] != nil
             let until = plan.encryptUntil(epoch: n).adding(nanoseconds: successorHeld ? 0 : plan.graceNanoseconds)
             let primary = s.shared[n] ?? s.local[n]!
-            add(primary.withTimes(
-                encryptFrom: plan.encryptFrom(epoch: n), encryptUntil: until,
-                decryptUntil: max(until, plan.decryptUntil(epoch: n))))
+            add(
+                primary.withTimes(
+                    encryptFrom: plan.encryptFrom(epoch: n),
+                    encryptUntil: until,
+                    decryptUntil: max(until, plan.decryptUntil(epoch: n))
+                )
+            )
             if s.shared[n] != nil, let l = s.local[n] { add(decryptOnly(l, epoch: n, plan: plan)) }
         }
         for k in s.replaced { add(k) }
@@ -211,6 +226,12 @@ public final class FleetKeySource: TicketKeySource {
     }
 
     private static func entry(_ k: TicketKey) -> Entry {
-        Entry(high: k.nameHigh, low: k.nameLow, from: k.encryptFrom, until: k.encryptUntil, decryptUntil: k.decryptUntil)
+        Entry(
+            high: k.nameHigh,
+            low: k.nameLow,
+            from: k.encryptFrom,
+            until: k.encryptUntil,
+            decryptUntil: k.decryptUntil
+        )
     }
 }

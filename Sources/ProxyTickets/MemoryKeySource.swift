@@ -115,7 +115,12 @@ public final class MemoryKeySource: TicketKeySource {
         let encrypting = keys.first { $0.state(at: now) == .current }!
         store.publish(
             TicketKeyRing(
-                generation: store.generation + 1, keys: keys, encryptionKey: encrypting, retiredNames: retiredNames))
+                generation: store.generation + 1,
+                keys: keys,
+                encryptionKey: encrypting,
+                retiredNames: retiredNames
+            )
+        )
     }
 
     /// Prepends the names of keys that left the ring (bounded), so lookups can report `expired` for them.
@@ -123,7 +128,9 @@ public final class MemoryKeySource: TicketKeySource {
         for k in old where !new.contains(where: { $0.nameHigh == k.nameHigh && $0.nameLow == k.nameLow }) {
             names.insert(contentsOf: [k.nameHigh, k.nameLow], at: 0)
         }
-        if names.count > 2 * TicketKeySchedule.maxRingSize { names.removeLast(names.count - 2 * TicketKeySchedule.maxRingSize) }
+        if names.count > 2 * TicketKeySchedule.maxRingSize {
+            names.removeLast(names.count - 2 * TicketKeySchedule.maxRingSize)
+        }
     }
 
     private func zeroizeRetired(_ retired: inout [TicketKey], now: Timestamp) {

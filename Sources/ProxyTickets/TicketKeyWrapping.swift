@@ -91,7 +91,11 @@ public final class WrappingKey: Sendable, CustomStringConvertible {
         return try parse(id: id, UnsafeRawBufferPointer(start: p, count: n), source: "in $\(name)")
     }
 
-    private static func parse(id: String, _ text: UnsafeRawBufferPointer, source: String) throws(LoadError)
+    private static func parse(
+        id: String,
+        _ text: UnsafeRawBufferPointer,
+        source: String
+    ) throws(LoadError)
         -> WrappingKey
     {
         if text.count == 32 { return try WrappingKey(id: id, bytes: text) }
@@ -204,11 +208,17 @@ public final class TicketKeyWrapper: Sendable {
         }
         plain[0] = 1
         plain[1] = key.cipher == .aes128cbc ? 1 : 2
-        key.withUnsafeNameBytes { n in plain.baseAddress!.advanced(by: 2).copyMemory(from: n.baseAddress!, byteCount: 16) }
+        key.withUnsafeNameBytes { n in
+            plain.baseAddress!.advanced(by: 2).copyMemory(from: n.baseAddress!, byteCount: 16)
+        }
         var p = 18
-        key.aesKey.withUnsafeBytes { plain.baseAddress!.advanced(by: p).copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+        key.aesKey.withUnsafeBytes {
+            plain.baseAddress!.advanced(by: p).copyMemory(from: $0.baseAddress!, byteCount: $0.count)
+        }
         p += key.cipher.aesKeyLength
-        key.hmacKey.withUnsafeBytes { plain.baseAddress!.advanced(by: p).copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+        key.hmacKey.withUnsafeBytes {
+            plain.baseAddress!.advanced(by: p).copyMemory(from: $0.baseAddress!, byteCount: $0.count)
+        }
         p += key.cipher.hmacKeyLength
         Self.putMillis(created, plain, at: p)
         Self.putMillis(notAfter, plain, at: p + 8)
@@ -223,9 +233,14 @@ public final class TicketKeyWrapper: Sendable {
             else { return false }
             var total: Int32 = 0
             let ok = cipherText.withUnsafeMutableBufferPointer { ct -> Bool in
-                guard EVP_EncryptUpdate(
-                        ctx, ct.baseAddress, &len, plain.baseAddress!.assumingMemoryBound(to: UInt8.self),
-                        Int32(plainLength)) == 1
+                guard
+                    EVP_EncryptUpdate(
+                        ctx,
+                        ct.baseAddress,
+                        &len,
+                        plain.baseAddress!.assumingMemoryBound(to: UInt8.self),
+                        Int32(plainLength)
+                    ) == 1
                 else { return false }
                 total = len
                 guard EVP_EncryptFinal_ex(ctx, ct.baseAddress! + Int(total), &len) == 1 else { return false }
@@ -269,12 +284,20 @@ public final class TicketKeyWrapper: Sendable {
             guard EVP_DecryptInit_ex2(ctx, gcm, k.baseAddress, nonce, nil) == 1,
                 EVP_DecryptUpdate(ctx, nil, &len, aad, Int32(aad.count)) == 1,
                 EVP_DecryptUpdate(
-                    ctx, plain.baseAddress!.assumingMemoryBound(to: UInt8.self), &len, body, Int32(ctLen)) == 1,
+                    ctx,
+                    plain.baseAddress!.assumingMemoryBound(to: UInt8.self),
+                    &len,
+                    body,
+                    Int32(ctLen)
+                ) == 1,
                 EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_SET_TAG, 16, &tagCopy) == 1
             else { return false }
             var fin: Int32 = 0
             return EVP_DecryptFinal_ex(
-                ctx, plain.baseAddress!.assumingMemoryBound(to: UInt8.self) + Int(len), &fin) == 1
+                ctx,
+                plain.baseAddress!.assumingMemoryBound(to: UInt8.self) + Int(len),
+                &fin
+            ) == 1
         }
         guard ok else { throw .tampered(id: id) }
         // Authenticated: from here a bad layout is our own format bug or a different writer version.
@@ -296,8 +319,14 @@ public final class TicketKeyWrapper: Sendable {
         let created = Self.getMillis(bytes, at: p) ?? .distantPast
         let notAfter = Self.getMillis(bytes, at: p + 8)
         let key = TicketKey(
-            name: UnsafeRawBufferPointer(rebasing: bytes[2..<18]), cipher: cipher, aesKey: aes, hmacKey: hmac,
-            encryptFrom: .distantPast, encryptUntil: .distantPast, decryptUntil: .distantFuture)
+            name: UnsafeRawBufferPointer(rebasing: bytes[2..<18]),
+            cipher: cipher,
+            aesKey: aes,
+            hmacKey: hmac,
+            encryptFrom: .distantPast,
+            encryptUntil: .distantPast,
+            decryptUntil: .distantFuture
+        )
         return Opened(key: key, created: created, notAfter: notAfter)
     }
 
@@ -337,8 +366,14 @@ extension TicketKey {
         let hmac = try SecretBytes(randomCount: TicketCipher.aes256cbc.hmacKeyLength)
         return withUnsafeBytes(of: &name) {
             TicketKey(
-                name: $0, cipher: .aes256cbc, aesKey: aes, hmacKey: hmac,
-                encryptFrom: .distantPast, encryptUntil: .distantPast, decryptUntil: .distantFuture)
+                name: $0,
+                cipher: .aes256cbc,
+                aesKey: aes,
+                hmacKey: hmac,
+                encryptFrom: .distantPast,
+                encryptUntil: .distantPast,
+                decryptUntil: .distantFuture
+            )
         }
     }
 
@@ -365,7 +400,8 @@ public enum TicketKeyMaterialTestHook {
     public static func material(of key: TicketKey) -> (name: String, aes: String, hmac: String)? {
         guard isEnabled else { return nil }
         func hex(_ s: SecretBytes) -> String {
-            s.withUnsafeBytes { b in b.map { String(($0 >> 4) & 0xf, radix: 16) + String($0 & 0xf, radix: 16) }.joined() }
+            s.withUnsafeBytes { b in b.map { String(($0 >> 4) & 0xf, radix: 16) + String($0 & 0xf, radix: 16) }.joined()
+            }
         }
         return (key.nameHex, hex(key.aesKey), hex(key.hmacKey))
     }

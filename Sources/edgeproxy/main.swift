@@ -6,8 +6,8 @@ import Logging
 import Metrics
 import Prometheus
 import ProxyConfig
-import ProxyPolicy
 import ProxyCore
+import ProxyPolicy
 import ProxyServer
 import ProxyTicketStore
 import ProxyTickets
@@ -49,9 +49,15 @@ struct ConfigOptions: ParsableArguments {
             throw ValidationError("--cert and --key must come in pairs (got \(cert.count) --cert, \(key.count) --key)")
         }
         return ConfigOverrides(
-            listen: listen, upstreams: upstream, certs: zip(cert, key).map { (cert: $0, key: $1) },
-            workers: workers, admin: admin, ticketRotation: ticketRotation, ticketLifetime: ticketLifetime,
-            policiesDir: policies)
+            listen: listen,
+            upstreams: upstream,
+            certs: zip(cert, key).map { (cert: $0, key: $1) },
+            workers: workers,
+            admin: admin,
+            ticketRotation: ticketRotation,
+            ticketLifetime: ticketLifetime,
+            policiesDir: policies
+        )
     }
 
     /// Loads the file (if any) and applies the flags; errors print as `file:line:column: message`.
@@ -94,8 +100,12 @@ struct Run: ParsableCommand {
         MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
         let logger = Logger(label: "edgeproxy")
         let server = EdgeProxyServer(
-            config: cfg, configPath: options.config, overrides: try options.overrides(), logger: logger,
-            registry: registry)
+            config: cfg,
+            configPath: options.config,
+            overrides: try options.overrides(),
+            logger: logger,
+            registry: registry
+        )
         do {
             let code = try server.run()
             throw ExitCode(code)
@@ -193,13 +203,15 @@ struct Classify: ParsableCommand {
 
 struct Keys: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Fleet ticket keys: show an instance's ring, import nginx key files into Redis, create the next epoch.",
+        abstract:
+            "Fleet ticket keys: show an instance's ring, import nginx key files into Redis, create the next epoch.",
         subcommands: [Status.self, Import.self, Rotate.self]
     )
 
     struct Status: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Show the ticket key ring as one instance sees it (GET /keys on its admin API).")
+            abstract: "Show the ticket key ring as one instance sees it (GET /keys on its admin API)."
+        )
 
         @Option(name: .long, help: "The instance's admin address HOST:PORT.")
         var admin: String = "127.0.0.1:9443"
@@ -244,7 +256,8 @@ struct Keys: ParsableCommand {
             let conn = RedisConnection(
                 endpoint: EdgeProxyServer.endpoint(url),
                 connectTimeoutNanoseconds: r.connectTimeout.milliseconds * 1_000_000,
-                commandTimeoutNanoseconds: max(r.commandTimeout.milliseconds, 2000) * 1_000_000)
+                commandTimeoutNanoseconds: max(r.commandTimeout.milliseconds, 2000) * 1_000_000
+            )
             return RedisKeyAdmin(plan: plan, wrapper: wrapper, connection: conn)
         }
     }
@@ -256,7 +269,8 @@ struct Keys: ParsableCommand {
                 Without --epoch each key is decrypt-only on every instance for tickets.lifetime (+ 2 x max_clock_skew) \
                 from now: tickets issued by an nginx fleet keep resuming during a migration. With --epoch N the key \
                 becomes epoch N's shared key if that epoch has none yet.
-                """)
+                """
+        )
 
         @OptionGroup var redis: RedisOptions
 
@@ -272,7 +286,9 @@ struct Keys: ParsableCommand {
             let admin = try redis.admin()
             do {
                 for i in try admin.importKeys(paths: files, epoch: epoch, now: Timestamp.wallClockNow()) {
-                    print("\(i.path): key \(i.nameHex) -> \(i.slot)\(i.written ? "" : " (epoch already has a key: not written)")")
+                    print(
+                        "\(i.path): key \(i.nameHex) -> \(i.slot)\(i.written ? "" : " (epoch already has a key: not written)")"
+                    )
                 }
             } catch {
                 FileHandleStderr.write("edgeproxy keys import: \(error)\n")
@@ -283,7 +299,8 @@ struct Keys: ParsableCommand {
 
     struct Rotate: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Create the next epoch's shared key in Redis now (if it does not exist yet).")
+            abstract: "Create the next epoch's shared key in Redis now (if it does not exist yet)."
+        )
 
         @OptionGroup var redis: RedisOptions
 
@@ -291,7 +308,9 @@ struct Keys: ParsableCommand {
             let admin = try redis.admin()
             do {
                 let r = try admin.rotate(now: Timestamp.wallClockNow())
-                print("epoch \(r.epoch): key \(r.nameHex) at \(r.slot)\(r.created ? " (created)" : " (already present)")")
+                print(
+                    "epoch \(r.epoch): key \(r.nameHex) at \(r.slot)\(r.created ? " (created)" : " (already present)")"
+                )
             } catch {
                 FileHandleStderr.write("edgeproxy keys rotate: \(error)\n")
                 throw ExitCode(1)
@@ -307,7 +326,6 @@ enum FileHandleStderr {
     }
 }
 
-
 /// A minimal blocking HTTP/1.1 GET against an instance's admin listener (loopback, tiny responses).
 enum AdminClient {
     struct Failure: Error, CustomStringConvertible {
@@ -315,7 +333,8 @@ enum AdminClient {
     }
 
     static func get(_ hostPort: String, _ path: String, timeoutSeconds: Int = 5) throws -> String {
-        guard let colon = hostPort.lastIndex(of: ":"), let port = UInt16(hostPort[hostPort.index(after: colon)...]) else {
+        guard let colon = hostPort.lastIndex(of: ":"), let port = UInt16(hostPort[hostPort.index(after: colon)...])
+        else {
             throw Failure(description: "admin address must be HOST:PORT (got \(hostPort))")
         }
         let host = String(hostPort[..<colon]).trimmingCharacters(in: CharacterSet(charactersIn: "[]"))
@@ -333,7 +352,9 @@ enum AdminClient {
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
         setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
         guard connect(fd, ai.pointee.ai_addr, ai.pointee.ai_addrlen) == 0 else {
-            throw Failure(description: "cannot connect to admin API at \(hostPort): \(String(cString: strerror(errno)))")
+            throw Failure(
+                description: "cannot connect to admin API at \(hostPort): \(String(cString: strerror(errno)))"
+            )
         }
         let req = Array("GET \(path) HTTP/1.1\r\nHost: \(hostPort)\r\nConnection: close\r\n\r\n".utf8)
         _ = req.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
@@ -345,7 +366,9 @@ enum AdminClient {
             out += buf[0..<n]
         }
         let text = String(decoding: out, as: UTF8.self)
-        guard let split = text.range(of: "\r\n\r\n") else { throw Failure(description: "no HTTP response from \(hostPort)") }
+        guard let split = text.range(of: "\r\n\r\n") else {
+            throw Failure(description: "no HTTP response from \(hostPort)")
+        }
         let status = text.prefix(while: { $0 != "\r" })
         guard status.contains(" 200") else { throw Failure(description: "admin API answered \(status)") }
         return String(text[split.upperBound...])
@@ -362,9 +385,12 @@ enum KeysReport {
             lines.append(
                 "store: \(up)  primary \(store["primary"] ?? "?")  replica \(store["replica"] ?? "none")  epoch "
                     + "\(store["epoch"] ?? "?")  rejected entries \(store["rejected_entries"] ?? 0)  local keys "
-                    + "\(store["local_keys"] ?? 0)")
+                    + "\(store["local_keys"] ?? 0)"
+            )
         }
-        lines.append("name                              state    origin    encrypt from → until                        decrypt until")
+        lines.append(
+            "name                              state    origin    encrypt from → until                        decrypt until"
+        )
         for case let k as [String: Any] in (obj["keys"] as? [Any]) ?? [] {
             let name = k["name"] as? String ?? "?"
             let state = ((k["state"] as? String ?? "?") + ((k["encrypting"] as? Bool) == true ? "*" : ""))
@@ -374,7 +400,8 @@ enum KeysReport {
             let dec = k["decrypt_until"] as? String ?? "-"
             lines.append(
                 "\(name)  \(state.padding(toLength: 8, withPad: " ", startingAt: 0)) "
-                    + "\(origin.padding(toLength: 9, withPad: " ", startingAt: 0)) \(from) → \(until)  \(dec)")
+                    + "\(origin.padding(toLength: 9, withPad: " ", startingAt: 0)) \(from) → \(until)  \(dec)"
+            )
         }
         return lines.joined(separator: "\n")
     }

@@ -233,7 +233,8 @@ final class ProxyConfigurationTests: XCTestCase {
             control_frame_rate = 10
             max_continuations = 4
             zero_window_timeout = "2s"
-            """)
+            """
+        )
         XCTAssertEqual(c?.tls.alpn, ["http/1.1", "h2"])
         XCTAssertEqual(c?.http2.maxConcurrentStreams, 64)
         XCTAssertEqual(c?.http2.maxHeaderListSize, 8192)
@@ -274,7 +275,10 @@ final class ProxyConfigurationTests: XCTestCase {
         let c = try ProxyConfiguration.parse(text: text, fileName: "t.toml", baseDirectory: "/etc/ep")
         let r = try XCTUnwrap(c.redis)
         XCTAssertEqual(c.tickets.source, .redis)
-        XCTAssertEqual(r.url, RedisURL(host: .ipv4("10.0.0.5"), port: 6380, username: "edge", password: "s@cret", database: 2))
+        XCTAssertEqual(
+            r.url,
+            RedisURL(host: .ipv4("10.0.0.5"), port: 6380, username: "edge", password: "s@cret", database: 2)
+        )
         XCTAssertEqual(r.replica, RedisURL(host: .ipv6("::1"), port: 6379))
         XCTAssertEqual("\(r.url!)", "redis://edge:***@10.0.0.5:6380/2", "the password never prints")
         XCTAssertTrue(r.required)
@@ -292,13 +296,22 @@ final class ProxyConfigurationTests: XCTestCase {
         assertSingleError(base + "url = \"redis://u@h\"", at: "6:1", "a user needs a password")
         assertSingleError(base + "url = \"redis://h:99999\"", at: "6:1", "invalid port")
         assertSingleError(base + "url = \"redis://h\"\nwrapping_key_file = \"f\"", at: "4:1", "exclusive")
-        assertSingleError(base + "url = \"redis://h\"\nwrapping_key = \"00\"", at: "7:1", "unknown key \"wrapping_key\"")
         assertSingleError(
-            base + "url = \"redis://h\"\nprevious_wrapping_keys = [{ id = \"k\", file = \"f\" }]", at: "7:29",
-            "already used")
+            base + "url = \"redis://h\"\nwrapping_key = \"00\"",
+            at: "7:1",
+            "unknown key \"wrapping_key\""
+        )
+        assertSingleError(
+            base + "url = \"redis://h\"\nprevious_wrapping_keys = [{ id = \"k\", file = \"f\" }]",
+            at: "7:29",
+            "already used"
+        )
         assertSingleError("[tickets]\nsource = \"redis\"", at: "2:1", "needs a [redis] section")
-        assertSingleError("[redis]\nurl = \"redis://h\"\nwrapping_key_env = \"W\"\nwrapping_key_id = \"k\"", at: "1:2",
-            "only used with tickets.source = \"redis\"")
+        assertSingleError(
+            "[redis]\nurl = \"redis://h\"\nwrapping_key_env = \"W\"\nwrapping_key_id = \"k\"",
+            at: "1:2",
+            "only used with tickets.source = \"redis\""
+        )
     }
 
     // MARK: - Type errors and bad values, with positions.

@@ -18,8 +18,11 @@ final class H2ServerSessionTests: XCTestCase {
 
         func h2Request(stream: Int32, head: H2RequestHead, endStream: Bool) {
             requests.append(
-                (stream, String(decoding: head.method, as: UTF8.self), String(decoding: head.path, as: UTF8.self),
-                 String(decoding: head.authority, as: UTF8.self), endStream))
+                (
+                    stream, String(decoding: head.method, as: UTF8.self), String(decoding: head.path, as: UTF8.self),
+                    String(decoding: head.authority, as: UTF8.self), endStream
+                )
+            )
         }
         func h2RequestRejected(stream: Int32, status: Int) { rejected.append((stream, status)) }
         func h2Data(stream: Int32, bytes: UnsafeRawBufferPointer) { data[stream, default: []] += Array(bytes) }
@@ -74,9 +77,12 @@ final class H2ServerSessionTests: XCTestCase {
         while i + 9 <= bytes.count {
             let n = Int(bytes[i]) << 16 | Int(bytes[i + 1]) << 8 | Int(bytes[i + 2])
             guard i + 9 + n <= bytes.count else { break }
-            let sid = UInt32(bytes[i + 5] & 0x7F) << 24 | UInt32(bytes[i + 6]) << 16 | UInt32(bytes[i + 7]) << 8
+            let sid =
+                UInt32(bytes[i + 5] & 0x7F) << 24 | UInt32(bytes[i + 6]) << 16 | UInt32(bytes[i + 7]) << 8
                 | UInt32(bytes[i + 8])
-            out.append(Frame(type: bytes[i + 3], flags: bytes[i + 4], stream: sid, payload: Array(bytes[i + 9..<i + 9 + n])))
+            out.append(
+                Frame(type: bytes[i + 3], flags: bytes[i + 4], stream: sid, payload: Array(bytes[i + 9..<i + 9 + n]))
+            )
             i += 9 + n
         }
         return out
@@ -152,7 +158,9 @@ final class H2ServerSessionTests: XCTestCase {
         for bad in [("X-Upper", "1"), ("connection", "close"), ("transfer-encoding", "chunked")] {
             let (s, r) = makeSession()
             let (failure, frames) = exchange(
-                s, Self.preface + frame(4, 0, 0) + frame(1, 0x5, 1, request(extra: [bad])))
+                s,
+                Self.preface + frame(4, 0, 0) + frame(1, 0x5, 1, request(extra: [bad]))
+            )
             XCTAssertNil(failure)
             XCTAssertTrue(r.requests.isEmpty, "\(bad)")
             let rst = frames.first { $0.type == 3 && $0.stream == 1 }
@@ -172,7 +180,10 @@ final class H2ServerSessionTests: XCTestCase {
         let (s, r) = makeSession()
         _ = exchange(s, Self.preface + frame(4, 0, 0) + frame(1, 0x4, 1, request()))
         // Four DATA frames (16 KiB is the largest frame before SETTINGS_MAX_FRAME_SIZE changes).
-        let (_, before) = exchange(s, Array((0..<4).map { _ in frame(0, 0, 1, Array(repeating: 7, count: 10000)) }.joined()))
+        let (_, before) = exchange(
+            s,
+            Array((0..<4).map { _ in frame(0, 0, 1, Array(repeating: 7, count: 10000)) }.joined())
+        )
         XCTAssertEqual(r.data[1]?.count, 40000)
         XCTAssertFalse(before.contains { $0.type == 8 }, "no WINDOW_UPDATE before the bytes are forwarded")
         s.consume(stream: 1, count: 40000)

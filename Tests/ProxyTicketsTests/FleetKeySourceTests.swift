@@ -4,13 +4,22 @@ import XCTest
 @testable import ProxyTickets
 
 final class FleetKeyPlanTests: XCTestCase {
-    func plan(r: Int64 = 3600, l: Int64 = 18 * 3600, skew: Int64 = 60, grace: Int64 = 300, poll: Int64 = 1)
+    func plan(
+        r: Int64 = 3600,
+        l: Int64 = 18 * 3600,
+        skew: Int64 = 60,
+        grace: Int64 = 300,
+        poll: Int64 = 1
+    )
         -> FleetKeyPlan
     {
         FleetKeyPlan(
             schedule: try! TicketKeySchedule(rotationSeconds: r, lifetimeSeconds: l),
-            maxClockSkewNanoseconds: skew * 1_000_000_000, graceNanoseconds: grace * 1_000_000_000,
-            pollNanoseconds: poll * 1_000_000_000, prefix: "ep:")
+            maxClockSkewNanoseconds: skew * 1_000_000_000,
+            graceNanoseconds: grace * 1_000_000_000,
+            pollNanoseconds: poll * 1_000_000_000,
+            prefix: "ep:"
+        )
     }
 
     func testSlotNamesCarryThePeriodAndRoundTrip() {
@@ -70,7 +79,11 @@ final class FleetKeyPlanTests: XCTestCase {
 final class FleetKeySourceTests: XCTestCase {
     let plan = FleetKeyPlan(
         schedule: try! TicketKeySchedule(rotationSeconds: 10, lifetimeSeconds: 20),
-        maxClockSkewNanoseconds: 0, graceNanoseconds: 3_000_000_000, pollNanoseconds: 1_000_000_000, prefix: "ep:")
+        maxClockSkewNanoseconds: 0,
+        graceNanoseconds: 3_000_000_000,
+        pollNanoseconds: 1_000_000_000,
+        prefix: "ep:"
+    )
 
     func encName(_ s: FleetKeySource, _ now: Timestamp) -> [UInt8] {
         s.store.current().encryptionKey(at: now).nameBytes
@@ -112,7 +125,10 @@ final class FleetKeySourceTests: XCTestCase {
         XCTAssertNotEqual(enc.nameBytes, k10.nameBytes)
         XCTAssertEqual(src.origins()[enc.nameHex], .local)
         // k10's tickets still resume (stale) after the fallback.
-        XCTAssertEqual(src.store.current().lookup(nameHigh: k10.nameHigh, nameLow: k10.nameLow, at: t(113))?.state, .stale)
+        XCTAssertEqual(
+            src.store.current().lookup(nameHigh: k10.nameHigh, nameLow: k10.nameLow, at: t(113))?.state,
+            .stale
+        )
     }
 
     func testStoreRestartedWithADifferentKeyForAnEpochAdoptsItAndKeepsTheOldOneDecrypting() throws {
@@ -122,7 +138,10 @@ final class FleetKeySourceTests: XCTestCase {
         let replaced = try src.adopt(shared: [10: new], imported: nil, now: t(106))
         XCTAssertEqual(replaced, [10])
         XCTAssertEqual(encName(src, t(106)), new.nameBytes)
-        XCTAssertEqual(src.store.current().lookup(nameHigh: old.nameHigh, nameLow: old.nameLow, at: t(106))?.state, .stale)
+        XCTAssertEqual(
+            src.store.current().lookup(nameHigh: old.nameHigh, nameLow: old.nameLow, at: t(106))?.state,
+            .stale
+        )
         XCTAssertEqual(src.origins()[old.nameHex], .replaced)
         XCTAssertEqual(try src.adopt(shared: [10: new], imported: nil, now: t(107)), [], "same key: nothing replaced")
     }
@@ -130,7 +149,11 @@ final class FleetKeySourceTests: XCTestCase {
     func testExpiredEpochsLeaveTheRingAndAreReportedExpired() throws {
         let k10 = makeKey(name: 10)
         let src = try FleetKeySource(plan: plan, now: t(105), initialShared: [10: k10, 11: makeKey(name: 11)])
-        try src.adopt(shared: [12: makeKey(name: 12), 13: makeKey(name: 13), 14: makeKey(name: 14)], imported: nil, now: t(131))
+        try src.adopt(
+            shared: [12: makeKey(name: 12), 13: makeKey(name: 13), 14: makeKey(name: 14)],
+            imported: nil,
+            now: t(131)
+        )
         // Epoch 10 decrypts until 110 + 20 = 130.
         let ring = src.store.current()
         XCTAssertNil(ring.lookup(nameHigh: k10.nameHigh, nameLow: k10.nameLow, at: t(131)))
@@ -139,7 +162,11 @@ final class FleetKeySourceTests: XCTestCase {
     }
 
     func testImportedKeysOnlyDecryptUntilTheirEnd() throws {
-        let src = try FleetKeySource(plan: plan, now: t(105), initialShared: [10: makeKey(name: 10), 11: makeKey(name: 11)])
+        let src = try FleetKeySource(
+            plan: plan,
+            now: t(105),
+            initialShared: [10: makeKey(name: 10), 11: makeKey(name: 11)]
+        )
         let imp = makeKey(name: 0x77)
         try src.adopt(shared: [:], imported: [(imp, t(150))], now: t(106))
         let ring = src.store.current()
@@ -150,7 +177,11 @@ final class FleetKeySourceTests: XCTestCase {
     }
 
     func testNoPublishWhenNothingChanged() throws {
-        let src = try FleetKeySource(plan: plan, now: t(105), initialShared: [10: makeKey(name: 10), 11: makeKey(name: 11)])
+        let src = try FleetKeySource(
+            plan: plan,
+            now: t(105),
+            initialShared: [10: makeKey(name: 10), 11: makeKey(name: 11)]
+        )
         let g = src.store.generation
         XCTAssertFalse(try src.tick(now: t(106)))
         try src.adopt(shared: [10: makeKey(name: 10), 11: makeKey(name: 11)], imported: nil, now: t(107))

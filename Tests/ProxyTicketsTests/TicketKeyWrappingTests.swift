@@ -55,7 +55,9 @@ final class TicketKeyWrappingTests: XCTestCase {
         }
         XCTAssertGreaterThan(tampered, sealed.count - 10)
         XCTAssertThrowsError(try w.open(Array(sealed.dropLast()), slot: slot))
-        XCTAssertThrowsError(try w.open([], slot: slot)) { XCTAssertEqual($0 as? TicketKeyWrapper.OpenError, .malformed) }
+        XCTAssertThrowsError(try w.open([], slot: slot)) {
+            XCTAssertEqual($0 as? TicketKeyWrapper.OpenError, .malformed)
+        }
     }
 
     func testEntryMovedToAnotherSlotDoesNotOpen() throws {
@@ -67,7 +69,11 @@ final class TicketKeyWrappingTests: XCTestCase {
     }
 
     func testUnknownIDIsForeignAndSameIDWithOtherBytesIsTampered() throws {
-        let sealed = try TicketKeyWrapper(current: wrapping("other", byte: 3)).seal(makeKey(name: 9), slot: slot, created: t(5))
+        let sealed = try TicketKeyWrapper(current: wrapping("other", byte: 3)).seal(
+            makeKey(name: 9),
+            slot: slot,
+            created: t(5)
+        )
         XCTAssertThrowsError(try TicketKeyWrapper(current: wrapping("k1", byte: 3)).open(sealed, slot: slot)) {
             XCTAssertEqual($0 as? TicketKeyWrapper.OpenError, .foreign(id: "other"))
         }
@@ -98,7 +104,9 @@ final class TicketKeyWrappingTests: XCTestCase {
     }
 
     func testWrappingKeyLoadsFromHexFileRawFileAndEnv() throws {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("wrap-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "wrap-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        )
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: dir) }
         let hexPath = dir.appendingPathComponent("hex").path
@@ -111,7 +119,10 @@ final class TicketKeyWrappingTests: XCTestCase {
         let key = makeKey(name: 5)
         let a = TicketKeyWrapper(current: try WrappingKey.load(id: "x", file: hexPath))
         let b = TicketKeyWrapper(current: try WrappingKey.load(id: "x", file: rawPath))
-        XCTAssertNoThrow(try b.open(try a.seal(key, slot: slot, created: t(1)), slot: slot), "hex and raw forms are the same key")
+        XCTAssertNoThrow(
+            try b.open(try a.seal(key, slot: slot, created: t(1)), slot: slot),
+            "hex and raw forms are the same key"
+        )
         setenv("EDGEPROXY_TEST_WRAP", String(repeating: "AB", count: 32), 1)
         let c = TicketKeyWrapper(current: try WrappingKey.load(id: "x", env: "EDGEPROXY_TEST_WRAP"))
         XCTAssertNoThrow(try c.open(try a.seal(key, slot: slot, created: t(1)), slot: slot))

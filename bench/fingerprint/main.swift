@@ -54,8 +54,10 @@ func perHandshake(_ bytes: [UInt8], _ set: CompiledPolicySet) -> Int {
     var r = ja3String.utf8.count &+ ja3Hash.utf8.count &+ ja4.utf8.count
     if !set.policies.isEmpty {
         let input = PolicyInput(
-            features: hello.features, ja3: set.needsJA3 ? JA3Digest(hex: ja3Hash) : nil,
-            ja4: set.needsJA4 ? ja4 : nil)
+            features: hello.features,
+            ja3: set.needsJA3 ? JA3Digest(hex: ja3Hash) : nil,
+            ja4: set.needsJA4 ? ja4 : nil
+        )
         let d = set.decide(input)
         r &+= (d.matchedIndex ?? -1) &+ (d.effective.staleTicket == nil ? 0 : 7)
     }
@@ -124,9 +126,10 @@ let decideNs = Double(now(CLOCK_MONOTONIC) - d0) / ops
     return j.string.utf8.count &+ j.md5.utf8.count &+ h.ja4Fingerprint.utf8.count
 }
 var stages: [(String, Double)] = []
-for (label, f) in [("parse", stageParse), ("parse + JA3 (string, MD5)", stageJA3),
-    ("parse + JA3 + JA4", stageJA4)] as [(String, ([UInt8]) -> Int)]
-{
+for (label, f) in [
+    ("parse", stageParse), ("parse + JA3 (string, MD5)", stageJA3),
+    ("parse + JA3 + JA4", stageJA4),
+] as [(String, ([UInt8]) -> Int)] {
     let t0 = now(CLOCK_MONOTONIC)
     for _ in 0..<rounds { for h in hellos { sink &+= f(h) } }
     stages.append((label, Double(now(CLOCK_MONOTONIC) - t0) / ops))
@@ -135,7 +138,7 @@ for (label, f) in [("parse", stageParse), ("parse + JA3 (string, MD5)", stageJA3
 let worst = perHello.max { $0.1 < $1.1 }!
 func pct(_ ns: Double, _ us: Double) -> String {
     let p = ns / (us * 1000) * 100
-    return String(Int((p * 100).rounded())) .withDecimal()
+    return String(Int((p * 100).rounded())).withDecimal()
 }
 extension String {
     func withDecimal() -> String {
@@ -155,7 +158,9 @@ for (label, ns) in stages { print("| \(label), ns/op | \(Int(ns.rounded())) |") 
 print("| decide() alone (features precomputed), ns/op | \(Int(decideNs.rounded())) |")
 print("| worst hello | \(worst.0): \(Int(worst.1.rounded())) ns |")
 print("| share of a full TLS 1.2 handshake (300 µs CPU) | mixed \(pct(cpu, 300)), worst \(pct(worst.1, 300)) |")
-print("| share of a resumed TLS 1.2 handshake (125 µs CPU, nginx) | mixed \(pct(cpu, 125)), worst \(pct(worst.1, 125)) |")
+print(
+    "| share of a resumed TLS 1.2 handshake (125 µs CPU, nginx) | mixed \(pct(cpu, 125)), worst \(pct(worst.1, 125)) |"
+)
 print("")
 // Budget: the mean cost per handshake over the corpus (CPU time) must stay below 2% of a 300 µs full handshake.
 print("budget check (mean CPU per handshake < 2% of 300 µs = 6000 ns): \(cpu < 6000 ? "PASS" : "FAIL")")
