@@ -529,35 +529,18 @@ final class ClientConnection: EventHandler, TimerHandler {
             }
         }
         // Response bytes from the origin.
-        while u.canRead && !ex.responseEnded {
-            if u.inBuf == nil { u.inBuf = worker.bufferPool.acquire() }
-            let b = u.inBuf!
-            if b.freeCount == 0 { break }
-            guard let r = u.read(into: b.writable) else {
+        fill: while u.canRead && !ex.responseEnded {
+            switch u.fillInput() {
+            case .failed:
                 upstreamDied(u)
                 return true
-            }
-            switch r {
-            case .wouldBlock:
-                break
-            case .processed(0):
-                u.peerClosed = true
-                u.canRead = false
-            case .processed(let n):
-                // Edge-triggered: a short read drained the socket, so the next bytes raise a new event and the
-                // EAGAIN read can be skipped (one syscall per response saved).
-                if n < b.writableCount { u.canRead = false }
-                b.commit(n)
+            case .full:
+                break fill
+            case .read:
                 progress = true
-                ex.upstreamDeadline = worker.loop.now &+ snapshot.timeouts.upstreamRead
-                if ex.retryable {
-                    // The origin answered: the request reached it, so it is no longer retryable.
-                    ex.retryable = false
-                    if let out = ex.upOut, ex.upSent > 0 {
-                        out.consume(ex.upSent)
-                        ex.upSent = 0
-                    }
-                }
+                ex.originAnswered(readDeadline: worker.loop.now &+ snapshot.timeouts.upstreamRead)
+            case .blocked, .eof:
+                break
             }
             if processUpstreamInput() { progress = true }
             if closed || ex.upstream == nil { return true }

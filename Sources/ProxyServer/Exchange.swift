@@ -76,6 +76,19 @@ struct Exchange {
         return out.freeCount - chunkFramingReserve
     }
 
+    /// Response bytes arrived: the read deadline restarts, and the request reached the origin, so it is no longer
+    /// retryable (the bytes kept for a retry are released).
+    mutating func originAnswered(readDeadline: UInt64) {
+        upstreamDeadline = readDeadline
+        if retryable {
+            retryable = false
+            if let out = upOut, upSent > 0 {
+                out.consume(upSent)
+                upSent = 0
+            }
+        }
+    }
+
     /// Detaches the origin connection: back to the pool when reusable, else closed.
     mutating func dropUpstream(worker: Worker, reusable: Bool) {
         guard let u = upstream else { return }

@@ -538,31 +538,17 @@ final class H2Connection: H2SessionHandler, TimerHandler {
                 s.ex.upSent = 0
             }
         }
-        while u.canRead && !s.ex.responseEnded {
-            if u.inBuf == nil { u.inBuf = worker.bufferPool.acquire() }
-            let b = u.inBuf!
-            if b.freeCount == 0 { break }
-            guard let r = u.read(into: b.writable) else {
+        fill: while u.canRead && !s.ex.responseEnded {
+            switch u.fillInput() {
+            case .failed:
                 upstreamDied(s, u)
                 return
-            }
-            switch r {
-            case .wouldBlock:
+            case .full:
+                break fill
+            case .read:
+                s.ex.originAnswered(readDeadline: worker.loop.now &+ snapshot.timeouts.upstreamRead)
+            case .blocked, .eof:
                 break
-            case .processed(0):
-                u.peerClosed = true
-                u.canRead = false
-            case .processed(let n):
-                if n < b.writableCount { u.canRead = false }
-                b.commit(n)
-                s.ex.upstreamDeadline = worker.loop.now &+ snapshot.timeouts.upstreamRead
-                if s.ex.retryable {
-                    s.ex.retryable = false
-                    if let out = s.ex.upOut, s.ex.upSent > 0 {
-                        out.consume(s.ex.upSent)
-                        s.ex.upSent = 0
-                    }
-                }
             }
             if !processUpstreamInput(s) { return }
             if s.ex.upstream == nil || s.originPaused { break }

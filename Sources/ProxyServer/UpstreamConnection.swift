@@ -87,6 +87,42 @@ final class UpstreamConnection: EventHandler, TimerHandler {
         }
     }
 
+    /// What one `fillInput()` did.
+    enum Fill {
+        /// This many bytes were appended to `inBuf`.
+        case read(Int)
+        /// Nothing to read now (`canRead` is false until the next event).
+        case blocked
+        /// `inBuf` has no room: process it first.
+        case full
+        /// The origin closed its side (`peerClosed`).
+        case eof
+        /// A socket error: the connection is unusable.
+        case failed
+    }
+
+    /// Reads what the socket has into `inBuf` (taken from the worker's pool when needed), once.
+    /// Edge-triggered: a short read drained the socket, so `canRead` drops without the extra EAGAIN read.
+    func fillInput() -> Fill {
+        if inBuf == nil { inBuf = worker.bufferPool.acquire() }
+        let b = inBuf!
+        if b.freeCount == 0 { return .full }
+        let room = b.writable
+        guard let r = read(into: room) else { return .failed }
+        switch r {
+        case .wouldBlock:
+            return .blocked
+        case .processed(0):
+            peerClosed = true
+            canRead = false
+            return .eof
+        case .processed(let n):
+            if n < room.count { canRead = false }
+            b.commit(n)
+            return .read(n)
+        }
+    }
+
     func write(_ buf: UnsafeRawBufferPointer) -> IOResult<Int>? {
         do {
             let r = try Socket.write(fd, buf)

@@ -203,21 +203,6 @@ public final class MemoryKeySource: TicketKeySource {
     ) throws
         -> TicketKey
     {
-        var name: (UInt64, UInt64) = (0, 0)
-        let rc = withUnsafeMutableBytes(of: &name) { getentropy($0.baseAddress, 16) }
-        if rc != 0 { throw SecretBytes.Failure.randomSourceFailed(errno: errno) }
-        let aes = try SecretBytes(randomCount: TicketCipher.aes256cbc.aesKeyLength)
-        let hmac = try SecretBytes(randomCount: TicketCipher.aes256cbc.hmacKeyLength)
-        return withUnsafeBytes(of: &name) {
-            TicketKey(
-                name: $0,
-                cipher: .aes256cbc,
-                aesKey: aes,
-                hmacKey: hmac,
-                encryptFrom: encryptFrom,
-                encryptUntil: encryptUntil,
-                decryptUntil: decryptUntil
-            )
-        }
+        try TicketKey.random(encryptFrom: encryptFrom, encryptUntil: encryptUntil, decryptUntil: decryptUntil)
     }
 }

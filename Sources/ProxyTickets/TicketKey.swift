@@ -1,3 +1,4 @@
+import Glibc
 // ProxyTickets: RFC 5077 session-ticket keys — the key ring handed to the OpenSSL ticket callback, the rotation
 // schedule, and the sources that produce keys (in-memory CSPRNG, nginx-format key files).
 // Hand-written rather than taken from a library: no Swift package offers an OpenSSL-callback-shaped key ring with
@@ -177,4 +178,32 @@ public final class TicketKey: Sendable, CustomStringConvertible {
             }
         }
     }
+}
+
+extension TicketKey {
+    /// A fresh AES-256-CBC key with a random name and random secrets (OS CSPRNG). Without times it is a
+    /// placeholder (shared-store sources give it epoch times). Throws ``SecretBytes/Failure``.
+    public static func random(
+        encryptFrom: Timestamp = .distantPast,
+        encryptUntil: Timestamp = .distantPast,
+        decryptUntil: Timestamp = .distantFuture
+    ) throws -> TicketKey {
+        var name: (UInt64, UInt64) = (0, 0)
+        let rc = withUnsafeMutableBytes(of: &name) { getentropy($0.baseAddress, 16) }
+        if rc != 0 { throw SecretBytes.Failure.randomSourceFailed(errno: errno) }
+        let aes = try SecretBytes(randomCount: TicketCipher.aes256cbc.aesKeyLength)
+        let hmac = try SecretBytes(randomCount: TicketCipher.aes256cbc.hmacKeyLength)
+        return withUnsafeBytes(of: &name) {
+            TicketKey(
+                name: $0,
+                cipher: .aes256cbc,
+                aesKey: aes,
+                hmacKey: hmac,
+                encryptFrom: encryptFrom,
+                encryptUntil: encryptUntil,
+                decryptUntil: decryptUntil
+            )
+        }
+    }
+
 }

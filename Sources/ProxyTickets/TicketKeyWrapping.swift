@@ -355,30 +355,6 @@ public enum WrapFailure: Error, CustomStringConvertible {
     public var description: String { "AES-256-GCM sealing failed in OpenSSL" }
 }
 
-extension TicketKey {
-    /// A fresh AES-256-CBC key with a random name and random secrets, placeholder times (shared-store sources
-    /// give it epoch times). Throws ``SecretBytes/Failure``.
-    public static func random() throws -> TicketKey {
-        var name: (UInt64, UInt64) = (0, 0)
-        let rc = withUnsafeMutableBytes(of: &name) { getentropy($0.baseAddress, 16) }
-        if rc != 0 { throw SecretBytes.Failure.randomSourceFailed(errno: errno) }
-        let aes = try SecretBytes(randomCount: TicketCipher.aes256cbc.aesKeyLength)
-        let hmac = try SecretBytes(randomCount: TicketCipher.aes256cbc.hmacKeyLength)
-        return withUnsafeBytes(of: &name) {
-            TicketKey(
-                name: $0,
-                cipher: .aes256cbc,
-                aesKey: aes,
-                hmacKey: hmac,
-                encryptFrom: .distantPast,
-                encryptUntil: .distantPast,
-                decryptUntil: .distantFuture
-            )
-        }
-    }
-
-}
-
 /// Test-only exposure of key material, for the integration test that proves Redis never stores a plaintext key.
 ///
 /// Off unless the process environment has `EDGEPROXY_TEST_ONLY_EXPOSE_TICKET_KEYS=I-understand-this-leaks-keys`
