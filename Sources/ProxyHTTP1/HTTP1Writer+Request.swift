@@ -56,87 +56,22 @@ extension HTTP1Writer {
             }
             appendFraming(framing == .closeDelimited ? .bodiless : framing, to: &out)
 
-            if ctx.appendXForwardedFor {
-                out.appendStatic("X-Forwarded-For: ")
-                if xffCount > 0 { appendMergedValues(p, fields, "x-forwarded-for", ctx, to: &out) }
-                if ctx.clientAddress.isEmpty {
-                    out.appendStatic("unknown")
-                } else {
-                    out.append(contentsOf: ctx.clientAddress)
-                }
-                out.appendCRLF()
-            }
-            if ctx.setXForwardedProto {
-                out.appendStatic("X-Forwarded-Proto: ")
-                out.append(contentsOf: ctx.proto)
-                out.appendCRLF()
-            }
-            if ctx.appendForwarded {
-                out.appendStatic("Forwarded: ")
-                if forwardedCount > 0 { appendMergedValues(p, fields, "forwarded", ctx, to: &out) }
-                appendForwardedElement(ctx, host: head.hostIndex >= 0 ? fields[head.hostIndex] : nil, p, to: &out)
-                out.appendCRLF()
-            }
-            if !ctx.via.isEmpty {
-                out.appendStatic("Via: ")
-                out.append(contentsOf: ctx.via)
-                out.appendCRLF()
-            }
-        }
-        out.append(contentsOf: ctx.extraHeaderLines)
-        out.appendCRLF()
-    }
-
-    /// Appends the non-empty values of every field named `name` (skipped ones too), each followed by ", ".
-    private static func appendMergedValues(
-        _ p: UnsafePointer<UInt8>,
-        _ fields: [HeaderField],
-        _ name: StaticString,
-        _ ctx: ForwardingContext,
-        to out: inout [UInt8]
-    ) {
-        for f in fields {
-            let np = p + Int(f.nameStart)
-            let nl = Int(f.nameEnd - f.nameStart)
-            guard ASCII.equalsIgnoringCase(np, nl, name), f.valueEnd > f.valueStart else { continue }
-            out.append(
-                contentsOf: UnsafeBufferPointer(start: p + Int(f.valueStart), count: Int(f.valueEnd - f.valueStart))
+            let host: UnsafeBufferPointer<UInt8> =
+                head.hostIndex >= 0
+                ? UnsafeBufferPointer(
+                    start: p + Int(fields[head.hostIndex].valueStart),
+                    count: Int(fields[head.hostIndex].valueEnd - fields[head.hostIndex].valueStart)
+                )
+                : UnsafeBufferPointer(start: nil, count: 0)
+            appendForwardingTail(
+                ctx,
+                p,
+                fields,
+                mergeXFF: xffCount > 0,
+                mergeForwarded: forwardedCount > 0,
+                host: host,
+                to: &out
             )
-            out.append(ASCII.comma)
-            out.append(ASCII.sp)
-        }
-    }
-
-    /// RFC 7239 forwarded-element: `for=192.0.2.1;proto=https;host=example.com`. IPv6 nodes are bracketed and
-    /// quoted; a host holding a non-token byte (":" before a port) is quoted. Host bytes were restricted to
-    /// authority characters by the parser, so no quote or backslash needs escaping.
-    private static func appendForwardedElement(
-        _ ctx: ForwardingContext,
-        host: HeaderField?,
-        _ p: UnsafePointer<UInt8>,
-        to out: inout [UInt8]
-    ) {
-        out.appendStatic("for=")
-        if ctx.clientAddress.isEmpty {
-            out.appendStatic("unknown")
-        } else if ctx.clientAddress.contains(ASCII.colon) {
-            out.appendStatic("\"[")
-            out.append(contentsOf: ctx.clientAddress)
-            out.appendStatic("]\"")
-        } else {
-            out.append(contentsOf: ctx.clientAddress)
-        }
-        out.appendStatic(";proto=")
-        out.append(contentsOf: ctx.proto)
-        if let h = host, h.valueEnd > h.valueStart {
-            out.appendStatic(";host=")
-            let hp = p + Int(h.valueStart)
-            let hn = Int(h.valueEnd - h.valueStart)
-            var token = true
-            for i in 0..<hn where !ASCII.isToken(hp[i]) { token = false }
-            if !token { out.append(0x22) }
-            out.append(contentsOf: UnsafeBufferPointer(start: hp, count: hn))
-            if !token { out.append(0x22) }
         }
     }
 }

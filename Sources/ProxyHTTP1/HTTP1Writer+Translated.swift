@@ -84,72 +84,18 @@ extension HTTP1Writer {
                 out.appendCRLF()
             }
             appendFraming(framing == .closeDelimited ? .bodiless : framing, to: &out)
-            if ctx.appendXForwardedFor {
-                out.appendStatic("X-Forwarded-For: ")
-                if xffCount > 0 { appendValues(p, fields, "x-forwarded-for", to: &out) }
-                if ctx.clientAddress.isEmpty {
-                    out.appendStatic("unknown")
-                } else {
-                    out.append(contentsOf: ctx.clientAddress)
-                }
-                out.appendCRLF()
-            }
-            if ctx.setXForwardedProto {
-                out.appendStatic("X-Forwarded-Proto: ")
-                out.append(contentsOf: ctx.proto)
-                out.appendCRLF()
-            }
-            if ctx.appendForwarded {
-                out.appendStatic("Forwarded: ")
-                if forwardedCount > 0 { appendValues(p, fields, "forwarded", to: &out) }
-                out.appendStatic("for=")
-                if ctx.clientAddress.isEmpty {
-                    out.appendStatic("unknown")
-                } else if ctx.clientAddress.contains(ASCII.colon) {
-                    out.appendStatic("\"[")
-                    out.append(contentsOf: ctx.clientAddress)
-                    out.appendStatic("]\"")
-                } else {
-                    out.append(contentsOf: ctx.clientAddress)
-                }
-                out.appendStatic(";proto=")
-                out.append(contentsOf: ctx.proto)
-                if !hostValue.isEmpty {
-                    out.appendStatic(";host=")
-                    // Quote unless every byte is a token byte; HTTP/2 validation already excluded '"' and '\'.
-                    let token = hostValue.allSatisfy { ASCII.isToken($0) }
-                    if !token { out.append(0x22) }
-                    out.append(contentsOf: hostValue)
-                    if !token { out.append(0x22) }
-                }
-                out.appendCRLF()
-            }
-            if !ctx.via.isEmpty {
-                out.appendStatic("Via: ")
-                out.append(contentsOf: ctx.via)
-                out.appendCRLF()
+            hostValue.withUnsafeBufferPointer { host in
+                appendForwardingTail(
+                    ctx,
+                    p,
+                    fields,
+                    mergeXFF: xffCount > 0,
+                    mergeForwarded: forwardedCount > 0,
+                    host: host,
+                    to: &out
+                )
             }
         }
-        out.append(contentsOf: ctx.extraHeaderLines)
-        out.appendCRLF()
     }
 
-    /// Appends the non-empty values of every field named `name`, each followed by ", ".
-    private static func appendValues(
-        _ p: UnsafePointer<UInt8>,
-        _ fields: [HeaderField],
-        _ name: StaticString,
-        to out: inout [UInt8]
-    ) {
-        for f in fields {
-            guard ASCII.equalsIgnoringCase(p + Int(f.nameStart), Int(f.nameEnd - f.nameStart), name),
-                f.valueEnd > f.valueStart
-            else { continue }
-            out.append(
-                contentsOf: UnsafeBufferPointer(start: p + Int(f.valueStart), count: Int(f.valueEnd - f.valueStart))
-            )
-            out.append(ASCII.comma)
-            out.append(ASCII.sp)
-        }
-    }
 }
