@@ -186,7 +186,7 @@ public final class EdgeProxyServer: @unchecked Sendable {
         var policies: CompiledPolicySet? = previousPolicies
         if c.policies.enabled {
             do {
-                policies = try loadPolicies(dir: c.policies.dir)
+                policies = try loadPolicies(dir: c.policies.dir, missingIsError: !strictPolicies)
             } catch {
                 if strictPolicies { throw error }
                 throw PolicyReloadError(underlying: error, kept: previousPolicies)
@@ -224,10 +224,15 @@ public final class EdgeProxyServer: @unchecked Sendable {
         )
     }
 
-    private func loadPolicies(dir: String) throws -> CompiledPolicySet {
+    /// Loads the policy directory. A missing directory is tolerated at start (a warning; no policies), but on
+    /// reload it is an error: a moved or unmounted directory must not silently switch the running packs off.
+    private func loadPolicies(dir: String, missingIsError: Bool) throws -> CompiledPolicySet {
         policyGeneration += 1
         var isDir = false
         if !directoryExists(dir, isDir: &isDir) {
+            if missingIsError {
+                throw SyscallErrorLike("\(dir): policy directory not found (the previous policies stay in force)")
+            }
             logger.warning("policy directory \(dir) does not exist: no policies loaded")
             return CompiledPolicySet(generation: policyGeneration, policies: [])
         }

@@ -661,3 +661,20 @@ def test_classify_missing_file_and_bad_policy_dir(tmp_path):
     bad = policy_dir(tmp_path, {"x.toml": "[[policy]]\nname = 1\n"})
     r = classify(os.path.join(FIXTURES, "schannel-win10-tls12-nopss.json"), policies=bad)
     assert r.returncode != 0 and re.search(rb"x\.toml:\d+:\d+", r.stderr), r.stderr
+
+
+def test_reload_with_missing_policy_directory_keeps_the_packs(proxies, certs, tmp_path):
+    """A policy directory that disappears (moved, unmounted) must not silently switch the running packs off:
+    the reload is rejected, counted, and the SChannel workaround stays in force."""
+    d = policy_dir(tmp_path, {"schannel.toml": pack_text()})
+    p = start(proxies, certs, d)
+    c = schannel_client(p)
+    _, s = c.connect()
+    os.rename(d, d + ".moved")
+    status, body = admin(p, "POST", "/reload")
+    assert status == 422 and "policy directory not found" in body, body
+    assert metric(p, "edgeproxy_reload_failures_total") == 1
+    rotate(p)
+    hs, _ = c.connect(s)
+    assert not hs.resumed and hs.certificate_sent and not hs.inline_renewal, hs
+    assert hs.json_body()["policy"] == "schannel"
