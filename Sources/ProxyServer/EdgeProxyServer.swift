@@ -43,6 +43,8 @@ public final class EdgeProxyServer: @unchecked Sendable {
     private let exitedWorkers = Mutex<Int>(0)
     private var draining = false
     private var policyGeneration: UInt64 = 0
+    /// Policies were loaded from an existing directory at least once (a later missing directory is an error).
+    private var policyDirWasLoaded = false
     private let reloadFailures: Metrics.Counter
     private let reloads: Metrics.Counter
     private let keyAge: Metrics.Gauge
@@ -186,7 +188,7 @@ public final class EdgeProxyServer: @unchecked Sendable {
         var policies: CompiledPolicySet? = previousPolicies
         if c.policies.enabled {
             do {
-                policies = try loadPolicies(dir: c.policies.dir, missingIsError: !strictPolicies)
+                policies = try loadPolicies(dir: c.policies.dir, missingIsError: !strictPolicies && policyDirWasLoaded)
             } catch {
                 if strictPolicies { throw error }
                 throw PolicyReloadError(underlying: error, kept: previousPolicies)
@@ -224,8 +226,9 @@ public final class EdgeProxyServer: @unchecked Sendable {
         )
     }
 
-    /// Loads the policy directory. A missing directory is tolerated at start (a warning; no policies), but on
-    /// reload it is an error: a moved or unmounted directory must not silently switch the running packs off.
+    /// Loads the policy directory. A missing directory is tolerated at start (a warning; no policies), but on a
+    /// reload after policies were loaded from it, it is an error: a moved or unmounted directory must not silently
+    /// switch the running packs off.
     private func loadPolicies(dir: String, missingIsError: Bool) throws -> CompiledPolicySet {
         policyGeneration += 1
         var isDir = false
@@ -238,6 +241,7 @@ public final class EdgeProxyServer: @unchecked Sendable {
         }
         let result = try PolicyLoader.load(directory: dir, generation: policyGeneration)
         for d in result.warnings { logger.warning("\(d)") }
+        policyDirWasLoaded = true
         logger.info(
             "loaded \(result.set.policies.count) polic\(result.set.policies.count == 1 ? "y" : "ies") from \(dir)"
         )
