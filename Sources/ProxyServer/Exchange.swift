@@ -39,22 +39,50 @@ struct Exchange {
     var startedAt: UInt64 = 0
 
     mutating func begin(head: RequestHead, now: UInt64) {
-        active = true
-        local = false
-        method = head.method
-        isHEAD = head.method == .head
-        version = head.version
-        methodBytes.removeAll(keepingCapacity: true)
-        methodBytes.append(contentsOf: head.methodBytes)
-        target.removeAll(keepingCapacity: true)
-        target.append(contentsOf: head.target.prefix(2048))
-        requestChunked = head.isChunked
-        requestEnded = false
-        requestBodyBytes = 0
+        let retryable: Bool
         switch head.method {
         case .get, .head, .options, .trace, .put, .delete: retryable = !head.hasBody
         default: retryable = false
         }
+        start(
+            method: head.method,
+            methodBytes: head.methodBytes,
+            target: head.target,
+            isHEAD: head.method == .head,
+            version: head.version,
+            requestChunked: head.isChunked,
+            requestEnded: false,
+            retryable: retryable,
+            now: now
+        )
+    }
+
+    /// Resets the exchange for a new request (HTTP/1 `begin` and HTTP/2 `beginH2` differ only in how they
+    /// derive these values). Byte arrays keep their capacity: no allocation per request once warmed up.
+    mutating func start(
+        method: HTTPMethod,
+        methodBytes m: some Collection<UInt8>,
+        target t: some Collection<UInt8>,
+        isHEAD: Bool,
+        version: HTTPVersion,
+        requestChunked: Bool,
+        requestEnded: Bool,
+        retryable: Bool,
+        now: UInt64
+    ) {
+        active = true
+        local = false
+        self.method = method
+        self.isHEAD = isHEAD
+        self.version = version
+        methodBytes.removeAll(keepingCapacity: true)
+        methodBytes.append(contentsOf: m)
+        target.removeAll(keepingCapacity: true)
+        target.append(contentsOf: t.prefix(2048))
+        self.requestChunked = requestChunked
+        self.requestEnded = requestEnded
+        requestBodyBytes = 0
+        self.retryable = retryable
         attempts = 0
         originIndex = -1
         upSent = 0

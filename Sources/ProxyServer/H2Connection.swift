@@ -912,35 +912,23 @@ extension ClientConnection: UpstreamOwner {
 extension Exchange {
     /// Starts the exchange of one HTTP/2 stream (the HTTP/2 counterpart of `begin(head:now:)`).
     mutating func beginH2(head: H2RequestHead, endStream: Bool, now: UInt64) {
-        active = true
-        local = false
-        method = .other
-        isHEAD = head.isHEAD
-        version = .http1_1
-        methodBytes.removeAll(keepingCapacity: true)
-        methodBytes.append(contentsOf: head.method)
-        target.removeAll(keepingCapacity: true)
-        target.append(contentsOf: head.path.prefix(2048))
-        requestChunked = false
-        requestEnded = endStream
-        requestBodyBytes = 0
         // Idempotent and bodiless requests may be re-sent to another origin while no response byte arrived.
         let m = head.method
-        retryable =
+        let retryable =
             endStream
             && (m.elementsEqual("GET".utf8) || m.elementsEqual("HEAD".utf8) || m.elementsEqual("OPTIONS".utf8)
                 || m.elementsEqual("PUT".utf8) || m.elementsEqual("DELETE".utf8))
-        attempts = 0
-        originIndex = -1
-        upSent = 0
-        if !respParser.isIdle { respParser = ResponseParser() }
-        respParserPending = false
-        responseHeadSent = false
-        responseChunked = false
-        responseEnded = false
-        responseBodyBytes = 0
-        status = 0
-        startedAt = now
+        start(
+            method: .other,
+            methodBytes: head.method,
+            target: head.path,
+            isHEAD: head.isHEAD,
+            version: .http1_1,
+            requestChunked: false,
+            requestEnded: endStream,
+            retryable: retryable,
+            now: now
+        )
     }
 }
 
