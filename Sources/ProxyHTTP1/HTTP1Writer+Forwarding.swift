@@ -1,4 +1,25 @@
 extension HTTP1Writer {
+    /// Inbound fields the proxy writes itself: merged into its own line (X-Forwarded-For, Forwarded) or replaced
+    /// (X-Forwarded-Proto), each only when `ctx` enables it.
+    enum RewrittenField {
+        case xForwardedFor
+        case xForwardedProto
+        case forwarded
+    }
+
+    /// Which rewritten field `np[0..<nl]` names, if the context rewrites it; nil for a field forwarded as is.
+    @inline(__always)
+    static func rewrittenField(_ np: UnsafePointer<UInt8>, _ nl: Int, _ ctx: ForwardingContext) -> RewrittenField? {
+        if nl == 15 && ctx.appendXForwardedFor && ASCII.equalsIgnoringCase(np, nl, "x-forwarded-for") {
+            return .xForwardedFor
+        }
+        if nl == 17 && ctx.setXForwardedProto && ASCII.equalsIgnoringCase(np, nl, "x-forwarded-proto") {
+            return .xForwardedProto
+        }
+        if nl == 9 && ctx.appendForwarded && ASCII.equalsIgnoringCase(np, nl, "forwarded") { return .forwarded }
+        return nil
+    }
+
     /// The proxy's own fields at the end of a request head toward the origin, shared by the HTTP/1.1 and the
     /// translated (HTTP/2) request writers: X-Forwarded-For (the client's values merged into one line when
     /// `mergeXFF`, then the client address), X-Forwarded-Proto, Forwarded (merged when `mergeForwarded`, then this

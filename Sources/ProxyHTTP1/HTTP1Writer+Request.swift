@@ -36,15 +36,8 @@ extension HTTP1Writer {
                 if isHopByHopOrFraming(np, nl) { continue }
                 if checkStripped && ctx.stripped.contains(np, nl) { continue }
                 if checkConnection && isNamedByConnection(p, fields, np, nl) { continue }
-                if nl == 15 && ASCII.equalsIgnoringCase(np, nl, "x-forwarded-for") && ctx.appendXForwardedFor {
-                    xffCount += 1
-                    continue
-                }
-                if nl == 17 && ASCII.equalsIgnoringCase(np, nl, "x-forwarded-proto") && ctx.setXForwardedProto {
-                    continue
-                }
-                if nl == 9 && ASCII.equalsIgnoringCase(np, nl, "forwarded") && ctx.appendForwarded {
-                    forwardedCount += 1
+                if let r = rewrittenField(np, nl, ctx) {
+                    if r == .xForwardedFor { xffCount += 1 } else if r == .forwarded { forwardedCount += 1 }
                     continue
                 }
                 appendField(p, f, to: &out)
