@@ -48,6 +48,9 @@ let package = Package(
         .target(name: "ProxyHTTP1", dependencies: ["ProxyCore"], swiftSettings: hotPath),
         // Sans-IO HTTP/2 server session on nghttp2; shares the header container type with ProxyHTTP1.
         .target(name: "ProxyHTTP2", dependencies: ["ProxyCore", "ProxyHTTP1", "CNGHTTP2"], swiftSettings: hotPath),
+        // The one origin forwarder (connect, request bytes, response parsing, retries, timeouts), shared by the
+        // HTTP/1 and HTTP/2 sessions; sans-IO toward sockets (OriginTransport), so it is unit-tested without any.
+        .target(name: "ProxyForwarder", dependencies: ["ProxyCore", "ProxyHTTP1"], swiftSettings: hotPath),
         .target(
             name: "ProxyConfig",
             dependencies: [
@@ -62,7 +65,7 @@ let package = Package(
         .target(
             name: "ProxyServer",
             dependencies: [
-                "ProxyCore", "ProxyEventLoop", "ProxyTLS", "ProxyHTTP1", "ProxyHTTP2", "ProxyTickets",
+                "ProxyCore", "ProxyEventLoop", "ProxyTLS", "ProxyHTTP1", "ProxyHTTP2", "ProxyForwarder", "ProxyTickets",
                 "ProxyFingerprint",
                 "ProxyPolicy", "ProxyConfig", "CProxyShims", "ProxyTicketStore",
                 .product(name: "Logging", package: "swift-log"),
@@ -98,5 +101,6 @@ let package = Package(
         // Drives the server session with a real nghttp2 client session (bytes in, events out).
         .testTarget(name: "ProxyHTTP2Tests", dependencies: ["ProxyHTTP2", "ProxyHTTP1", "CNGHTTP2"]),
         .testTarget(name: "ProxyConfigTests", dependencies: ["ProxyConfig"]),
+        .testTarget(name: "ProxyForwarderTests", dependencies: ["ProxyForwarder", "ProxyHTTP1", "ProxyCore"]),
     ]
 )

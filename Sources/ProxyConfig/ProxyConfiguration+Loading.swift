@@ -131,6 +131,7 @@ extension ProxyConfiguration {
             if let v = t.duration("idle") { timeouts.idle = v }
             if let v = t.duration("upstream_connect") { timeouts.upstreamConnect = v }
             if let v = t.duration("upstream_read") { timeouts.upstreamRead = v }
+            if let v = t.duration("upstream_send") { timeouts.upstreamSend = v }
             if let v = t.duration("drain") { timeouts.drain = v }
             t.finish()
         }

@@ -86,6 +86,7 @@ extension ProxyConfiguration {
         let timeoutValues: [(String, ConfigDuration)] = [
             ("handshake", timeouts.handshake), ("header_read", timeouts.headerRead), ("idle", timeouts.idle),
             ("upstream_connect", timeouts.upstreamConnect), ("upstream_read", timeouts.upstreamRead),
+            ("upstream_send", timeouts.upstreamSend),
         ]
         for (key, value) in timeoutValues where value.milliseconds == 0 {
             add([["timeouts", key]], "timeouts.\(key) must be greater than 0")

@@ -145,8 +145,11 @@ extension ProxyConfiguration {
         public var idle = ConfigDuration.seconds(60)
         /// Establishing the TCP connection to an upstream.
         public var upstreamConnect = ConfigDuration.seconds(5)
-        /// Between reads from an upstream while a response is awaited or streamed.
+        /// Between reads from an upstream while a response is awaited or streamed (time spent waiting for the
+        /// client — a slow upload, a client not reading — does not count).
         public var upstreamRead = ConfigDuration.seconds(60)
+        /// Request bytes waiting for an upstream to accept them (its receive window stays full this long).
+        public var upstreamSend = ConfigDuration.seconds(60)
         /// On shutdown or reload, how long in-flight requests may finish before connections are closed; 0 = at once.
         public var drain = ConfigDuration.seconds(30)
 

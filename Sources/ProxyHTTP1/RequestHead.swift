@@ -24,6 +24,11 @@ public struct RequestHead: Sendable {
     var hostIndex = -1
     /// Connection carried a token other than close/keep-alive (names of more hop-by-hop fields).
     var connectionNamesOthers = false
+    /// Absolute-form target (`http://authority/path`): the authority's range and where the origin-form part
+    /// (path and query) starts; -1 otherwise. RFC 9112 §3.2.2: the authority replaces Host.
+    var authorityStart = -1
+    var authorityEnd = -1
+    var originFormStart = -1
 
     /// The method token exactly as received.
     public var methodBytes: ArraySlice<UInt8> { headers.bytes[0..<methodEnd] }
@@ -31,6 +36,17 @@ public struct RequestHead: Sendable {
     public var target: ArraySlice<UInt8> { headers.bytes[targetStart..<targetEnd] }
     /// The Host value, when present (always present on HTTP/1.1; unique; may be empty).
     public var host: ArraySlice<UInt8>? { hostIndex >= 0 ? headers.value(at: hostIndex) : nil }
+    /// The target is in absolute-form (`http://host/path`).
+    public var isAbsoluteForm: Bool { authorityStart >= 0 }
+    /// The host the request is for: the authority of an absolute-form target (which overrides Host, RFC 9112
+    /// §3.2.2), else the Host value.
+    public var effectiveHost: ArraySlice<UInt8>? {
+        authorityStart >= 0 ? headers.bytes[authorityStart..<authorityEnd] : host
+    }
+    /// The origin-form of the target (path and query; `/` for an absolute-form target without a path).
+    public var originFormTarget: ArraySlice<UInt8> {
+        originFormStart >= 0 ? headers.bytes[originFormStart..<targetEnd] : target
+    }
     /// Whether body bytes follow the head (chunked, or Content-Length > 0).
     public var hasBody: Bool { isChunked || (contentLength ?? 0) > 0 }
 
@@ -54,6 +70,9 @@ public struct RequestHead: Sendable {
         expectsContinue = false
         hostIndex = -1
         connectionNamesOthers = false
+        authorityStart = -1
+        authorityEnd = -1
+        originFormStart = -1
     }
 
     /// Parses the complete head in `headers.bytes` and derives framing. Decisions on ambiguous input are listed
@@ -100,6 +119,7 @@ public struct RequestHead: Sendable {
             if b <= 0x20 || b >= 0x7F { return .invalidTarget }
         }
         method = HTTPMethod.classify(p, methodEnd)
+        if let e = parseAbsoluteForm(p) { return e }
         guard p[v] == 0x48, p[v + 1] == 0x54, p[v + 2] == 0x54, p[v + 3] == 0x50, p[v + 4] == 0x2F,
             p[v + 5] &- 0x30 < 10, p[v + 6] == 0x2E, p[v + 7] &- 0x30 < 10
         else { return .invalidVersion }
@@ -111,6 +131,33 @@ public struct RequestHead: Sendable {
             return isPRI && targetEnd - targetStart == 1 && p[targetStart] == 0x2A ? .http2Preface : .unsupportedVersion
         default: return .unsupportedVersion
         }
+        return nil
+    }
+
+    /// Recognises an absolute-form target (`http://` or `https://`, scheme case-insensitive). Its authority must
+    /// be non-empty and carry no userinfo (`user@host` is refused: RFC 9110 §4.2.4 deprecates it, and it has been
+    /// used to make proxies and origins disagree about the host).
+    private mutating func parseAbsoluteForm(_ p: UnsafePointer<UInt8>) -> HTTPParseError.Kind? {
+        var i = targetStart
+        let n = targetEnd - targetStart
+        let prefix: Int
+        if n >= 7 && ASCII.equalsIgnoringCase(p + i, 7, "http://") {
+            prefix = 7
+        } else if n >= 8 && ASCII.equalsIgnoringCase(p + i, 8, "https://") {
+            prefix = 8
+        } else {
+            return nil
+        }
+        i += prefix
+        let start = i
+        while i < targetEnd && p[i] != 0x2F && p[i] != 0x3F && p[i] != 0x23 {
+            if p[i] == 0x40 { return .invalidTarget }  // userinfo
+            i += 1
+        }
+        guard i > start else { return .invalidTarget }
+        authorityStart = start
+        authorityEnd = i
+        originFormStart = i
         return nil
     }
 

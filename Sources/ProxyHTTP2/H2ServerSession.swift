@@ -48,6 +48,13 @@ public protocol H2SessionHandler: AnyObject {
     func h2StreamClosed(stream: Int32, errorCode: UInt32)
     /// Fill `buf` with response body bytes of `stream` (at most its count).
     func h2ReadData(stream: Int32, into buf: UnsafeMutableRawBufferPointer) -> H2DataRead
+    /// Our END_STREAM for `stream` (on HEADERS, DATA or trailers) was serialised: the response is complete on the
+    /// wire, so a RST_STREAM(NO_ERROR) queued now follows it (queued earlier it could overtake the HEADERS).
+    func h2ResponseEndSent(stream: Int32)
+}
+
+extension H2SessionHandler {
+    public func h2ResponseEndSent(stream: Int32) {}
 }
 
 /// One HTTP/2 server connection's protocol state on an nghttp2 session, driven sans-IO: feed received bytes to
@@ -97,6 +104,7 @@ public final class H2ServerSession {
         nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, onFrameRecv)
         nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, onDataChunk)
         nghttp2_session_callbacks_set_on_stream_close_callback(cbs, onStreamClose)
+        nghttp2_session_callbacks_set_on_frame_send_callback(cbs, onFrameSend)
 
         var opt: OpaquePointer?
         nghttp2_option_new(&opt)
@@ -187,6 +195,13 @@ public final class H2ServerSession {
     public func goAway() {
         let last = nghttp2_session_get_last_proc_stream_id(session)
         _ = nghttp2_submit_goaway(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), last, NGHTTP2_NO_ERROR.rawValue, nil, 0)
+    }
+
+    /// First half of a graceful shutdown (RFC 9113 §6.8): GOAWAY with the largest stream ID, so the client stops
+    /// opening streams while those already on the wire are still processed. Send `goAway()` about one round trip
+    /// later; a single GOAWAY naming the last processed stream would refuse requests already in flight.
+    public func shutdownNotice() {
+        _ = nghttp2_submit_shutdown_notice(session)
     }
 
     /// Appends bytes to send to `out` while it has room for a whole frame. Returns true when anything was added.
@@ -415,6 +430,8 @@ public final class H2ServerSession {
         handler.h2Data(stream: stream, bytes: bytes)
     }
 
+    fileprivate func responseEndSent(stream: Int32) { handler.h2ResponseEndSent(stream: stream) }
+
     fileprivate func streamClosed(stream: Int32, errorCode: UInt32) {
         if stream == headStream { headStream = 0 }
         handler.h2StreamClosed(stream: stream, errorCode: errorCode)
@@ -479,6 +496,14 @@ private let onFrameRecv: nghttp2_on_frame_recv_callback = { _, frame, ud in
 
 private let onDataChunk: nghttp2_on_data_chunk_recv_callback = { _, _, stream, data, len, ud in
     owner(ud).dataChunk(stream: stream, bytes: UnsafeRawBufferPointer(start: data, count: len))
+    return 0
+}
+
+private let onFrameSend: nghttp2_on_frame_send_callback = { _, frame, ud in
+    guard let hd = frame?.pointee.hd, hd.stream_id != 0, hd.flags & UInt8(NGHTTP2_FLAG_END_STREAM.rawValue) != 0,
+        hd.type == UInt8(NGHTTP2_HEADERS.rawValue) || hd.type == UInt8(NGHTTP2_DATA.rawValue)
+    else { return 0 }
+    owner(ud).responseEndSent(stream: hd.stream_id)
     return 0
 }
 

@@ -45,6 +45,8 @@ enum AccessLogLine {
             w.field("upstream", ex.local ? "builtin" : nil)
         }
         w.field("duration_ms", millisFromNanos: now &- ex.startedAt)
+        // Only when the response did not reach the client whole (reset, origin died, cut by shutdown).
+        if ex.truncated { w.field("truncated", true) }
         w.endObject()
         w.bytes.append(10)
         out = w.bytes

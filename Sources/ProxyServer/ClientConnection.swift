@@ -1,6 +1,7 @@
 import Glibc
 import ProxyCore
 import ProxyEventLoop
+import ProxyForwarder
 import ProxyHTTP1
 import ProxyTLS
 
@@ -28,6 +29,9 @@ final class ClientConnection: EventHandler, TimerHandler {
     private var canWrite = true
     var peerEOF = false
     private(set) var closed = false
+    /// Closed for the protocol, the socket still open: draining the client's last bytes (see `closeNow`).
+    private var lingering = false
+    private var lingerBytes = 0
     private var inBuf: ByteBuffer?
     private var outBuf: ByteBuffer?
     /// HTTP state (request parser + the inline exchange, ~800 bytes) is allocated when the first request byte
@@ -64,6 +68,12 @@ final class ClientConnection: EventHandler, TimerHandler {
     private(set) var tlsVersion: Int32 = 0
     private(set) var outcome: TicketOutcome = .full
     private var requestsServed = 0
+    /// The last time bytes moved to or from the client (its side of the exchange's timeouts).
+    private var lastClientProgress: UInt64 = 0
+    /// The origin side of this connection's exchanges (created with the first proxied request).
+    private var fwd: OriginForwarder?
+    /// The response framing toward this client for the current exchange.
+    private var encoder = HTTP1ResponseEncoder()
 
     /// The current exchange, stored inline in the HTTP state (no per-request allocation). Reading it before the
     /// first request sees an idle exchange.
@@ -114,6 +124,10 @@ final class ClientConnection: EventHandler, TimerHandler {
     // MARK: events
 
     func handleEvent(_ events: UInt32) {
+        if lingering {
+            drainLingering()
+            return
+        }
         if let h2 {
             h2.handleEvent(events)
             return
@@ -125,9 +139,11 @@ final class ClientConnection: EventHandler, TimerHandler {
         pump()
     }
 
-    func upstreamReady() { pump() }
-
     func timerFired(now: UInt64) {
+        if lingering {
+            finishLingering(abortive: false)
+            return
+        }
         guard !closed else { return }
         if compactAt != 0 && now >= compactAt {
             compactAt = 0
@@ -171,15 +187,23 @@ final class ClientConnection: EventHandler, TimerHandler {
         case .handshaking:
             worker.logger.debug("handshake timeout from \(peer)")
             abort()
-        case .open where ex.active && ex.upstream != nil && !ex.responseEnded:
-            // Upstream too slow: 504 if nothing was sent yet, otherwise the response must not look complete.
-            worker.metrics.upstreamError("timeout")
-            if ex.responseHeadSent {
-                abort()
+        case .open where ex.active && !ex.local:
+            if let f = fwd, f.isActive, f.deadline != 0, now >= f.deadline {
+                // The origin is too slow: the forwarder retries, answers 504, or aborts a started response.
+                f.checkTimeout(now: now)
+            } else if !ex.responseHeadSent {
+                // The client stalled its upload (nginx's client_body_timeout): 408.
+                worker.logger.debug("request body from \(peer) stalled")
+                failExchange(status: 408)
             } else {
-                failExchange(status: 504)
-                pump()  // a timer is not an I/O event: write the answer now
+                // The client stopped reading a response: it must not look complete.
+                ex.truncated = true
+                logExchange()
+                ex.active = false
+                abort()
+                return
             }
+            pump()  // a timer is not an I/O event: write the answer now
         case .open where headInProgress:
             sendErrorAndClose(status: 408)
             pump()
@@ -202,8 +226,8 @@ final class ClientConnection: EventHandler, TimerHandler {
             var progress = false
             if flushClient() { progress = true }
             if closed { return }
-            if ex.active && ex.upstream != nil {
-                if driveUpstream() { progress = true }
+            if ex.active, let f = fwd, f.isActive {
+                if f.drive(now: worker.loop.now) { progress = true }
                 if closed { return }
             }
             if readClient() { progress = true }
@@ -271,6 +295,7 @@ final class ClientConnection: EventHandler, TimerHandler {
             case .written(let n):
                 out.consume(n)
                 worker.metrics.bytesOut.increment(by: Int64(n))
+                lastClientProgress = worker.loop.now
                 moved = true
             case .wantWrite:
                 canWrite = false
@@ -301,6 +326,7 @@ final class ClientConnection: EventHandler, TimerHandler {
             case .bytes(let n):
                 buf.commit(n)
                 worker.metrics.bytesIn.increment(by: Int64(n))
+                lastClientProgress = worker.loop.now
                 moved = true
             case .wantRead:
                 canRead = false
@@ -356,7 +382,7 @@ final class ClientConnection: EventHandler, TimerHandler {
             var limit = have
             if ex.active {
                 // Body bytes: give the parser only what the destination can take now (backpressure).
-                let room = ex.bodyRoom(worker: worker)
+                let room = bodyRoom()
                 if room <= 0 { return progress }
                 limit = min(have, room)
             }
@@ -381,7 +407,9 @@ final class ClientConnection: EventHandler, TimerHandler {
                 parserPending = true
                 headInProgress = false
                 progress = true
+                lastClientProgress = worker.loop.now
                 startExchange()
+                if phase != .open { return true }
             case .body(let range, let consumed):
                 let b = inBuf!
                 forwardRequestBody(
@@ -401,9 +429,10 @@ final class ClientConnection: EventHandler, TimerHandler {
                 parserPending = false
                 worker.logger.debug("bad request from \(peer): \(e)")
                 if ex.active && ex.responseHeadSent {
+                    fwd?.abandon()
                     abort()
                 } else {
-                    if ex.active { ex.dropUpstream(worker: worker, reusable: false) }
+                    fwd?.abandon()
                     ex.active = false
                     sendErrorAndClose(status: Int(e.status))
                 }
@@ -418,6 +447,11 @@ final class ClientConnection: EventHandler, TimerHandler {
         ex.begin(head: head, now: worker.loop.now)
         requestsServed += 1
         if !head.keepAlive || draining { closeAfterResponse = true }
+        if let status = RequestPolicy.reject(method: head.methodBytes, authority: nil) {
+            ex.local = true
+            failExchange(status: status)
+            return
+        }
         if snapshot.origins.isEmpty {
             ex.local = true
             return
@@ -426,22 +460,53 @@ final class ClientConnection: EventHandler, TimerHandler {
             // We answer the expectation ourselves and do not forward it: the origin sees a plain request.
             ensureOutBuf().append("HTTP/1.1 100 Continue\r\n\r\n")
         }
-        ex.upOut = worker.bigBufferPool.acquire()
-        guard HTTPGlue.writeUpstreamRequestHead(head, into: ex.upOut!, connection: self) else {
+        let f = forwarder
+        f.begin(
+            method: head.methodBytes,
+            isHEAD: ex.isHEAD,
+            requestChunked: head.isChunked,
+            requestEnded: !head.hasBody,
+            now: worker.loop.now
+        )
+        worker.scratch.removeAll(keepingCapacity: true)
+        HTTP1Writer.appendRequestHead(
+            head,
+            framing: head.outboundFraming,
+            forwarding: forwardingContext(),
+            to: &worker.scratch
+        )
+        guard f.appendHead(worker.scratch) else {
+            f.abandon()
             failExchange(status: 431)
             return
         }
-        connectUpstream()
+        f.start(now: worker.loop.now)
+    }
+
+    /// The connection's forwarder, created with its first proxied request and reused for the rest.
+    private var forwarder: OriginForwarder {
+        if let f = fwd { return f }
+        let f = OriginForwarder(
+            connector: worker.originConnector,
+            bufferPool: worker.bigBufferPool,
+            timeouts: snapshot.forwarderTimeouts
+        )
+        f.sink = self
+        fwd = f
+        return f
+    }
+
+    /// How many request-body bytes may be handed to the parser now.
+    private func bodyRoom() -> Int {
+        if ex.local { return Int.max }
+        guard let f = fwd, f.isActive else { return Int.max }  // nothing to forward to: parse and discard
+        return f.requestBodyRoom()
     }
 
     private func forwardRequestBody(_ bytes: UnsafeRawBufferPointer) {
         ex.requestBodyBytes += bytes.count
-        guard !ex.local, let out = ex.upOut else { return }
-        if ex.requestChunked {
-            HTTPGlue.appendChunk(bytes, to: out)
-        } else {
-            out.append(bytes)
-        }
+        guard !ex.local, let f = fwd, f.isActive else { return }
+        f.sendRequestBody(bytes)
     }
 
     private func requestEnded() {
@@ -450,253 +515,23 @@ final class ClientConnection: EventHandler, TimerHandler {
             respondWithBuiltinPage()
             return
         }
-        if ex.requestChunked, let out = ex.upOut { out.append("0\r\n\r\n") }
-    }
-
-    // MARK: upstream
-
-    private func connectUpstream() {
-        let origins = snapshot.origins
-        while ex.attempts < origins.count * 2 {
-            let oi = worker.roundRobin % origins.count
-            worker.roundRobin &+= 1
-            ex.attempts += 1
-            if let pooled = worker.takeIdleUpstream(origin: oi) {
-                attach(pooled)
-                return
-            }
-            let origin = origins[oi]
-            for addr in origin.addresses {
-                do {
-                    let u = try UpstreamConnection.connect(worker: worker, origin: oi, address: addr)
-                    attach(u)
-                    // The connect timeout applies only while the connect is pending; a connect that completed at
-                    // once (common on loopback) is already under the read timeout set by attach.
-                    if !u.connected { ex.upstreamDeadline = worker.loop.now &+ snapshot.timeouts.upstreamConnect }
-                    return
-                } catch {
-                    worker.metrics.upstreamError("connect")
-                    worker.logger.debug("connect to \(addr) failed: \(error)")
-                }
-            }
-        }
-        failExchange(status: 502)
-    }
-
-    private func attach(_ u: UpstreamConnection) {
-        u.owner = self
-        worker.loop.cancelTimer(u)  // no idle timeout while in use
-        ex.upstream = u
-        ex.originIndex = u.origin
-        ex.upstreamDeadline = worker.loop.now &+ snapshot.timeouts.upstreamRead
-    }
-
-    /// Moves bytes between the origin and our buffers. Returns true when anything moved.
-    private func driveUpstream() -> Bool {
-        guard let u = ex.upstream else { return false }
-        var progress = false
-        if !u.connected {
-            guard u.canWrite || u.canRead else { return false }
-            let e = u.finishConnect()
-            if e != 0 {
-                worker.metrics.upstreamError("connect")
-                worker.logger.debug("connect to \(u.address) failed: \(String(cString: strerror(e)))")
-                retryOrFail(u, status: 502)
-                return true
-            }
-            ex.upstreamDeadline = worker.loop.now &+ snapshot.timeouts.upstreamRead
-            progress = true
-        }
-        // Request bytes toward the origin.
-        if let out = ex.upOut, u.canWrite {
-            while ex.upSent < out.readableCount {
-                let pending = UnsafeRawBufferPointer(
-                    start: out.base + out.start + ex.upSent,
-                    count: out.readableCount - ex.upSent
-                )
-                guard let r = u.write(pending) else {
-                    retryOrFail(u, status: 502)
-                    return true
-                }
-                guard case .processed(let n) = r else { break }
-                ex.upSent += n
-                progress = true
-            }
-            // Keep the bytes of a retryable request until the origin answers; otherwise free the space.
-            if !ex.retryable && ex.upSent > 0 {
-                out.consume(ex.upSent)
-                ex.upSent = 0
-            }
-        }
-        // Response bytes from the origin.
-        fill: while u.canRead && !ex.responseEnded {
-            switch u.fillInput() {
-            case .failed:
-                upstreamDied(u)
-                return true
-            case .full:
-                break fill
-            case .read:
-                progress = true
-                ex.originAnswered(readDeadline: worker.loop.now &+ snapshot.timeouts.upstreamRead)
-            case .blocked, .eof:
-                break
-            }
-            if processUpstreamInput() { progress = true }
-            if closed || ex.upstream == nil { return true }
-        }
-        if processUpstreamInput() { progress = true }
-        if closed || ex.upstream == nil { return true }
-        if u.peerClosed && !ex.responseEnded && (u.inBuf?.isEmpty ?? true) {
-            // EOF: ends a read-until-close body, otherwise the origin died.
-            let ev = ex.respParser.finish()
-            if case .end = ev {
-                responseEnded(reusable: false)
-            } else {
-                upstreamDied(u)
-            }
-            return true
-        }
-        return progress
-    }
-
-    /// Parses buffered origin bytes into the client's output buffer. Returns true when anything happened.
-    private func processUpstreamInput() -> Bool {
-        guard let u = ex.upstream else { return false }
-        var progress = false
-        while !closed && !ex.responseEnded {
-            let have = u.inBuf?.readableCount ?? 0
-            if have == 0 && !ex.respParserPending { break }
-            let out = ensureOutBuf()
-            var limit = have
-            if ex.responseHeadSent {
-                let room = out.freeCount - 32
-                if room <= 0 { break }
-                limit = min(have, room)
-            }
-            let ev: ParseEvent
-            if let b = u.inBuf {
-                ev = ex.respParser.parse(
-                    UnsafeRawBufferPointer(start: b.base + b.start, count: limit),
-                    requestIsHEAD: ex.isHEAD
-                )
-            } else {
-                ev = ex.respParser.parse(UnsafeRawBufferPointer(start: nil, count: 0), requestIsHEAD: ex.isHEAD)
-            }
-            switch ev {
-            case .needMore:
-                if limit > 0 { u.inBuf!.consume(limit) }
-                ex.respParserPending = false
-                return progress || limit > 0
-            case .informational(let consumed):
-                // 1xx from the origin (we answered Expect ourselves): not forwarded.
-                u.inBuf?.consume(consumed)
-                ex.respParserPending = true
-                progress = true
-            case .head(let consumed):
-                u.inBuf?.consume(consumed)
-                ex.respParserPending = true
-                progress = true
-                if !sendResponseHead() { return true }
-            case .body(let range, let consumed):
-                let b = u.inBuf!
-                let bytes = UnsafeRawBufferPointer(start: b.base + b.start + range.lowerBound, count: range.count)
-                if ex.responseChunked { HTTPGlue.appendChunk(bytes, to: out) } else { out.append(bytes) }
-                ex.responseBodyBytes += range.count
-                b.consume(consumed)
-                ex.respParserPending = true
-                progress = true
-            case .end(let consumed):
-                u.inBuf?.consume(consumed)
-                ex.respParserPending = false
-                if ex.responseChunked { out.append("0\r\n\r\n") }
-                responseEnded(reusable: ex.respParser.head.keepAlive && (u.inBuf?.isEmpty ?? true))
-                return true
-            case .error(let e):
-                worker.logger.debug("bad response from \(u.address): \(e)")
-                worker.metrics.upstreamError("bad_response")
-                ex.respParserPending = false
-                if ex.responseHeadSent { abort() } else { failExchange(status: 502) }
-                return true
-            }
-        }
-        return progress
-    }
-
-    private func sendResponseHead() -> Bool {
-        let resp = ex.respParser.head
-        ex.status = Int(resp.status)
-        if !ex.requestEnded {
-            // The origin answered before the whole request body arrived: the connection cannot be reused.
-            closeAfterResponse = true
-        }
-        let out = ensureOutBuf()
-        let framing = HTTPGlue.writeClientResponseHead(
-            resp,
-            requestVersion: ex.version,
-            isHEAD: ex.isHEAD,
-            close: closeAfterResponse,
-            into: out,
-            scratch: &worker.scratch
-        )
-        switch framing {
-        case .none:
-            failExchange(status: 502)
-            return false
-        case .some(let f):
-            ex.responseChunked = f.chunked
-            if f.closeDelimited { closeAfterResponse = true }
-            ex.responseHeadSent = true
-            return true
-        }
-    }
-
-    private func responseEnded(reusable: Bool) {
-        ex.responseEnded = true
-        finishExchange(upstreamReusable: reusable && ex.requestEnded)
-    }
-
-    private func retryOrFail(_ u: UpstreamConnection, status: Int) {
-        ex.dropUpstream(worker: worker, reusable: false)
-        let neverReached = !u.connected || (u.reused && ex.retryable)
-        if neverReached && ex.retryable && ex.attempts < snapshot.origins.count * 2 {
-            ex.upSent = 0
-            connectUpstream()
-        } else {
-            failExchange(status: status)
-        }
-    }
-
-    private func upstreamDied(_ u: UpstreamConnection) {
-        if !ex.responseHeadSent {
-            if u.reused && ex.retryable && ex.attempts < snapshot.origins.count * 2 {
-                retryOrFail(u, status: 502)
-                return
-            }
-            worker.metrics.upstreamError("reset_before_headers")
-            failExchange(status: 502)
-        } else {
-            worker.metrics.upstreamError("reset_mid_body")
-            worker.logger.debug("origin \(u.address) closed mid-response; aborting client \(peer)")
-            ex.dropUpstream(worker: worker, reusable: false)
-            logExchange()
-            abort()
-        }
+        if let f = fwd, f.isActive { f.endRequest() }
     }
 
     /// Answers the current exchange with an error status (no origin response was sent yet).
     private func failExchange(status: Int) {
-        ex.dropUpstream(worker: worker, reusable: false)
+        fwd?.abandon()
         ex.status = status
+        ex.local = true
         logExchange()
-        ex.reset(worker: worker)
+        ex.active = false
         sendErrorAndClose(status: status)
     }
 
-    private func finishExchange(upstreamReusable: Bool) {
-        ex.dropUpstream(worker: worker, reusable: upstreamReusable && !draining)
+    private func finishExchange() {
         logExchange()
-        ex.reset(worker: worker)
+        ex.active = false
+        fwd?.releaseBuffers()
         if closeAfterResponse || draining {
             phase = .closing
         } else {
@@ -726,7 +561,7 @@ final class ClientConnection: EventHandler, TimerHandler {
         ex.status = 200
         ex.responseBodyBytes = body.bytes.count
         ex.responseEnded = true
-        finishExchange(upstreamReusable: false)
+        finishExchange()
     }
 
     private func sendErrorAndClose(status: Int) {
@@ -770,9 +605,16 @@ final class ClientConnection: EventHandler, TimerHandler {
         case .closing:
             setDeadline(now &+ snapshot.timeouts.idle)
         case .open:
-            if ex.active && ex.upstream != nil && !ex.responseEnded {
-                deadline = ex.upstreamDeadline
-                setDeadline(ex.upstreamDeadline)
+            if ex.active && !ex.local {
+                // The origin's deadline (connect, send, read) and, while the client uploads or does not read
+                // what we owe it, the client's: progress in either direction restarts its clock.
+                var d = fwd.map { $0.isActive ? $0.deadline : 0 } ?? 0
+                if !ex.requestEnded || !(outBuf?.isEmpty ?? true) {
+                    let c = lastClientProgress &+ snapshot.timeouts.idle
+                    d = d == 0 ? c : min(d, c)
+                }
+                deadline = d == 0 ? now &+ snapshot.timeouts.idle : d
+                setDeadline(deadline)
             } else if headInProgress {
                 if deadline == 0 || deadline > now &+ snapshot.timeouts.headerRead {
                     setDeadline(now &+ snapshot.timeouts.headerRead)
@@ -801,34 +643,110 @@ final class ClientConnection: EventHandler, TimerHandler {
     /// Graceful close: close_notify, then close. When the client already closed (its close_notify or EOF), no
     /// reply is sent, as nginx does: the client has usually closed its socket, so our alert would only draw a
     /// TCP RST (measured: one RST per connection and 2–3x lower handshake throughput under load).
+    ///
+    /// While the client may still be sending (HTTP/2 WINDOW_UPDATEs, an unread request body, pipelined bytes),
+    /// the close lingers (nginx's lingering close): FIN after the bytes already queued, then the client's bytes
+    /// are read and dropped until it closes or `lingerNanos` pass. A plain close() with unread input sends an RST
+    /// that makes the client's kernel discard the end of the response it has not read yet (found by an HTTP/2
+    /// download cut ~1.6 MB before its end at shutdown).
     func closeNow() {
         guard !closed else { return }
         if handshakeDone && !peerEOF { tls?.shutdown() }
-        release(abortive: false)
+        if peerEOF {
+            release(abortive: false)
+        } else {
+            startLingering()
+        }
+    }
+
+    /// How long a closing connection keeps draining the client's bytes, and how many it drops at most.
+    static let lingerNanos: UInt64 = 5_000_000_000
+    static let lingerMaxBytes = 64 << 20
+
+    private func startLingering() {
+        lingering = true
+        lingerBytes = 0
+        releaseState()
+        Socket.shutdownWrite(fd)
+        worker.loop.schedule(at: worker.loop.now &+ Self.lingerNanos, self)
+        drainLingering()
+    }
+
+    /// Reads and drops what the client sends; closes at its EOF, on an error, or past the byte bound.
+    private func drainLingering() {
+        var sink: (UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0, 0, 0, 0, 0)
+        while lingering {
+            let r: IOResult<Int>
+            do {
+                r = try withUnsafeMutableBytes(of: &sink) { try Socket.read(fd, $0) }
+            } catch {
+                finishLingering(abortive: false)
+                return
+            }
+            switch r {
+            case .wouldBlock:
+                return
+            case .processed(0):
+                finishLingering(abortive: false)
+                return
+            case .processed(let n):
+                lingerBytes += n
+                if lingerBytes > Self.lingerMaxBytes {
+                    finishLingering(abortive: true)
+                    return
+                }
+            }
+        }
+    }
+
+    private func finishLingering(abortive: Bool) {
+        guard lingering else { return }
+        lingering = false
+        worker.loop.cancelTimer(self)
+        worker.loop.forgetClosing(fd: fd)
+        if abortive { Socket.abort(fd) } else { Socket.close(fd) }
+        worker.connectionClosed(fd: fd)
     }
 
     /// Abortive close (RST, no close_notify): a truncated response must never look complete.
-    func abort() { release(abortive: true) }
+    func abort() {
+        if lingering {
+            finishLingering(abortive: true)
+        } else {
+            release(abortive: true)
+        }
+    }
 
-    func forceClose() { release(abortive: true) }
+    func forceClose() { abort() }
 
     private func release(abortive: Bool) {
         guard !closed else { return }
+        releaseState()
+        worker.loop.cancelTimer(self)
+        worker.loop.forgetClosing(fd: fd)
+        if abortive { Socket.abort(fd) } else { Socket.close(fd) }
+        worker.connectionClosed(fd: fd)
+    }
+
+    /// Frees everything but the socket (closed by the caller, at once or after lingering).
+    private func releaseState() {
         closed = true
         worker.loop.cancelTimer(self)
         h2?.teardown()
         h2 = nil
-        ex.dropUpstream(worker: worker, reusable: false)
-        ex.reset(worker: worker)
-        worker.loop.forgetClosing(fd: fd)
+        if ex.active && !ex.local && ex.status != 0 && !ex.responseEnded {
+            ex.truncated = true
+        }
+        fwd?.abandon()
+        fwd?.sink = nil
+        ex.active = false
         tls?.free()
         tls = nil
-        if abortive { Socket.abort(fd) } else { Socket.close(fd) }
         if let b = inBuf { worker.bufferPool.release(b) }
         if let b = outBuf { worker.bigBufferPool.release(b) }
         inBuf = nil
         outBuf = nil
-        worker.connectionClosed(fd: fd)
+        http = nil
     }
 }
 
@@ -881,4 +799,65 @@ extension ClientConnection {
     var alpnName: String? { tls?.alpn }
     var serverName: String? { tls?.serverName }
     var resumed: Bool { tls?.resumed ?? false }
+}
+
+/// The HTTP/1 session's side of the forwarder: translates the origin's response into HTTP/1.x bytes for this
+/// client (same length, re-chunked, or close-delimited for HTTP/1.0), in the connection's output buffer.
+extension ClientConnection: ForwarderSink {
+    func forwarderResponseHead(_ head: ResponseHead, isHEAD: Bool) -> Bool {
+        ex.status = head.status
+        if let f = fwd { ex.originIndex = f.server }
+        if !ex.requestEnded {
+            // The origin answered before the whole request body arrived: the connection cannot be reused.
+            closeAfterResponse = true
+        }
+        let out = ensureOutBuf()
+        guard
+            encoder.head(
+                head,
+                requestVersion: ex.version,
+                isHEAD: isHEAD,
+                close: closeAfterResponse,
+                into: out,
+                scratch: &worker.scratch
+            )
+        else { return false }
+        ex.responseChunked = encoder.chunked
+        if encoder.closeDelimited { closeAfterResponse = true }
+        ex.responseHeadSent = true
+        return true
+    }
+
+    var forwarderBodyRoom: Int { encoder.room(in: ensureOutBuf()) }
+
+    func forwarderResponseBody(_ bytes: UnsafeRawBufferPointer) {
+        encoder.body(bytes, into: ensureOutBuf())
+        ex.responseBodyBytes += bytes.count
+    }
+
+    func forwarderResponseEnd(trailers: HTTPHeaders) {
+        // The one place a response ends, whether the origin framed it or closed it (close-delimited): the
+        // re-chunked body always gets its last chunk.
+        encoder.end(into: ensureOutBuf())
+        ex.responseEnded = true
+        finishExchange()
+    }
+
+    func forwarderFailed(status: Int?, reason: ForwardFailure) {
+        if reason != .connect && reason != .noServer { worker.metrics.upstreamError(reason.rawValue) }
+        if let f = fwd { ex.originIndex = f.server }
+        if let status {
+            worker.logger.debug("origin exchange for \(peer) failed (\(reason.rawValue)): answering \(status)")
+            failExchange(status: status)
+        } else {
+            // Mid-response: the client must not take a truncated body for a complete one.
+            worker.logger.debug("origin failed mid-response (\(reason.rawValue)); aborting client \(peer)")
+            ex.truncated = true
+            logExchange()
+            ex.active = false
+            abort()
+        }
+    }
+
+    func forwarderOriginReady() { pump() }
 }

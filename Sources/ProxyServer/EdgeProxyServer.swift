@@ -208,6 +208,7 @@ public final class EdgeProxyServer: @unchecked Sendable {
         t.idle = Self.nanos(c.timeouts.idle)
         t.upstreamConnect = Self.nanos(c.timeouts.upstreamConnect)
         t.upstreamRead = Self.nanos(c.timeouts.upstreamRead)
+        t.upstreamSend = Self.nanos(c.timeouts.upstreamSend)
         t.drain = Self.nanos(c.timeouts.drain)
         var limits = HTTP1Limits()
         limits.maxRequestLineBytes = c.limits.maxRequestLine

@@ -2,6 +2,7 @@ import Glibc
 import ProxyConfig
 import ProxyCore
 import ProxyEventLoop
+import ProxyForwarder
 import ProxyHTTP1
 import ProxyHTTP2
 import ProxyTLS
@@ -35,6 +36,8 @@ final class H2Connection: H2SessionHandler, TimerHandler {
     /// Streams whose response buffer drained while their origin was paused: driven after the next send.
     private var wakeList: [H2Stream] = []
     private var goingAway = false
+    /// When the final GOAWAY of a graceful shutdown is due (0: sent, or not going away).
+    private var finalGoAwayAt: UInt64 = 0
     private var lastActivity: UInt64
     private var lastWrite: UInt64
     private var flusher: H2FlushTimer!
@@ -218,7 +221,9 @@ final class H2Connection: H2SessionHandler, TimerHandler {
             }
             return false
         }
-        if flushed && !session.wantsRead {
+        // Not before the final GOAWAY of a graceful shutdown: after the notice, nghttp2 no longer wants to read
+        // once no stream is open, but the client's last streams may still be on the wire.
+        if flushed && !session.wantsRead && finalGoAwayAt == 0 {
             close()
             return true
         }
@@ -238,7 +243,8 @@ final class H2Connection: H2SessionHandler, TimerHandler {
         worker.loop.cancelTimer(flusher)
         for (_, s) in streams {
             if !s.logged && s.headReceived {
-                s.ex.dropUpstream(worker: worker, reusable: false)
+                s.fwd?.abandon()
+                if !(s.ex.responseEnded && s.respBuf == nil) { s.ex.truncated = true }
                 logStream(s)
             }
             s.release(worker: worker)
@@ -257,11 +263,21 @@ final class H2Connection: H2SessionHandler, TimerHandler {
     /// Graceful: GOAWAY now; streams in flight finish, then the connection closes.
     func drain() {
         guard !closed else { return }
-        if !goingAway {
-            goingAway = true
-            session.goAway()
-        }
+        beginGoingAway()
         pump()
+    }
+
+    /// Graceful GOAWAY in two steps (RFC 9113 §6.8): a shutdown notice now, the final GOAWAY naming the last
+    /// processed stream a second later, so requests the client sent before it saw the notice are still served
+    /// (one final GOAWAY at once refused those in flight: h2load counted them failed at every reload). The
+    /// connection then closes with a lingering close, so the last responses are not lost to an RST.
+    private func beginGoingAway() {
+        guard !goingAway, !closed else { return }
+        goingAway = true
+        session.shutdownNotice()
+        finalGoAwayAt = worker.loop.now &+ 1_000_000_000
+        setDeadline(finalGoAwayAt)
+        scheduleFlush()
     }
 
     // MARK: timers
@@ -287,9 +303,17 @@ final class H2Connection: H2SessionHandler, TimerHandler {
             // (A timer that fired before `deadline` leaves none pending: always keep one.)
             if !timerSlot.isPending || deadline <= now || deadline > now &+ step { setDeadline(now &+ step) }
         }
+        if finalGoAwayAt != 0 && (!timerSlot.isPending || timerSlot.deadline > finalGoAwayAt) {
+            worker.loop.schedule(at: finalGoAwayAt, self)
+        }
     }
 
     private func checkTimeouts(now: UInt64) {
+        if finalGoAwayAt != 0 && now >= finalGoAwayAt {
+            finalGoAwayAt = 0
+            session.goAway()
+            scheduleFlush()
+        }
         if streams.isEmpty {
             if now >= max(lastActivity, lastWrite) &+ snapshot.timeouts.idle {
                 // Idle: tell the client, then close once the GOAWAY is out.
@@ -302,9 +326,13 @@ final class H2Connection: H2SessionHandler, TimerHandler {
         }
         let stall = snapshot.http2.zeroWindowTimeout
         var expired: [H2Stream] = []
+        var stalledUploads: [H2Stream] = []
         for (_, s) in streams {
-            if s.ex.upstream != nil && !s.ex.responseEnded && !s.originPaused && now >= s.ex.upstreamDeadline {
+            if let f = s.fwd, f.isActive, f.deadline != 0, now >= f.deadline {
                 expired.append(s)
+            } else if !s.ex.requestEnded && !s.ex.local && now &- s.lastClientData >= snapshot.timeouts.idle {
+                // The client stopped sending a request body: the stream must not pin the connection.
+                stalledUploads.append(s)
             } else if s.hasPendingResponse && now &- s.lastProgress >= stall {
                 // The client leaves our response bytes unread (zero window or unread socket).
                 metrics.failure(.zeroWindow)
@@ -316,10 +344,21 @@ final class H2Connection: H2SessionHandler, TimerHandler {
             }
         }
         for s in expired where s.id != 0 {
-            worker.metrics.upstreamError("timeout")
-            fail(s, status: 504)
+            s.fwd?.checkTimeout(now: now)
         }
-        if !expired.isEmpty { pump() }
+        for s in stalledUploads where s.id != 0 {
+            worker.logger.debug("HTTP/2 client \(conn.peer) stalled a request body on stream \(s.id)")
+            s.fwd?.abandon()
+            s.ex.requestEnded = true  // nothing more is read for it: the stream is reset after the answer
+            s.resetWhenAnswered = true
+            if s.ex.responseHeadSent {
+                s.ex.truncated = true
+                session.resetStream(s.id, code: .noError)
+            } else {
+                respondLocal(s, status: 408)
+            }
+        }
+        if !expired.isEmpty || !stalledUploads.isEmpty { pump() }
     }
 
     // MARK: session events
@@ -331,11 +370,14 @@ final class H2Connection: H2SessionHandler, TimerHandler {
         metrics.streams.increment()
         if worker.snapshot !== snapshot && !goingAway {
             // Reloaded: finish what this connection started, then let the client reconnect onto the new settings.
-            goingAway = true
-            session.goAway()
+            beginGoingAway()
         }
         if head.isCONNECT {
             respondLocal(s, status: 501)
+            return
+        }
+        if let status = RequestPolicy.reject(method: head.method, authority: head.authority) {
+            respondLocal(s, status: status)
             return
         }
         if snapshot.origins.isEmpty {
@@ -359,8 +401,14 @@ final class H2Connection: H2SessionHandler, TimerHandler {
             framing = .chunked
         }
         s.ex.requestChunked = framing == .chunked
-        let out = worker.bigBufferPool.acquire()
-        s.ex.upOut = out
+        let f = s.forwarder(connector: worker.originConnector, pool: worker.bigBufferPool, snapshot: snapshot)
+        f.begin(
+            method: head.method,
+            isHEAD: head.isHEAD,
+            requestChunked: framing == .chunked,
+            requestEnded: endStream,
+            now: worker.loop.now
+        )
         worker.scratch.removeAll(keepingCapacity: true)
         HTTP1Writer.appendTranslatedRequestHead(
             method: head.method,
@@ -371,12 +419,13 @@ final class H2Connection: H2SessionHandler, TimerHandler {
             forwarding: conn.forwardingContext(),
             to: &worker.scratch
         )
-        guard out.append(worker.scratch) else {
+        guard f.appendHead(worker.scratch) else {
+            f.abandon()
             respondLocal(s, status: 431)
             return
         }
-        connectUpstream(s)
-        if s.ex.upstream != nil { drive(s) }
+        f.start(now: worker.loop.now)
+        if f.isActive { drive(s) }
     }
 
     func h2RequestRejected(stream id: Int32, status: Int) {
@@ -387,7 +436,8 @@ final class H2Connection: H2SessionHandler, TimerHandler {
     }
 
     func h2Data(stream id: Int32, bytes: UnsafeRawBufferPointer) {
-        guard let s = streams[id], s.ex.upOut != nil else {
+        streams[id]?.lastClientData = worker.loop.now
+        guard let s = streams[id], let f = s.fwd, f.isActive, !s.ex.local else {
             // Nobody will forward these bytes (local answer, finished or failed stream): give the window back.
             streams[id]?.ex.requestBodyBytes += bytes.count
             session.consume(stream: id, count: bytes.count)
@@ -424,7 +474,7 @@ final class H2Connection: H2SessionHandler, TimerHandler {
     func h2EndStream(stream id: Int32) {
         guard let s = streams[id] else { return }
         s.ex.requestEnded = true
-        if s.ex.upstream != nil { wake(s) }
+        if let f = s.fwd, f.isActive { wake(s) }
     }
 
     func h2StreamClosed(stream id: Int32, errorCode: UInt32) {
@@ -434,9 +484,11 @@ final class H2Connection: H2SessionHandler, TimerHandler {
             // Connection window: bytes we buffered but never forwarded.
             session.consume(stream: id, count: stage.readableCount)
         }
-        let reusable = s.ex.responseEnded && s.ex.requestEnded
-        s.ex.dropUpstream(worker: worker, reusable: reusable && !goingAway)
-        if s.headReceived && !s.logged { logStream(s) }
+        s.fwd?.abandon()
+        if s.headReceived && !s.logged {
+            if !(s.ex.responseEnded && s.respBuf == nil) { s.ex.truncated = true }
+            logStream(s)
+        }
         if let st = s.stage {
             st.clear()
             freeStages.append(st)
@@ -444,6 +496,12 @@ final class H2Connection: H2SessionHandler, TimerHandler {
         }
         s.release(worker: worker)
         if freeStreams.count < 64 { freeStreams.append(s) }
+    }
+
+    func h2ResponseEndSent(stream id: Int32) {
+        // The request body is still open (the origin answered early, or the upload stalled): after our
+        // END_STREAM, RST_STREAM(NO_ERROR) tells the client to stop sending (RFC 9113 §8.1).
+        if let s = streams[id], s.resetWhenAnswered { session.resetStream(id, code: .noError) }
     }
 
     func h2ReadData(stream id: Int32, into buf: UnsafeMutableRawBufferPointer) -> H2DataRead {
@@ -454,11 +512,9 @@ final class H2Connection: H2SessionHandler, TimerHandler {
             if n > 0 {
                 buf.baseAddress!.copyMemory(from: rb.base + rb.start, byteCount: n)
                 rb.consume(n)
+                s.bytesDelivered += n
                 s.lastProgress = worker.loop.now
-                if s.originPaused {
-                    s.originPaused = false
-                    wake(s)
-                }
+                if let f = s.fwd, f.pausedBySink { wake(s) }
             }
             if rb.isEmpty && s.ex.responseEnded {
                 worker.bigBufferPool.release(rb)
@@ -466,9 +522,10 @@ final class H2Connection: H2SessionHandler, TimerHandler {
             }
         }
         if s.respBuf == nil && s.ex.responseEnded {
-            if s.hasTrailers {
+            s.responseComplete = true
+            if s.hasTrailers, let f = s.fwd {
                 headers.reset()
-                s.ex.respParser.trailers.forEachForwardableTrailer { n, v in headers.append(name: n, value: v) }
+                f.responseTrailers.forEachForwardableTrailer { n, v in headers.append(name: n, value: v) }
                 s.hasTrailers = false
                 if headers.count > 0 {
                     session.submitTrailers(stream: id, headers: headers)
@@ -490,6 +547,7 @@ final class H2Connection: H2SessionHandler, TimerHandler {
         let s = freeStreams.popLast() ?? H2Stream()
         s.h2 = self
         s.id = id
+        s.lastClientData = worker.loop.now
         s.lastProgress = worker.loop.now
         streams[id] = s
         return s
@@ -502,78 +560,27 @@ final class H2Connection: H2SessionHandler, TimerHandler {
     /// Moves bytes between a stream and its origin. Called on origin readiness and after request events.
     func drive(_ s: H2Stream) {
         s.needsDrive = false
-        guard let u = s.ex.upstream else { return }
-        if !u.connected {
-            guard u.canWrite || u.canRead else { return }
-            let e = u.finishConnect()
-            if e != 0 {
-                worker.metrics.upstreamError("connect")
-                worker.logger.debug("connect to \(u.address) failed: \(String(cString: strerror(e)))")
-                retryOrFail(s, u, status: 502)
-                return
-            }
-            s.ex.upstreamDeadline = worker.loop.now &+ snapshot.timeouts.upstreamRead
+        guard let f = s.fwd, f.isActive else { return }
+        moveRequestBody(s, f)
+        f.drive(now: worker.loop.now)
+        // Each write to the origin makes room for more staged body.
+        while f.isActive, let st = s.stage, st.readableCount > 0, f.requestBodyRoom() > 0 {
+            moveRequestBody(s, f)
+            f.drive(now: worker.loop.now)
         }
-        // Request bytes toward the origin; each full write makes room for more staged body.
-        var wrote = true
-        while wrote {
-            wrote = false
-            moveRequestBody(s)
-            guard let out = s.ex.upOut, u.canWrite else { break }
-            while s.ex.upSent < out.readableCount {
-                let pending = UnsafeRawBufferPointer(
-                    start: out.base + out.start + s.ex.upSent,
-                    count: out.readableCount - s.ex.upSent
-                )
-                guard let r = u.write(pending) else {
-                    retryOrFail(s, u, status: 502)
-                    return
-                }
-                guard case .processed(let n) = r else { break }
-                s.ex.upSent += n
-                wrote = true
-            }
-            if !s.ex.retryable && s.ex.upSent > 0 {
-                out.consume(s.ex.upSent)
-                s.ex.upSent = 0
-            }
-        }
-        fill: while u.canRead && !s.ex.responseEnded {
-            switch u.fillInput() {
-            case .failed:
-                upstreamDied(s, u)
-                return
-            case .full:
-                break fill
-            case .read:
-                s.ex.originAnswered(readDeadline: worker.loop.now &+ snapshot.timeouts.upstreamRead)
-            case .blocked, .eof:
-                break
-            }
-            if !processUpstreamInput(s) { return }
-            if s.ex.upstream == nil || s.originPaused { break }
-        }
-        guard s.ex.upstream != nil else { return }
-        if !processUpstreamInput(s) { return }
-        if u.peerClosed && !s.ex.responseEnded && (u.inBuf?.isEmpty ?? true) && s.ex.upstream != nil {
-            if case .end = s.ex.respParser.finish() {
-                responseEnded(s, reusable: false)
-            } else {
-                upstreamDied(s, u)
-            }
+        if f.isActive && s.ex.requestEnded && s.stage == nil && !s.requestEndSent {
+            moveRequestBody(s, f)
+            f.drive(now: worker.loop.now)
         }
     }
 
-    /// Staged request-body bytes into the origin buffer (re-chunked when the length is unknown); re-opens the
+    /// Staged request-body bytes to the forwarder (re-chunked there when the length is unknown); re-opens the
     /// client's window for what moved.
-    private func moveRequestBody(_ s: H2Stream) {
-        guard let out = s.ex.upOut else { return }
+    private func moveRequestBody(_ s: H2Stream, _ f: OriginForwarder) {
         if let st = s.stage, st.readableCount > 0 {
-            let room = out.freeCount - chunkFramingReserve
-            let n = min(room, st.readableCount)
+            let n = min(f.requestBodyRoom(), st.readableCount)
             if n > 0 {
-                let bytes = UnsafeRawBufferPointer(start: st.base + st.start, count: n)
-                if s.ex.requestChunked { HTTPGlue.appendChunk(bytes, to: out) } else { out.append(bytes) }
+                f.sendRequestBody(UnsafeRawBufferPointer(start: st.base + st.start, count: n))
                 st.consume(n)
                 s.ex.requestBodyBytes += n
                 session.consume(stream: s.id, count: n)
@@ -583,81 +590,13 @@ final class H2Connection: H2SessionHandler, TimerHandler {
             freeStages.append(st)
             s.stage = nil
         }
-        if s.ex.requestEnded && s.stage == nil && s.ex.requestChunked && !s.finalChunkSent {
-            if out.freeCount >= 5 + s.requestTrailers.count {
-                out.append("0\r\n")
-                out.append(s.requestTrailers)
-                out.append("\r\n")
-                s.finalChunkSent = true
-            }
+        if s.ex.requestEnded && s.stage == nil && !s.requestEndSent {
+            f.endRequest(trailers: s.requestTrailers)
+            s.requestEndSent = true
         }
     }
 
-    /// Parses buffered origin bytes. False when the stream was failed or finished with its origin.
-    private func processUpstreamInput(_ s: H2Stream) -> Bool {
-        guard let u = s.ex.upstream else { return false }
-        while !s.ex.responseEnded {
-            let have = u.inBuf?.readableCount ?? 0
-            if have == 0 && !s.ex.respParserPending { break }
-            var limit = have
-            if s.ex.responseHeadSent {
-                if s.respBuf == nil { s.respBuf = worker.bigBufferPool.acquire() }
-                let room = s.respBuf!.freeCount
-                if room <= 0 {
-                    s.originPaused = true
-                    return true
-                }
-                limit = min(have, room)
-            }
-            let ev: ParseEvent
-            if let b = u.inBuf {
-                ev = s.ex.respParser.parse(
-                    UnsafeRawBufferPointer(start: b.base + b.start, count: limit),
-                    requestIsHEAD: s.ex.isHEAD
-                )
-            } else {
-                ev = s.ex.respParser.parse(UnsafeRawBufferPointer(start: nil, count: 0), requestIsHEAD: s.ex.isHEAD)
-            }
-            switch ev {
-            case .needMore:
-                if limit > 0 { u.inBuf!.consume(limit) }
-                s.ex.respParserPending = false
-                return true
-            case .informational(let consumed):
-                u.inBuf?.consume(consumed)
-                s.ex.respParserPending = true
-            case .head(let consumed):
-                u.inBuf?.consume(consumed)
-                s.ex.respParserPending = true
-                if !submitResponseHead(s) { return false }
-            case .body(let range, let consumed):
-                let b = u.inBuf!
-                if s.respBuf!.isEmpty { s.lastProgress = worker.loop.now }
-                s.respBuf!.append(
-                    UnsafeRawBufferPointer(start: b.base + b.start + range.lowerBound, count: range.count)
-                )
-                s.ex.responseBodyBytes += range.count
-                b.consume(consumed)
-                s.ex.respParserPending = true
-                wakeData(s)
-            case .end(let consumed):
-                u.inBuf?.consume(consumed)
-                s.ex.respParserPending = false
-                s.hasTrailers = s.ex.respParser.trailers.count > 0
-                responseEnded(s, reusable: s.ex.respParser.head.keepAlive && (u.inBuf?.isEmpty ?? true))
-                return false
-            case .error(let e):
-                worker.logger.debug("bad response from \(u.address): \(e)")
-                worker.metrics.upstreamError("bad_response")
-                s.ex.respParserPending = false
-                fail(s, status: 502)
-                return false
-            }
-        }
-        return true
-    }
-
-    private func wakeData(_ s: H2Stream) {
+    fileprivate func wakeData(_ s: H2Stream) {
         if s.deferred {
             s.deferred = false
             session.resumeData(stream: s.id)
@@ -665,112 +604,61 @@ final class H2Connection: H2SessionHandler, TimerHandler {
         scheduleFlush()
     }
 
-    private func submitResponseHead(_ s: H2Stream) -> Bool {
-        let resp = s.ex.respParser.head
-        guard resp.status >= 200 else {
-            // 101 cannot cross into HTTP/2.
-            fail(s, status: 502)
-            return false
-        }
+    /// The origin's response head, translated to HTTP/2 fields. False when it cannot be (1xx other than the
+    /// interim ones, which the forwarder drops; 101 never reaches here).
+    fileprivate func submitResponseHead(_ s: H2Stream, _ resp: ResponseHead, isHEAD: Bool) -> Bool {
+        guard H2ResponseTranslation.canTranslate(resp) else { return false }
         s.ex.status = resp.status
+        if let f = s.fwd { s.ex.originIndex = f.server }
         headers.reset(status: resp.status)
         resp.forEachForwardableField { n, v in headers.append(name: n, value: v) }
-        if let n = resp.contentLength, resp.status != 204 {
+        if let n = H2ResponseTranslation.contentLength(resp) {
             headers.append(name: "content-length", decimal: n)
         }
         headers.append(name: "via", value: "1.1 edgeproxy")
-        let hasBody = resp.bodyKind != .none && !s.ex.isHEAD
+        let hasBody = H2ResponseTranslation.hasBody(resp, isHEAD: isHEAD)
         s.ex.responseHeadSent = true
+        if !s.ex.requestEnded { s.resetWhenAnswered = true }
         session.submitResponse(stream: s.id, headers: headers, hasBody: hasBody)
         if hasBody && s.respBuf == nil { s.respBuf = worker.bigBufferPool.acquire() }
         scheduleFlush()
         return true
     }
 
-    private func responseEnded(_ s: H2Stream, reusable: Bool) {
+    fileprivate func responseEnded(_ s: H2Stream, trailers: HTTPHeaders) {
         s.ex.responseEnded = true
-        s.ex.dropUpstream(worker: worker, reusable: reusable && s.ex.requestEnded && !goingAway)
+        s.hasTrailers = trailers.count > 0
         if s.respBuf?.isEmpty ?? false, !s.hasTrailers {
             worker.bigBufferPool.release(s.respBuf!)
             s.respBuf = nil
         }
         if !s.ex.requestEnded {
-            // The origin answered before the request body ended: stop the upload once the response is out.
-            s.ex.upOut.map { worker.bigBufferPool.release($0) }
-            s.ex.upOut = nil
+            // The origin answered before the request body ended: the rest of the upload is not forwarded; the
+            // stream is reset with NO_ERROR once the response is out.
+            s.resetWhenAnswered = true
+        }
+        if s.respBuf == nil && !s.hasTrailers && s.ex.status != 0 {
+            // Bodiless response: the HEADERS frame carries END_STREAM.
+            s.responseComplete = true
         }
         wakeData(s)
     }
 
-    // MARK: upstream
-
-    private func connectUpstream(_ s: H2Stream) {
-        let origins = snapshot.origins
-        while s.ex.attempts < origins.count * 2 {
-            let oi = worker.roundRobin % origins.count
-            worker.roundRobin &+= 1
-            s.ex.attempts += 1
-            if let pooled = worker.takeIdleUpstream(origin: oi) {
-                attach(s, pooled)
-                return
-            }
-            for addr in origins[oi].addresses {
-                do {
-                    let u = try UpstreamConnection.connect(worker: worker, origin: oi, address: addr)
-                    attach(s, u)
-                    // Loopback connects often complete at once; then the read timeout applies already.
-                    if !u.connected { s.ex.upstreamDeadline = worker.loop.now &+ snapshot.timeouts.upstreamConnect }
-                    return
-                } catch {
-                    worker.metrics.upstreamError("connect")
-                    worker.logger.debug("connect to \(addr) failed: \(error)")
-                }
-            }
-        }
-        fail(s, status: 502)
-    }
-
-    private func attach(_ s: H2Stream, _ u: UpstreamConnection) {
-        u.owner = s
-        worker.loop.cancelTimer(u)
-        s.ex.upstream = u
-        s.ex.originIndex = u.origin
-        s.ex.upstreamDeadline = worker.loop.now &+ snapshot.timeouts.upstreamRead
-    }
-
-    private func retryOrFail(_ s: H2Stream, _ u: UpstreamConnection, status: Int) {
-        s.ex.dropUpstream(worker: worker, reusable: false)
-        let neverReached = !u.connected || (u.reused && s.ex.retryable)
-        if neverReached && s.ex.retryable && s.ex.attempts < snapshot.origins.count * 2 {
-            s.ex.upSent = 0
-            connectUpstream(s)
-            if s.ex.upstream != nil { wake(s) }
-        } else {
-            fail(s, status: status)
-        }
-    }
-
-    private func upstreamDied(_ s: H2Stream, _ u: UpstreamConnection) {
-        if !s.ex.responseHeadSent {
-            if u.reused && s.ex.retryable && s.ex.attempts < snapshot.origins.count * 2 {
-                retryOrFail(s, u, status: 502)
-                return
-            }
-            worker.metrics.upstreamError("reset_before_headers")
-        } else {
-            worker.metrics.upstreamError("reset_mid_body")
-        }
-        fail(s, status: 502)
+    fileprivate func forwarderFailed(_ s: H2Stream, status: Int?, reason: ForwardFailure) {
+        if reason != .connect && reason != .noServer { worker.metrics.upstreamError(reason.rawValue) }
+        if let f = s.fwd { s.ex.originIndex = f.server }
+        fail(s, status: status ?? 502)
     }
 
     /// Upstream failure on one stream: an error response when nothing was sent yet, else RST_STREAM (a truncated
     /// body must not look complete). Other streams are unaffected.
     private func fail(_ s: H2Stream, status: Int) {
-        s.ex.dropUpstream(worker: worker, reusable: false)
+        s.fwd?.abandon()
         if !s.ex.responseHeadSent {
             respondLocal(s, status: status)
         } else {
             s.ex.status = s.ex.status == 0 ? status : s.ex.status
+            s.ex.truncated = true
             session.resetStream(s.id, code: .internalError)
             scheduleFlush()
         }
@@ -809,16 +697,17 @@ final class H2Connection: H2SessionHandler, TimerHandler {
             s.respBuf = b
             s.ex.responseBodyBytes = body.count
         }
-        if let out = s.ex.upOut {
-            worker.bigBufferPool.release(out)
-            s.ex.upOut = nil
-        }
+        s.ex.local = true
+        if !s.ex.requestEnded { s.resetWhenAnswered = true }
         session.submitResponse(stream: s.id, headers: headers, hasBody: hasBody)
+        if !hasBody { s.responseComplete = true }
         scheduleFlush()
     }
 
     private func logStream(_ s: H2Stream) {
         s.logged = true
+        // What reached the client, not what the origin sent: a stream cut by a reset or shutdown says so.
+        s.ex.responseBodyBytes = s.bytesDelivered
         worker.metrics.request(status: s.ex.status)
         guard worker.accessLog != nil else { return }
         AccessLogLine.append(
@@ -832,42 +721,92 @@ final class H2Connection: H2SessionHandler, TimerHandler {
     }
 }
 
-/// One HTTP/2 stream's exchange: pooled per connection (no allocation per request once warm).
-final class H2Stream: UpstreamOwner {
+/// One HTTP/2 stream's exchange: pooled per connection (no allocation per request once warm). It is the
+/// forwarder's sink for this stream: the origin's response becomes HEADERS, DATA and trailers on the session.
+final class H2Stream: ForwarderSink {
     // SAFETY: set while the stream is in use; the connection outlives its streams (teardown releases them).
     unowned(unsafe) var h2: H2Connection?
     var id: Int32 = 0
     var ex = Exchange()
+    /// The origin side of this stream (created on its first proxied request, reused with the stream object).
+    var fwd: OriginForwarder?
     var headReceived = false
     var logged = false
     /// Request-body bytes received, not yet moved toward the origin (at most the stream window).
     var stage: ByteBuffer?
     var requestTrailers: [UInt8] = []
-    var finalChunkSent = false
+    /// The end of the request (and its trailers) was handed to the forwarder.
+    var requestEndSent = false
     var needsDrive = false
     /// Response-body bytes waiting for the client's window.
     var respBuf: ByteBuffer?
-    /// The origin is not read because `respBuf` is full.
-    var originPaused = false
+    /// Response-body bytes handed to nghttp2 for the client.
+    var bytesDelivered = 0
+    /// The final DATA (END_STREAM) was handed to nghttp2.
+    var responseComplete = false
+    /// The request body is still open when the response ends: RST_STREAM(NO_ERROR) after it.
+    var resetWhenAnswered = false
     /// nghttp2 paused this stream's DATA (nothing buffered); resume when bytes arrive.
     var deferred = false
     var hasTrailers = false
     var lastProgress: UInt64 = 0
-
-    init() { ex.respParser = ResponseParser() }
+    /// When the client last sent request-body bytes for this stream.
+    var lastClientData: UInt64 = 0
 
     /// Response bytes (or the end of the response) are waiting for the client.
     var hasPendingResponse: Bool { respBuf.map { !$0.isEmpty } ?? false }
 
-    func upstreamReady() {
+    func forwarder(connector: any OriginConnector, pool: BufferPool, snapshot: RuntimeSnapshot) -> OriginForwarder {
+        if let f = fwd {
+            f.timeouts = snapshot.forwarderTimeouts
+            return f
+        }
+        let f = OriginForwarder(connector: connector, bufferPool: pool, timeouts: snapshot.forwarderTimeouts)
+        f.sink = self
+        fwd = f
+        return f
+    }
+
+    // MARK: ForwarderSink
+
+    func forwarderResponseHead(_ head: ResponseHead, isHEAD: Bool) -> Bool {
+        guard let h2, id != 0 else { return false }
+        return h2.submitResponseHead(self, head, isHEAD: isHEAD)
+    }
+
+    var forwarderBodyRoom: Int {
+        guard let h2, id != 0 else { return 0 }
+        if respBuf == nil { respBuf = h2.worker.bigBufferPool.acquire() }
+        return respBuf!.freeCount
+    }
+
+    func forwarderResponseBody(_ bytes: UnsafeRawBufferPointer) {
+        guard let h2, id != 0, let rb = respBuf else { return }
+        if rb.isEmpty { lastProgress = h2.worker.loop.now }
+        rb.append(bytes)
+        ex.responseBodyBytes += bytes.count
+        h2.wakeData(self)
+    }
+
+    func forwarderResponseEnd(trailers: HTTPHeaders) {
+        guard let h2, id != 0 else { return }
+        h2.responseEnded(self, trailers: trailers)
+    }
+
+    func forwarderFailed(status: Int?, reason: ForwardFailure) {
+        guard let h2, id != 0 else { return }
+        h2.forwarderFailed(self, status: status, reason: reason)
+    }
+
+    func forwarderOriginReady() {
         guard let h2, id != 0 else { return }
         h2.drive(self)
         h2.scheduleFlush()
     }
 
     func release(worker: Worker) {
-        ex.dropUpstream(worker: worker, reusable: false)
-        ex.reset(worker: worker)
+        fwd?.abandon()
+        ex.active = false
         if let b = respBuf { worker.bigBufferPool.release(b) }
         respBuf = nil
         stage = nil  // sized to the stream window, not pooled by the worker
@@ -876,9 +815,11 @@ final class H2Stream: UpstreamOwner {
         headReceived = false
         logged = false
         requestTrailers.removeAll(keepingCapacity: true)
-        finalChunkSent = false
+        requestEndSent = false
         needsDrive = false
-        originPaused = false
+        bytesDelivered = 0
+        responseComplete = false
+        resetWhenAnswered = false
         deferred = false
         hasTrailers = false
     }
@@ -892,12 +833,7 @@ final class H2FlushTimer: TimerHandler {
     func timerFired(now: UInt64) { h2.pump() }
 }
 
-/// Whoever uses an `UpstreamConnection` right now: readiness events are forwarded to it.
-protocol UpstreamOwner: AnyObject {
-    func upstreamReady()
-}
-
-extension ClientConnection: UpstreamOwner {
+extension ClientConnection {
     /// After the handshake: when ALPN chose h2, hands the connection's I/O to an `H2Connection` and returns true.
     func startH2IfNegotiated() -> Bool {
         guard let tls, tls.alpn == "h2" else { return false }
@@ -912,12 +848,6 @@ extension ClientConnection: UpstreamOwner {
 extension Exchange {
     /// Starts the exchange of one HTTP/2 stream (the HTTP/2 counterpart of `begin(head:now:)`).
     mutating func beginH2(head: H2RequestHead, endStream: Bool, now: UInt64) {
-        // Idempotent and bodiless requests may be re-sent to another origin while no response byte arrived.
-        let m = head.method
-        let retryable =
-            endStream
-            && (m.elementsEqual("GET".utf8) || m.elementsEqual("HEAD".utf8) || m.elementsEqual("OPTIONS".utf8)
-                || m.elementsEqual("PUT".utf8) || m.elementsEqual("DELETE".utf8))
         start(
             method: .other,
             methodBytes: head.method,
@@ -926,7 +856,6 @@ extension Exchange {
             version: .http1_1,
             requestChunked: false,
             requestEnded: endStream,
-            retryable: retryable,
             now: now
         )
     }

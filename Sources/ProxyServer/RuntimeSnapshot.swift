@@ -1,6 +1,7 @@
 import ProxyConfig
 import ProxyCore
 import ProxyEventLoop
+import ProxyForwarder
 import ProxyHTTP1
 import ProxyPolicy
 import ProxyTLS
@@ -26,6 +27,7 @@ public final class RuntimeSnapshot: Sendable {
         public var idle: UInt64 = 60_000_000_000
         public var upstreamConnect: UInt64 = 5_000_000_000
         public var upstreamRead: UInt64 = 60_000_000_000
+        public var upstreamSend: UInt64 = 60_000_000_000
         public var drain: UInt64 = 30_000_000_000
         public init() {}
     }
@@ -47,6 +49,8 @@ public final class RuntimeSnapshot: Sendable {
     let forwardingTemplate: ForwardingContext
     /// HTTP/2 session limits and timeouts.
     public let http2: HTTP2Options
+    /// The origin-side timeouts every exchange of this snapshot uses.
+    let forwarderTimeouts: ForwarderTimeouts
 
     public init(
         tls: TLSContextSet,
@@ -66,6 +70,11 @@ public final class RuntimeSnapshot: Sendable {
         self.limits = limits
         self.fingerprintHeaders = fingerprintHeaders
         self.maxConnectionsPerWorker = maxConnectionsPerWorker
+        self.forwarderTimeouts = ForwarderTimeouts(
+            connect: timeouts.upstreamConnect,
+            send: timeouts.upstreamSend,
+            read: timeouts.upstreamRead
+        )
         let h = fingerprintHeaders
         // Expect is answered by the proxy itself (100 Continue), so the origin never sees it.
         self.strippedHeaderNames = [h.ja3, h.ja4, h.policy, h.tag, "expect"].map { Array($0.lowercased().utf8) }

@@ -16,6 +16,10 @@ final class WorkerMetrics: TLSObserver {
     /// Requests by status class 1xx..5xx.
     let requests: [Counter]
     let upstreamErrors: [String: Counter]
+    /// Pooled keep-alive connections found closed by the origin when taken for reuse (never used).
+    let upstreamStaleClosed: Counter
+    /// Exchanges re-sent to an origin after a failed attempt.
+    let upstreamRetries: Counter
     let bytesIn: Counter
     let bytesOut: Counter
     let loopBusySeconds: Gauge
@@ -26,7 +30,9 @@ final class WorkerMetrics: TLSObserver {
     let worker: String
 
     static let versions = ["TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3"]
-    static let upstreamErrorKinds = ["connect", "timeout", "reset_before_headers", "reset_mid_body", "bad_response"]
+    static let upstreamErrorKinds = [
+        "connect", "timeout", "reset_before_headers", "reset_mid_body", "bad_response", "no_server", "unsupported",
+    ]
 
     init(worker: Int) {
         let w = String(worker)
@@ -52,6 +58,8 @@ final class WorkerMetrics: TLSObserver {
             ue[k] = Counter(label: "edgeproxy_upstream_errors_total", dimensions: [("worker", w), ("kind", k)])
         }
         upstreamErrors = ue
+        upstreamStaleClosed = Counter(label: "edgeproxy_upstream_stale_pooled_total", dimensions: [("worker", w)])
+        upstreamRetries = Counter(label: "edgeproxy_upstream_retries_total", dimensions: [("worker", w)])
         bytesIn = Counter(label: "edgeproxy_bytes_received_total", dimensions: [("worker", w)])
         bytesOut = Counter(label: "edgeproxy_bytes_sent_total", dimensions: [("worker", w)])
         loopBusySeconds = Gauge(label: "edgeproxy_loop_busy_seconds", dimensions: [("worker", w)])

@@ -1,18 +1,19 @@
 import Glibc
 import ProxyCore
 import ProxyEventLoop
+import ProxyForwarder
 
 /// A plain-TCP connection to an origin. While in use it forwards its readiness events to the client connection
 /// that owns it; while idle in the worker's pool it only waits to be reused or closed by the origin.
-final class UpstreamConnection: EventHandler, TimerHandler {
+final class UpstreamConnection: EventHandler, TimerHandler, OriginTransport {
     unowned let worker: Worker
     let fd: Int32
     let origin: Int
     let address: SocketAddress
-    /// The exchange using this connection (nil while idle in the pool): an HTTP/1 client connection or an
-    /// HTTP/2 stream.
-    // SAFETY: owners detach (dropUpstream) before they are released, so the reference never dangles.
-    unowned(unsafe) var owner: (any UpstreamOwner)?
+    /// The forwarder using this connection (nil while idle in the pool).
+    // SAFETY: a forwarder detaches (setOwner(nil)) before it releases the connection or is released itself, so
+    // the reference never dangles.
+    unowned(unsafe) var owner: OriginForwarder?
     var connected: Bool
     /// True once the connection served an earlier request (a failure before any response byte may be a stale
     /// keep-alive connection, not a dead origin).
@@ -20,6 +21,9 @@ final class UpstreamConnection: EventHandler, TimerHandler {
     var canRead = true
     var canWrite = true
     var peerClosed = false
+    /// The origin's FIN (EPOLLRDHUP) was reported: keep reading until EOF even after a short read, because no
+    /// further edge will announce it (found by close-delimited responses whose FIN came with the last bytes).
+    private var sawHangup = false
     var closed = false
     var inBuf: ByteBuffer?
     private var idleDeadline: UInt64 = 0
@@ -56,9 +60,10 @@ final class UpstreamConnection: EventHandler, TimerHandler {
         if events & (EventLoop.readable | EventLoop.readHangup | EventLoop.hangup | EventLoop.error) != 0 {
             canRead = true
         }
+        if events & (EventLoop.readHangup | EventLoop.hangup | EventLoop.error) != 0 { sawHangup = true }
         if events & (EventLoop.writable | EventLoop.error | EventLoop.hangup) != 0 { canWrite = true }
         if let owner {
-            owner.upstreamReady()
+            owner.transportReady()
         } else if !closed,
             events & (EventLoop.readable | EventLoop.readHangup | EventLoop.hangup | EventLoop.error) != 0,
             Socket.peekClosedOrData(fd)
@@ -87,23 +92,9 @@ final class UpstreamConnection: EventHandler, TimerHandler {
         }
     }
 
-    /// What one `fillInput()` did.
-    enum Fill {
-        /// This many bytes were appended to `inBuf`.
-        case read(Int)
-        /// Nothing to read now (`canRead` is false until the next event).
-        case blocked
-        /// `inBuf` has no room: process it first.
-        case full
-        /// The origin closed its side (`peerClosed`).
-        case eof
-        /// A socket error: the connection is unusable.
-        case failed
-    }
-
     /// Reads what the socket has into `inBuf` (taken from the worker's pool when needed), once.
     /// Edge-triggered: a short read drained the socket, so `canRead` drops without the extra EAGAIN read.
-    func fillInput() -> Fill {
+    func fillInput() -> TransportRead {
         if inBuf == nil { inBuf = worker.bufferPool.acquire() }
         let b = inBuf!
         if b.freeCount == 0 { return .full }
@@ -117,20 +108,38 @@ final class UpstreamConnection: EventHandler, TimerHandler {
             canRead = false
             return .eof
         case .processed(let n):
-            if n < room.count { canRead = false }
+            if n < room.count && !sawHangup { canRead = false }
             b.commit(n)
             return .read(n)
         }
     }
 
-    func write(_ buf: UnsafeRawBufferPointer) -> IOResult<Int>? {
+    func write(_ buf: UnsafeRawBufferPointer) -> TransportWrite {
         do {
-            let r = try Socket.write(fd, buf)
-            if case .wouldBlock = r { canWrite = false }
-            return r
+            switch try Socket.write(fd, buf) {
+            case .wouldBlock:
+                canWrite = false
+                return .blocked
+            case .processed(let n):
+                return .wrote(n)
+            }
         } catch {
-            return nil
+            return .failed
         }
+    }
+
+    // MARK: OriginTransport
+
+    var isConnected: Bool { connected }
+    var wasReused: Bool { reused }
+    var server: Int { origin }
+    func setOwner(_ forwarder: OriginForwarder?) { owner = forwarder }
+
+    /// A pooled connection is usable only if the origin has not closed it (or sent unsolicited bytes) meanwhile:
+    /// its FIN may have come with the previous response, when no later event announces it.
+    func isAliveForReuse() -> Bool {
+        guard !closed, !peerClosed, !sawHangup else { return false }
+        return !Socket.peekClosedOrData(fd)
     }
 
     func becomeIdle(deadline: UInt64) {

@@ -32,6 +32,8 @@ final class Worker: EventHandler, @unchecked Sendable {
     /// Idle keep-alive connections to each origin (by origin index), most recently used last.
     var idleUpstreams: [[UpstreamConnection]] = []
     var roundRobin: Int
+    /// Hands out origin connections to this worker's forwarders.
+    private(set) lazy var originConnector = WorkerOriginConnector(worker: self)
     let accessLog: AccessLogSink?
     var logLines: [UInt8] = []
     /// Connections that dropped their HTTP state since the last malloc_trim, and when that was.

@@ -542,11 +542,18 @@ def test_goaway_after_reload(proxies, origin, tmp_path):
     mark = len(p.output())
     p.signal(signal.SIGHUP)
     p.wait_log("reload complete", after=mark)
-    # The next stream is still served on this connection; then the client is asked to reconnect.
+    # The next stream is still served on this connection; then the client is asked to reconnect in two steps
+    # (RFC 9113 §6.8): a shutdown notice (last stream 2^31-1), and a second later the final GOAWAY naming the
+    # last stream processed, so requests in flight when the notice went out are not refused.
     c.send(raw_frame(1, 0x5, 3, c.headers_block("/bytes/20")))
     frames = c.frames(lambda fs: stream_answer(c, fs, 3)[2] and goaway_of(fs))
     assert stream_answer(c, frames, 3) == (200, pattern(20), True)
-    assert goaway_of(frames) == (3, NO_ERROR)
+    assert goaway_of(frames) == (0x7FFFFFFF, NO_ERROR)
+    # A stream sent after the notice is still served.
+    c.send(raw_frame(1, 0x5, 5, c.headers_block("/bytes/30")))
+    frames = c.frames(lambda fs: stream_answer(c, fs, 5)[2] and len([f for f in fs if f[0] == 7]) >= 1
+                      and goaway_of([f for f in fs if f[0] == 7][-1:]) == (5, NO_ERROR))
+    assert stream_answer(c, frames, 5) == (200, pattern(30), True)
     still_serving(p)
 
 

@@ -19,6 +19,49 @@ final class HTTP1WriterTests: XCTestCase {
         return p
     }
 
+    /// Reliability issue item 14: absolute-form targets become origin-form with Host from the URI.
+    func testAbsoluteFormBecomesOriginFormWithHostFromTheURI() {
+        let ctx = ForwardingContext(
+            clientAddress: [],
+            appendXForwardedFor: false,
+            setXForwardedProto: false,
+            appendForwarded: false,
+            via: []
+        )
+        for (target, expected) in [
+            ("http://Site.Example:8080/a/b?q=1", "/a/b?q=1"), ("https://site.example", "/"),
+            ("http://site.example?x", "/?x"),
+        ] {
+            let p = parseRequest("GET \(target) HTTP/1.1\r\nHost: other.test\r\nAccept: */*\r\n\r\n")
+            XCTAssertTrue(p.head.isAbsoluteForm)
+            var out: [UInt8] = []
+            HTTP1Writer.appendRequestHead(p.head, framing: p.head.outboundFraming, forwarding: ctx, to: &out)
+            let host = target.split(separator: "/")[1].split(separator: "?")[0]
+            XCTAssertEqual(str(out), "GET \(expected) HTTP/1.1\r\nHost: \(host)\r\nAccept: */*\r\n\r\n", target)
+            XCTAssertEqual(p.head.effectiveHost.map { String(decoding: $0, as: UTF8.self) }, String(host))
+        }
+        // Userinfo in the authority is refused.
+        var bad = RequestParser()
+        let b = bytes("GET http://user@site.example/ HTTP/1.1\r\nHost: site.example\r\n\r\n")
+        guard case .error(let e) = b.withUnsafeBytes({ bad.parse($0) }) else { return XCTFail("accepted userinfo") }
+        XCTAssertEqual(e.status, 400)
+    }
+
+    /// Reliability issue item 4: `Connection: Host` must not strip Host (other named fields still go).
+    func testConnectionNamingHostKeepsHost() {
+        let p = parseRequest("GET / HTTP/1.1\r\nHost: site.test\r\nConnection: Host, x-drop\r\nX-Drop: 1\r\n\r\n")
+        var out: [UInt8] = []
+        let ctx = ForwardingContext(
+            clientAddress: [],
+            appendXForwardedFor: false,
+            setXForwardedProto: false,
+            appendForwarded: false,
+            via: []
+        )
+        HTTP1Writer.appendRequestHead(p.head, framing: p.head.outboundFraming, forwarding: ctx, to: &out)
+        XCTAssertEqual(str(out), "GET / HTTP/1.1\r\nHost: site.test\r\n\r\n")
+    }
+
     func testRequestRewriteRemovesHopByHopAndAddsForwardingFields() {
         let p = parseRequest(
             "POST /api?x=1 HTTP/1.1\r\n"

@@ -1,0 +1,409 @@
+"""The origin side of the data path, for HTTP/1 and HTTP/2 clients: the forwarder's misbehaving-origin table over
+real sockets, and the regression tests of the reliability issue's data-path items (1–6).
+
+`bad_origin.py` misbehaves on request; `origin.py` is the well-behaved origin. Clients: curl (HTTP/1.1 and
+HTTP/2), raw TLS sockets, python-h2.
+"""
+import json
+import os
+import re
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import threading
+import time
+
+import h2.config
+import h2.connection
+import h2.events
+import pytest
+
+from conftest import HERE, HTTPReader, Process, curl, dead_port, tls_connect, wait_for, write_file
+
+
+class BadOrigin(Process):
+    def __init__(self):
+        super().__init__([sys.executable, os.path.join(HERE, "bad_origin.py")], name="bad-origin")
+        try:
+            self.port = int(wait_for(lambda: (re.search(r"READY (\d+)", self.output()) or [None, None])[1],
+                                     what="bad origin READY"))
+        except BaseException:
+            self.stop()
+            raise
+
+    @property
+    def url(self):
+        return f"http://127.0.0.1:{self.port}"
+
+    def connections(self):
+        return self.output().count("CONN")
+
+
+@pytest.fixture
+def bad_origin():
+    o = BadOrigin()
+    yield o
+    o.stop()
+
+
+def proxy_with(proxies, tmp_path, upstreams, timeouts="", extra=""):
+    ups = ", ".join(f'"{u}"' for u in upstreams)
+    cfg = write_file(tmp_path, "p.toml", f"upstreams = [{ups}]\n{extra}\n[timeouts]\n{timeouts}\n"
+                                         '[access_log]\npath = "stdout"\n')
+    return proxies(["--config", cfg, "--listen", "127.0.0.1:0", "--workers", "1"])
+
+
+def fetch(proto, url, *extra, timeout=20):
+    """curl over HTTP/1.1 or HTTP/2; returns (exit code, status, body)."""
+    flag = "--http1.1" if proto == "h1" else "--http2"
+    r = subprocess.run(["curl", "-sS", "-k", flag, "--max-time", str(timeout), "-o", "-", "-w", "\n%{http_code}",
+                        *extra, url], capture_output=True, timeout=timeout + 10)
+    body, _, code = r.stdout.rpartition(b"\n")
+    return r.returncode, int(code or 0), body
+
+
+# MARK: the misbehaving-origin table, once per client protocol
+
+TABLE = [
+    # path, expected status, expected body (None: don't check), curl must succeed
+    ("/reset-before-head", 502, None, True),
+    ("/malformed", 502, None, True),
+    ("/interim", 200, b"final", True),
+    ("/status/204", 204, b"", True),
+    ("/status/304", 304, b"", True),
+    ("/close-delimited/70000", 200, b"y" * 70000, True),
+    ("/close-delimited-10/5000", 200, b"x" * 5000, True),
+    ("/slow-head/3000", 504, None, True),
+]
+
+
+@pytest.mark.parametrize("proto", ["h1", "h2"])
+def test_misbehaving_origin_table(proxies, bad_origin, tmp_path, proto):
+    p = proxy_with(proxies, tmp_path, [bad_origin.url], timeouts='upstream_read = "1s"')
+    for path, status, body, ok in TABLE:
+        t0 = time.time()
+        rc, code, got = fetch(proto, p.base + path)
+        took = time.time() - t0
+        assert (rc == 0) == ok, (proto, path, rc)
+        assert code == status, (proto, path, code)
+        if body is not None:
+            assert got == body, (proto, path, len(got))
+        # Nothing in the table may wait for a timeout except the slow head (1 s upstream_read).
+        assert took < (2.8 if path.startswith("/slow-head") else 1.5), (proto, path, took)
+    # Refused (no origin listening): 502 at once.
+    q = proxy_with(proxies, tmp_path, [f"http://127.0.0.1:{dead_port()}"])
+    rc, code, _ = fetch(proto, q.base + "/")
+    assert (rc, code) == (0, 502)
+    # HEAD keeps the origin's length and sends no body.
+    r = subprocess.run(["curl", "-sS", "-k", "--http1.1" if proto == "h1" else "--http2", "-I",
+                        p.base + "/echo-head"], capture_output=True, text=True, timeout=20)
+    assert r.returncode == 0 and re.search(r"(?i)content-length: \d+", r.stdout), r.stdout
+
+
+@pytest.mark.parametrize("proto", ["h1", "h2"])
+def test_reset_mid_body_is_visible_to_the_client(proxies, bad_origin, tmp_path, proto):
+    p = proxy_with(proxies, tmp_path, [bad_origin.url])
+    rc, code, got = fetch(proto, p.base + "/reset-mid-body")
+    # HTTP/1.1: a TCP reset (curl 18/56); HTTP/2: RST_STREAM (curl 92). Never a clean end.
+    assert rc in (18, 56, 92), (rc, code, len(got))
+    assert len(got) < 100000
+
+
+# MARK: item 1 — close-delimited responses complete
+
+
+def test_close_delimited_response_completes_for_http11_client(proxies, bad_origin, tmp_path):
+    """Item 1: the re-chunked body gets its last chunk and the response completes at once (nginx: 8 ms)."""
+    p = proxy_with(proxies, tmp_path, [bad_origin.url])
+    s = tls_connect(p.port, alpn=["http/1.1"])
+    s.settimeout(5)
+    t0 = time.time()
+    s.sendall(b"GET /close-delimited/12345 HTTP/1.1\r\nHost: a\r\n\r\n")
+    r = HTTPReader(s)
+    status, headers, body = r.response()
+    took = time.time() - t0
+    assert status == 200 and body == b"y" * 12345
+    assert dict(headers).get("transfer-encoding") == "chunked"
+    assert took < 1.0, took
+    s.close()
+
+
+def test_close_delimited_response_for_http10_client(proxies, bad_origin, tmp_path):
+    """Item 1: an HTTP/1.0 client gets the body and a clean close (not a reset after upstream_read)."""
+    p = proxy_with(proxies, tmp_path, [bad_origin.url], timeouts='upstream_read = "3s"')
+    s = tls_connect(p.port, alpn=["http/1.1"])
+    s.settimeout(5)
+    t0 = time.time()
+    s.sendall(b"GET /close-delimited/4000 HTTP/1.0\r\nHost: a\r\n\r\n")
+    data = b""
+    while True:
+        try:
+            b = s.recv(65536)
+        except ssl.SSLZeroReturnError:
+            break
+        if not b:
+            break
+        data += b
+    took = time.time() - t0
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.0 200") or head.startswith(b"HTTP/1.1 200"), head
+    assert body == b"y" * 4000
+    assert took < 1.5, took
+
+
+# MARK: item 2 — a dead pooled connection does not fail POSTs
+
+
+def test_dead_keepalive_connection_does_not_fail_post(proxies, bad_origin, tmp_path):
+    """Item 2: the origin closes right after each response; the next POST must not get 502 (nginx: 0 of 20)."""
+    p = proxy_with(proxies, tmp_path, [bad_origin.url])
+    failures = 0
+    for i in range(20):
+        s = tls_connect(p.port, alpn=["http/1.1"])
+        s.settimeout(10)
+        r = HTTPReader(s)
+        s.sendall(b"GET /ka-then-close HTTP/1.1\r\nHost: a\r\n\r\n")
+        assert r.response()[0] == 200
+        s.sendall(b"POST /ka-then-close HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello")
+        if r.response()[0] != 200:
+            failures += 1
+        s.close()
+    assert failures == 0, f"{failures} of 20 POSTs failed"
+
+
+# MARK: item 3 — slow uploads are not origin timeouts
+
+
+@pytest.mark.parametrize("proto", ["h1", "h2"])
+def test_upload_slower_than_upstream_read_succeeds(proxies, origin, tmp_path, proto):
+    """Item 3: upstream_read = 1 s, an upload trickling for ~3 s must reach the origin (was 504)."""
+    p = proxy_with(proxies, tmp_path, [origin.url], timeouts='upstream_read = "1s"')
+    if proto == "h1":
+        s = tls_connect(p.port, alpn=["http/1.1"])
+        s.settimeout(10)
+        s.sendall(b"POST /upload HTTP/1.1\r\nHost: a\r\nContent-Length: 60\r\n\r\n")
+        for _ in range(6):
+            time.sleep(0.5)
+            s.sendall(b"x" * 10)
+        status, _, body = HTTPReader(s).response()
+    else:
+        c, s = h2_connect(p.port)
+        c.send_headers(1, h2_request_headers("POST", "/upload") + [("content-length", "60")])
+        flush(c, s)
+        for _ in range(6):
+            time.sleep(0.5)
+            c.send_data(1, b"x" * 10)
+            flush(c, s)
+        c.end_stream(1)
+        flush(c, s)
+        status, body, _ = h2_read_response(c, s, 1)
+    assert status == 200, status
+    assert json.loads(body)["body_length"] == 60
+
+
+# MARK: item 4 — Connection: Host does not strip Host
+
+
+def test_connection_host_keeps_host(proxies, origin, tmp_path):
+    p = proxy_with(proxies, tmp_path, [origin.url])
+    s = tls_connect(p.port, alpn=["http/1.1"])
+    s.settimeout(10)
+    s.sendall(b"GET /echo HTTP/1.1\r\nHost: site.test\r\nConnection: Host, X-Drop\r\nX-Drop: 1\r\n\r\n")
+    status, _, body = HTTPReader(s).response()
+    assert status == 200
+    headers = {k.lower(): v for k, v in json.loads(body)["headers"]}
+    assert headers.get("host") == "site.test"
+    assert "x-drop" not in headers
+
+
+# MARK: item 5 — drain and reload do not cut HTTP/2 responses
+
+
+def test_sigterm_lets_http2_download_finish(proxies, origin, tmp_path):
+    """Item 5: SIGTERM 1 s into a rate-limited 50 MB HTTP/2 download; it completes within the drain timeout, and
+    the access log says what was really sent."""
+    p = proxy_with(proxies, tmp_path, [origin.url], timeouts='drain = "30s"')
+    n = 50 * 1024 * 1024
+    dl = subprocess.Popen(["curl", "-sS", "-k", "--http2", "--limit-rate", "16M", "-o", "/dev/null",
+                           "-w", "%{http_code} %{size_download}", p.base + f"/bytes/{n}"],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(1)
+    p.signal(signal.SIGTERM)
+    out, err = dl.communicate(timeout=40)
+    assert dl.returncode == 0, (dl.returncode, out, err)
+    assert out.split() == ["200", str(n)]
+    assert p.wait(30) == 0
+    lines = [json.loads(l) for l in p.output().splitlines() if l.startswith("{") and '"path"' in l]
+    assert lines and lines[-1]["bytes_out"] == n and not lines[-1].get("truncated")
+
+
+def test_http2_requests_survive_reloads(proxies, origin, tmp_path):
+    """Item 5: every request sent on a connection that gets GOAWAY at reload completes. h2load (nghttp2 1.52)
+    stops submitting on a connection once it sees GOAWAY and counts the requests it never sent as "errored"
+    (it does not reconnect), so each round checks that every request it *started* succeeded, over 10 reloads."""
+    p = proxy_with(proxies, tmp_path, [origin.url])
+    started = succeeded = 0
+    for _ in range(10):
+        load = subprocess.Popen(["h2load", "-n", "20000", "-c", "4", "-m", "10", p.base + "/"],
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        time.sleep(0.3)
+        p.signal(signal.SIGHUP)
+        out, _ = load.communicate(timeout=120)
+        m = re.search(r"requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded", out)
+        assert m, out
+        assert m.group(2) == m.group(3) == m.group(4), out
+        started += int(m.group(2))
+        succeeded += int(m.group(4))
+    assert succeeded == started and started > 100, (started, succeeded)
+
+
+# MARK: item 6 — HTTP/2 streams whose body never arrives do not pin connections
+
+
+def test_http2_stalled_upload_is_answered_and_reset(proxies, origin, tmp_path):
+    """Item 6: a POST whose body never arrives gets 408 and RST_STREAM(NO_ERROR) after `idle`; the idle connection
+    then gets GOAWAY and is closed."""
+    p = proxy_with(proxies, tmp_path, [origin.url], timeouts='idle = "2s"\nupstream_read = "1s"')
+    c, s = h2_connect(p.port)
+    c.send_headers(1, h2_request_headers("POST", "/upload") + [("content-length", "100")])
+    flush(c, s)
+    t0 = time.time()
+    events = h2_collect(c, s, until=lambda evs: any(isinstance(e, h2.events.StreamReset) for e in evs)
+                        or any(isinstance(e, h2.events.StreamEnded) for e in evs), timeout=8)
+    resp = [e for e in events if isinstance(e, h2.events.ResponseReceived)]
+    assert resp and dict(resp[0].headers)[b":status"] == b"408", events
+    # The server ends its side; the client's half must be closed too (RST_STREAM NO_ERROR), then GOAWAY.
+    more = h2_collect(c, s, until=lambda evs: any(isinstance(e, h2.events.ConnectionTerminated) for e in evs),
+                      timeout=8)
+    allev = events + more
+    resets = [e for e in allev if isinstance(e, h2.events.StreamReset)]
+    assert resets and resets[0].error_code == 0, allev
+    assert any(isinstance(e, h2.events.ConnectionTerminated) for e in allev), allev
+    assert time.time() - t0 < 10
+
+
+def test_http2_early_response_resets_the_upload_with_no_error(proxies, bad_origin, tmp_path):
+    p = proxy_with(proxies, tmp_path, [bad_origin.url])
+    c, s = h2_connect(p.port)
+    c.send_headers(1, h2_request_headers("POST", "/early/413") + [("content-length", "1000000")])
+    c.send_data(1, b"x" * 1000)
+    flush(c, s)
+    events = h2_collect(c, s, until=lambda evs: any(isinstance(e, h2.events.StreamReset) for e in evs),
+                        timeout=8)
+    resp = [e for e in events if isinstance(e, h2.events.ResponseReceived)]
+    assert resp and dict(resp[0].headers)[b":status"] == b"413", events
+    resets = [e for e in events if isinstance(e, h2.events.StreamReset)]
+    assert resets and resets[0].error_code == 0, events
+
+
+# MARK: python-h2 helpers
+
+
+def h2_connect(port):
+    s = tls_connect(port, alpn=["h2"])
+    assert s.selected_alpn_protocol() == "h2"
+    c = h2.connection.H2Connection(config=h2.config.H2Configuration(client_side=True, header_encoding=None))
+    c.initiate_connection()
+    s.sendall(c.data_to_send())
+    return c, s
+
+
+def h2_request_headers(method, path):
+    return [(":method", method), (":scheme", "https"), (":authority", "localhost"), (":path", path)]
+
+
+def flush(c, s):
+    d = c.data_to_send()
+    if d:
+        s.sendall(d)
+
+
+def h2_collect(c, s, until, timeout):
+    events = []
+    deadline = time.time() + timeout
+    s.settimeout(0.5)
+    while time.time() < deadline and not until(events):
+        try:
+            data = s.recv(65536)
+        except socket.timeout:
+            continue
+        except (ssl.SSLError, OSError):
+            break
+        if not data:
+            break
+        events += c.receive_data(data)
+        flush(c, s)
+    return events
+
+
+def h2_read_response(c, s, sid, timeout=15):
+    events = h2_collect(c, s, until=lambda evs: any(isinstance(e, (h2.events.StreamEnded, h2.events.StreamReset))
+                                                    and e.stream_id == sid for e in evs), timeout=timeout)
+    status = None
+    body = b""
+    for e in events:
+        if isinstance(e, h2.events.ResponseReceived) and e.stream_id == sid:
+            status = int(dict(e.headers)[b":status"])
+        elif isinstance(e, h2.events.DataReceived) and e.stream_id == sid:
+            body += e.data
+            c.acknowledge_received_data(e.flow_controlled_length, sid)
+    flush(c, s)
+    return status, body, events
+
+
+# MARK: item 14 — request forms the proxy must not forward as they came
+
+
+def test_absolute_form_target_is_rewritten_to_origin_form(proxies, origin, tmp_path):
+    p = proxy_with(proxies, tmp_path, [origin.url])
+    s = tls_connect(p.port, alpn=["http/1.1"])
+    s.settimeout(10)
+    s.sendall(b"GET http://site.example:8080/echo?x=1 HTTP/1.1\r\nHost: other.example\r\n\r\n")
+    status, _, body = HTTPReader(s).response()
+    assert status == 200
+    doc = json.loads(body)
+    assert doc["path"] == "/echo?x=1"
+    headers = {k.lower(): v for k, v in doc["headers"]}
+    assert headers["host"] == "site.example:8080"
+
+
+@pytest.mark.parametrize("proto", ["h1", "h2"])
+def test_connect_and_trace_are_not_forwarded(proxies, origin, tmp_path, proto):
+    p = proxy_with(proxies, tmp_path, [origin.url])
+    for method, expected in [("TRACE", 405)]:
+        rc, code, _ = fetch(proto, p.base + "/echo", "-X", method)
+        assert code == expected, (proto, method, code)
+    if proto == "h1":
+        s = tls_connect(p.port, alpn=["http/1.1"])
+        s.settimeout(10)
+        s.sendall(b"CONNECT origin.example:443 HTTP/1.1\r\nHost: origin.example:443\r\n\r\n")
+        assert HTTPReader(s).response()[0] == 501
+    else:
+        c, s = h2_connect(p.port)
+        c.send_headers(1, [(":method", "CONNECT"), (":authority", "origin.example:443")], end_stream=True)
+        flush(c, s)
+        assert h2_read_response(c, s, 1)[0] == 501
+    assert "REQ TRACE" not in origin.output() and "REQ CONNECT" not in origin.output()
+
+
+def test_http2_authority_with_userinfo_is_refused(proxies, origin, tmp_path):
+    p = proxy_with(proxies, tmp_path, [origin.url])
+    c, s = h2_connect(p.port)
+    c.send_headers(1, [(":method", "GET"), (":scheme", "https"), (":authority", "user@site.example"),
+                       (":path", "/echo")], end_stream=True)
+    flush(c, s)
+    assert h2_read_response(c, s, 1)[0] == 400
+    assert "REQ GET /echo" not in origin.output()
+
+
+def test_huge_header_gets_431_not_a_reset(proxies, origin, tmp_path):
+    """An 8 MB header (more than loopback socket buffers hold) from a client that writes its whole request before it reads (as many do): the proxy answers
+    431 and keeps draining until the client is done, so the write completes and the 431 is read (a close with
+    unread input reset the connection, and the client saw ECONNRESET instead)."""
+    p = proxy_with(proxies, tmp_path, [origin.url])
+    s = tls_connect(p.port, alpn=["http/1.1"])
+    s.settimeout(10)
+    s.sendall(b"GET / HTTP/1.1\r\nHost: a\r\nX-Big: " + b"a" * (8 << 20) + b"\r\n\r\n")
+    assert HTTPReader(s).response()[0] == 431
