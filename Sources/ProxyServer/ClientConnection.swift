@@ -165,6 +165,10 @@ final class ClientConnection: EventHandler, TimerHandler {
         else { return }
         http = nil
         forwarding = nil
+        if let f = fwd, !f.isActive {
+            f.sink = nil
+            fwd = nil
+        }
         worker.compactedSinceTrim += 1
         if let b = inBuf {
             worker.bufferPool.release(b)
