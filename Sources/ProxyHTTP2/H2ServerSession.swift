@@ -1,6 +1,7 @@
 // HTTP/2 framing, HPACK, flow control and the RFC 9113 messaging checks come from nghttp2 (Debian's
 // libnghttp2-dev): this module only adapts it to the proxy's sans-IO shape and adds the abuse limits nghttp2 1.52
-// leaves to the application (rapid reset with our own bucket and code, control-frame floods, header bombs).
+// leaves to the application (rapid reset with our own bucket and code, control-frame floods, header bombs), and the
+// RFC 9113 stream-state and PRIORITY checks it cannot make in this configuration (H2InboundChecks.swift).
 private import CNGHTTP2
 import ProxyCore
 import ProxyHTTP1
@@ -86,6 +87,13 @@ public final class H2ServerSession {
     private var nv: [nghttp2_nv] = []
     /// Client RST_STREAM frames received (for metrics).
     public private(set) var resetsReceived = 0
+    /// Frame headers of the input, seen before nghttp2 processes the frames.
+    private var tap = H2FrameTap()
+    /// How the client left its recent streams.
+    private var history = H2StreamHistory()
+    /// Bytes handed to `receive` but not yet to nghttp2 hold a frame that ends or resets a stream on the client's
+    /// side: a check that depends on stream state must let nghttp2 process them first.
+    private var unprocessedEnds = false
 
     /// Creates the session and queues the server preface (SETTINGS).
     public init(settings: H2Settings, handler: H2SessionHandler) {
@@ -119,7 +127,8 @@ public final class H2ServerSession {
             UInt64(settings.resetBurst) * 2,
             UInt64(max(1, settings.resetRate)) * 2
         )
-        // Only 1xx..5xx responses are sent; closed streams need not be kept for a priority tree.
+        // No priority tree, so no closed streams kept for one. (With NO_RFC7540_PRIORITIES=1 below nghttp2 keeps none
+        // regardless; the checks that need closed streams are H2StreamHistory's.)
         nghttp2_option_set_no_closed_streams(opt, 1)
 
         var s: OpaquePointer?
@@ -158,14 +167,87 @@ public final class H2ServerSession {
 
     /// Processes received bytes (all of them, or fails). Events reach the handler during the call. Returns the
     /// failure that ended the session, if any: then a GOAWAY is queued (except `.badPreface`); flush it and close.
+    ///
+    /// The bytes go to nghttp2 in as few pieces as the checks allow: the input is cut only before a frame whose
+    /// verdict depends on earlier frames of the same input (DATA or HEADERS on a known stream after a frame that
+    /// ended or reset a stream), and before a frame that is answered with an error (so that everything before it
+    /// counts, and the GOAWAY names the last stream processed).
     @discardableResult
     public func receive(_ bytes: UnsafeRawBufferPointer, now: UInt64) -> H2Failure? {
         if let failure { return failure }
         self.now = now
-        guard let base = bytes.baseAddress, bytes.count > 0 else { return nil }
-        let rv = nghttp2_session_mem_recv(session, base.assumingMemoryBound(to: UInt8.self), bytes.count)
-        if rv < 0 { fail(code: Int32(rv)) }
+        guard bytes.count > 0 else { return nil }
+        var fed = 0
+        var i = 0
+        scan: while i < bytes.count {
+            let (end, next, headStart) = tap.next(bytes, from: i)
+            i = end
+            guard let head = next else { break }
+            switch head.type {
+            case H2FrameHead.data, H2FrameHead.headers:
+                if unprocessedEnds && history.dependsOnEarlierFrames(head) {
+                    guard feed(bytes, from: &fed, to: headStart) else { break scan }
+                }
+                let verdict = history.check(head)
+                if verdict != .pass {
+                    guard feed(bytes, from: &fed, to: headStart) else { break scan }
+                    answer(verdict, stream: head.stream)
+                }
+                if head.endsClientSide { unprocessedEnds = true }
+            case H2FrameHead.rstStream:
+                unprocessedEnds = true
+            case H2FrameHead.priority:
+                let verdict = checkPriority(head)
+                if verdict != .pass {
+                    guard feed(bytes, from: &fed, to: headStart) else { break scan }
+                    answer(verdict, stream: head.stream)
+                }
+            default:
+                break
+            }
+            if failure != nil { return failure }
+        }
+        if failure == nil { _ = feed(bytes, from: &fed, to: bytes.count) }
         return failure
+    }
+
+    /// Hands `bytes[from..<to]` to nghttp2. False once the session no longer reads (it failed or is closing): then
+    /// no check matters any more.
+    private func feed(_ bytes: UnsafeRawBufferPointer, from: inout Int, to: Int) -> Bool {
+        if to > from, let base = bytes.baseAddress {
+            let rv = nghttp2_session_mem_recv(session, (base + from).assumingMemoryBound(to: UInt8.self), to - from)
+            from = to
+            if rv < 0 { fail(code: Int32(rv)) }
+        }
+        unprocessedEnds = false
+        return failure == nil && nghttp2_session_want_read(session) != 0
+    }
+
+    /// RFC 9113 §6.3 and §5.3.1 for a PRIORITY frame (which nghttp2 skips unread), and the control-frame limiter.
+    private func checkPriority(_ head: H2FrameHead) -> H2StreamHistory.Verdict {
+        // A PRIORITY frame of another length is nghttp2's FRAME_SIZE_ERROR; `dependency` is -1 then.
+        if head.dependency >= 0 {
+            // §6.3: stream 0 is a connection error. §5.3.1: depending on itself is a stream error, but the stream
+            // is usually idle, and RST_STREAM must not be sent on an idle stream (§6.4): a connection error, as
+            // nghttp2 answers a HEADERS frame that depends on itself.
+            if head.stream == 0 || head.dependency == head.stream { return .connectionError(.protocolError) }
+        }
+        if !controls.take(now: now) { return .connectionError(.enhanceYourCalm) }
+        return .pass
+    }
+
+    private func answer(_ verdict: H2StreamHistory.Verdict, stream: Int32) {
+        switch verdict {
+        case .pass:
+            break
+        case .resetStreamClosed:
+            resetStream(stream, code: .streamClosed)
+        case .connectionError(.enhanceYourCalm):
+            _ = abuse(.controlFlood)
+        case .connectionError(let code):
+            failure = .protocolError
+            _ = nghttp2_session_terminate_session(session, code.rawValue)
+        }
     }
 
     private func fail(code rv: Int32) {
@@ -385,6 +467,7 @@ public final class H2ServerSession {
         let endStream = flags & UInt8(NGHTTP2_FLAG_END_STREAM.rawValue) != 0
         switch UInt32(type) {
         case NGHTTP2_HEADERS.rawValue:
+            if endStream { history.clientEnded(stream) }
             guard stream == headStream else { return 0 }
             headStream = 0
             if headIsTrailer {
@@ -403,14 +486,17 @@ public final class H2ServerSession {
             }
         case NGHTTP2_DATA.rawValue:
             if endStream {
+                history.clientEnded(stream)
                 handler.h2EndStream(stream: stream)
             } else if length == 0 && !controls.take(now: now) {
                 return abuse(.controlFlood)
             }
         case NGHTTP2_RST_STREAM.rawValue:
+            history.clientReset(stream)
             resetsReceived += 1
             if !resets.take(now: now) { return abuse(.rapidReset) }
-        case NGHTTP2_PING.rawValue, NGHTTP2_SETTINGS.rawValue, NGHTTP2_PRIORITY.rawValue:
+        // PRIORITY frames take their token in `checkPriority`: nghttp2 does not report them.
+        case NGHTTP2_PING.rawValue, NGHTTP2_SETTINGS.rawValue:
             if flags & UInt8(NGHTTP2_FLAG_ACK.rawValue) == 0 && !controls.take(now: now) {
                 return abuse(.controlFlood)
             }

@@ -61,6 +61,7 @@ public enum H2ErrorCode: UInt32, Sendable {
     case protocolError = 0x1
     case internalError = 0x2
     case flowControlError = 0x3
+    case streamClosed = 0x5
     case refusedStream = 0x7
     case cancel = 0x8
     case enhanceYourCalm = 0xb
