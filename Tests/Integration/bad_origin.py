@@ -15,7 +15,8 @@ The request path picks the behaviour:
   /status/CODE            CODE with no body (204, 304) or an empty one
   /early/CODE             answers CODE (Content-Length 0) as soon as the head arrived, without reading the body
   /echo-head              200 with the request head it received as the body
-Prints "READY <port>" once listening and "CONN" for each accepted connection.
+Prints "READY <port>" once listening, "CONN" for each accepted connection and "CLOSED" after /ka-then-close
+closed its connection.
 """
 import socket
 import struct
@@ -115,6 +116,7 @@ def serve(conn):
             if target == "/ka-then-close":
                 conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
                 conn.close()
+                print("CLOSED", flush=True)
                 return
             if target == "/reset-before-head":
                 reset(conn)
