@@ -49,6 +49,53 @@ public enum Socket {
         }
     }
 
+    /// True for the accept errors that mean "out of file descriptors or kernel memory" (EMFILE, ENFILE, ENOBUFS,
+    /// ENOMEM): the pending connection stays queued, so a level-triggered listener would wake the loop again at
+    /// once. The caller must stop polling the listener for a while instead of retrying (nginx disables accept
+    /// events the same way).
+    public static func isResourceExhaustion(_ error: SyscallError) -> Bool {
+        switch error.errno {
+        case EMFILE, ENFILE, ENOBUFS, ENOMEM: return true
+        default: return false
+        }
+    }
+
+    /// What has arrived on a fresh connection before anything is allocated for it (see `firstRecordState`).
+    public enum FirstRecord: Equatable {
+        /// Nothing yet, or less than one complete TLS record: wait for the next readability edge.
+        case incomplete
+        /// The first TLS record (or enough bytes for a non-TLS peer to be answered) is in the socket buffer.
+        case ready
+        /// The peer closed before sending anything.
+        case closedEmpty
+        /// A socket error (reset).
+        case failed
+    }
+
+    /// Largest first-record length waited for: a TLS plaintext record holds at most 2^14 bytes; a peer that
+    /// announces more is left to the TLS library to refuse once this much has arrived.
+    static let maxFirstRecord = 5 + 16_384 + 2_048
+
+    /// Peeks (never consumes) the bytes a new connection sent: `.ready` once its first TLS record has arrived
+    /// whole, so a peer that connects and says nothing, or trickles its ClientHello, costs no TLS state or
+    /// buffers (a 5-byte stack peek and, when a header is there, one FIONREAD). A first byte that is not a TLS
+    /// handshake record is `.ready` at once (the TLS library answers it).
+    public static func firstRecordState(_ fd: Int32) -> FirstRecord {
+        var header: (UInt8, UInt8, UInt8, UInt8, UInt8) = (0, 0, 0, 0, 0)
+        let n = withUnsafeMutableBytes(of: &header) { Glibc.recv(fd, $0.baseAddress, 5, Int32(MSG_PEEK)) }
+        if n < 0 {
+            let e = errno
+            return e == EAGAIN || e == EINTR ? .incomplete : .failed
+        }
+        if n == 0 { return .closedEmpty }
+        if header.0 != 22 { return .ready }  // not a handshake record: let TLS send its alert now
+        if n < 5 { return .incomplete }
+        let need = min(5 + (Int(header.3) << 8 | Int(header.4)), maxFirstRecord)
+        var available: Int32 = 0
+        guard Glibc.ioctl(fd, UInt(FIONREAD), &available) == 0 else { return .ready }
+        return Int(available) >= need ? .ready : .incomplete
+    }
+
     /// Starts a non-blocking connect. Returns true when already connected, false when in progress.
     public static func connect(_ addr: SocketAddress) throws(SyscallError) -> (fd: Int32, connected: Bool) {
         let fd = try syscallChecked("socket") {

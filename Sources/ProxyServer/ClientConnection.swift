@@ -98,13 +98,10 @@ final class ClientConnection: EventHandler, TimerHandler {
         self.acceptedAt = worker.loop.now
     }
 
-    /// Creates the TLS session and registers the socket. False when the connection was refused (fd closed).
+    /// Registers the socket and starts the handshake timer. The TLS session is created later, when the first TLS
+    /// record has arrived (`createTLSWhenHelloArrives`): a connection that sends nothing costs only this object,
+    /// its slot and timer, not OpenSSL's ~40 KB. False when the connection was refused (fd closed).
     func start() -> Bool {
-        guard let t = snapshot.tls.accept(fd: fd, state: tlsState) else {
-            Socket.close(fd)
-            return false
-        }
-        tls = t
         do {
             try worker.loop.register(
                 fd: fd,
@@ -112,13 +109,41 @@ final class ClientConnection: EventHandler, TimerHandler {
                 handler: self
             )
         } catch {
-            t.free()
-            tls = nil
             Socket.close(fd)
             return false
         }
         setDeadline(acceptedAt &+ snapshot.timeouts.handshake)
         return true
+    }
+
+    /// The peer shut down its side before the TLS session was created.
+    private var peerClosedBeforeTLS = false
+
+    /// Before the first TLS record is complete: peek (consume nothing) and create the SSL only once it is there.
+    /// True when the TLS session exists now.
+    private func createTLSWhenHelloArrives() -> Bool {
+        guard canRead else { return false }
+        switch Socket.firstRecordState(fd) {
+        case .incomplete where peerClosedBeforeTLS:
+            closeNow()  // the first record can never complete
+            return false
+        case .incomplete:
+            canRead = false  // edge-triggered: the next bytes bring a new edge
+            return false
+        case .closedEmpty:
+            closeNow()  // connected and left without a byte: nothing to answer
+            return false
+        case .failed:
+            abort()
+            return false
+        case .ready:
+            guard let t = snapshot.tls.accept(fd: fd, state: tlsState) else {
+                abort()
+                return false
+            }
+            tls = t
+            return true
+        }
     }
 
     // MARK: events
@@ -135,6 +160,7 @@ final class ClientConnection: EventHandler, TimerHandler {
         if events & (EventLoop.readable | EventLoop.readHangup | EventLoop.hangup | EventLoop.error) != 0 {
             canRead = true
         }
+        if tls == nil && events & (EventLoop.readHangup | EventLoop.hangup) != 0 { peerClosedBeforeTLS = true }
         if events & (EventLoop.writable | EventLoop.hangup | EventLoop.error) != 0 { canWrite = true }
         pump()
     }
@@ -255,6 +281,7 @@ final class ClientConnection: EventHandler, TimerHandler {
     fileprivate func resume() { pump() }
 
     private func continueHandshake() -> Bool {
+        if tls == nil && !createTLSWhenHelloArrives() { return false }
         guard let tls else { return false }
         switch tls.handshake() {
         case .done:

@@ -23,6 +23,8 @@ final class WorkerMetrics: TLSObserver {
     let bytesIn: Counter
     let bytesOut: Counter
     let loopBusySeconds: Gauge
+    /// accept4 failures for lack of fds or kernel memory (each pauses the listener briefly).
+    let acceptExhausted: Counter
     /// HTTP/2 counters (created on first use: most workers of an HTTP/1-only deployment never need them).
     lazy var h2 = H2Metrics(worker: worker)
     /// Per policy name: (matched, enforced, observed), created on first match (names change on reload).
@@ -63,6 +65,10 @@ final class WorkerMetrics: TLSObserver {
         bytesIn = Counter(label: "edgeproxy_bytes_received_total", dimensions: [("worker", w)])
         bytesOut = Counter(label: "edgeproxy_bytes_sent_total", dimensions: [("worker", w)])
         loopBusySeconds = Gauge(label: "edgeproxy_loop_busy_seconds", dimensions: [("worker", w)])
+        acceptExhausted = Counter(
+            label: "edgeproxy_accept_exhausted_total",
+            dimensions: [("listener", "proxy"), ("worker", w)]
+        )
     }
 
     func handshake(version: Int32, outcome: TicketOutcome) {

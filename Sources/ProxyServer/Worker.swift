@@ -50,6 +50,16 @@ final class Worker: EventHandler, @unchecked Sendable {
     private let onExit: @Sendable (Int) -> Void
     /// Rate limit for accept-error warnings.
     private var lastAcceptWarning: UInt64 = 0
+    private var acceptErrorsSinceWarning = 0
+    private static let acceptWarningInterval: UInt64 = 5_000_000_000
+    /// How long the listener is left alone after EMFILE/ENFILE (nginx waits 500 ms; shorter recovers sooner and
+    /// still costs only ten failed accept4 a second).
+    static let acceptBackoffNanos: UInt64 = 100_000_000
+    private var acceptPaused = false
+    private lazy var acceptResumer = AcceptResumer(worker: self)
+    /// Connections closed since the last malloc_trim (see `endOfTick`).
+    private var freedSinceTrim = 0
+    private lazy var trimTimer = TrimTimer(worker: self)
 
     init(
         index: Int,
@@ -143,13 +153,27 @@ final class Worker: EventHandler, @unchecked Sendable {
         // After many connections went idle (each freed its HTTP state), give the freed malloc pages back: glibc
         // keeps them otherwise, and they were ~1.4 KB of RSS per idle connection. Rate-limited (a trim walks
         // this thread's arena, ~1-2 ms for a large heap).
-        if compactedSinceTrim >= 64 && loop.now &- lastMallocTrim >= 2_000_000_000 {
-            _ = cps_malloc_trim()
-            lastMallocTrim = loop.now
-            compactedSinceTrim = 0
+        // Closed connections count too: after a burst of connections (an attack, or a peak) closes, the memory
+        // must come back even if the loop then goes quiet, so a trim held back by the rate limit is scheduled.
+        if compactedSinceTrim + freedSinceTrim >= 64 {
+            if loop.now &- lastMallocTrim >= 2_000_000_000 {
+                trimMemory()
+            } else if !trimTimer.timerSlot.isPending {
+                loop.schedule(at: lastMallocTrim &+ 2_000_000_000, trimTimer)
+            }
         }
         metrics.loopBusySeconds.record(Double(loop.busyNanos) / 1e9)
         if draining && connectionCount == 0 { loop.stop() }
+    }
+
+    /// Gives free malloc pages back to the system (all arenas) and the pooled buffers idle long enough.
+    fileprivate func trimMemory() {
+        _ = bufferPool.trim(now: loop.now, interval: 0)
+        _ = bigBufferPool.trim(now: loop.now, interval: 0)
+        _ = cps_malloc_trim()
+        lastMallocTrim = loop.now
+        compactedSinceTrim = 0
+        freedSinceTrim = 0
     }
 
     // MARK: accepting
@@ -167,10 +191,7 @@ final class Worker: EventHandler, @unchecked Sendable {
                 case .processed(let f): fd = f
                 }
             } catch {
-                if loop.now &- lastAcceptWarning > 5_000_000_000 {
-                    lastAcceptWarning = loop.now
-                    logger.warning("worker \(index): accept failed: \(error)")
-                }
+                acceptFailed(error)
                 return
             }
             if connectionCount >= snapshot.maxConnectionsPerWorker {
@@ -191,6 +212,43 @@ final class Worker: EventHandler, @unchecked Sendable {
         }
     }
 
+    /// An accept error. Out of fds (EMFILE/ENFILE) or kernel memory, the connection stays queued and the
+    /// level-triggered listener would wake the loop at once, forever: a 100 % CPU spin that starves the very
+    /// connections whose close would free an fd. So stop polling the listener for `acceptBackoffNanos` (nginx
+    /// disables accept events likewise), count it, and warn at most once per `acceptWarningInterval`.
+    private func acceptFailed(_ error: SyscallError) {
+        let exhausted = Socket.isResourceExhaustion(error)
+        if exhausted {
+            metrics.acceptExhausted.increment()
+            if !acceptPaused {
+                loop.deregister(fd: listenFd)
+                acceptPaused = true
+                loop.schedule(at: loop.now &+ Self.acceptBackoffNanos, acceptResumer)
+            }
+        }
+        acceptErrorsSinceWarning += 1
+        if loop.now &- lastAcceptWarning > Self.acceptWarningInterval {
+            lastAcceptWarning = loop.now
+            logger.warning(
+                "worker \(index): accept failed: \(error)\(exhausted ? "; not accepting for 100 ms" : "")",
+                metadata: ["failures_since_last_warning": "\(acceptErrorsSinceWarning)"]
+            )
+            acceptErrorsSinceWarning = 0
+        }
+    }
+
+    /// The accept back-off ended: watch the listener again (a failure pauses it again).
+    fileprivate func resumeAccepting() {
+        guard acceptPaused else { return }
+        acceptPaused = false
+        guard !draining, listenFd >= 0 else { return }
+        do {
+            try loop.register(fd: listenFd, interest: EventLoop.readable, handler: self)
+        } catch {
+            logger.critical("worker \(index): cannot watch listener again: \(error)")
+        }
+    }
+
     /// Called by a connection when it has closed its fd.
     func connectionClosed(fd: Int32) {
         let i = Int(fd)
@@ -198,6 +256,8 @@ final class Worker: EventHandler, @unchecked Sendable {
             connections[i] = nil
             connectionCount -= 1
             metrics.connectionsActive.record(connectionCount)
+            // A closed connection's TLS state and buffers go back to malloc, which keeps the pages unless trimmed.
+            freedSinceTrim += 1
         }
     }
 
@@ -251,6 +311,22 @@ final class Worker: EventHandler, @unchecked Sendable {
         for c in connections { c?.forceClose() }
         loop.stop()
     }
+}
+
+/// Ends an accept back-off (see `Worker.acceptFailed`).
+private final class AcceptResumer: TimerHandler {
+    var timerSlot = TimerSlot()
+    unowned let worker: Worker
+    init(worker: Worker) { self.worker = worker }
+    func timerFired(now: UInt64) { worker.resumeAccepting() }
+}
+
+/// Runs a malloc_trim that the rate limit held back, so memory returns even when the loop goes quiet.
+private final class TrimTimer: TimerHandler {
+    var timerSlot = TimerSlot()
+    unowned let worker: Worker
+    init(worker: Worker) { self.worker = worker }
+    func timerFired(now: UInt64) { worker.trimMemory() }
 }
 
 private final class DrainTimer: TimerHandler {
