@@ -12,6 +12,11 @@ public struct ConfigOverrides: Sendable {
     public var workers: Int?
     /// `--admin host:port`.
     public var admin: String?
+    /// `--admin-token-file PATH`: replaces the file's admin_token_file/admin_token_env.
+    public var adminTokenFile: String?
+    /// The environment variable holding the admin token (the CLI sets it to `EDGEPROXY_ADMIN_TOKEN` when that is
+    /// set); replaces the file's admin_token_file/admin_token_env unless `adminTokenFile` is given.
+    public var adminTokenEnv: String?
     /// `--ticket-rotation DURATION`.
     public var ticketRotation: String?
     /// `--ticket-lifetime DURATION`.
@@ -25,6 +30,8 @@ public struct ConfigOverrides: Sendable {
         certs: [(cert: String, key: String)] = [],
         workers: Int? = nil,
         admin: String? = nil,
+        adminTokenFile: String? = nil,
+        adminTokenEnv: String? = nil,
         ticketRotation: String? = nil,
         ticketLifetime: String? = nil,
         policiesDir: String? = nil
@@ -34,6 +41,8 @@ public struct ConfigOverrides: Sendable {
         self.certs = certs
         self.workers = workers
         self.admin = admin
+        self.adminTokenFile = adminTokenFile
+        self.adminTokenEnv = adminTokenEnv
         self.ticketRotation = ticketRotation
         self.ticketLifetime = ticketLifetime
         self.policiesDir = policiesDir
@@ -47,6 +56,9 @@ public struct ConfigOverrides: Sendable {
         public static let key = "--key"
         public static let workers = "--workers"
         public static let admin = "--admin"
+        public static let adminTokenFile = "--admin-token-file"
+        /// Not a flag: the environment variable the CLI reads the admin token from.
+        public static let adminTokenEnvironment = "EDGEPROXY_ADMIN_TOKEN"
         public static let ticketRotation = "--ticket-rotation"
         public static let ticketLifetime = "--ticket-lifetime"
         public static let policiesDir = "--policies"
@@ -64,6 +76,8 @@ public struct ConfigOverrides: Sendable {
             return Flag.cert
         case "workers" where workers != nil: return Flag.workers
         case "admin" where admin != nil: return Flag.admin
+        case "admin_token_file" where adminTokenFile != nil: return Flag.adminTokenFile
+        case "admin_token_env" where adminTokenEnv != nil && adminTokenFile == nil: return Flag.adminTokenEnvironment
         case "tickets" where second == "rotation" && ticketRotation != nil: return Flag.ticketRotation
         case "tickets" where second == "lifetime" && ticketLifetime != nil: return Flag.ticketLifetime
         case "policies" where second == "dir" && policiesDir != nil: return Flag.policiesDir
@@ -104,6 +118,13 @@ extension ProxyConfiguration {
             do { config.admin = try HostPort.parse(admin, allowPortZero: true) } catch {
                 fail(Flag.admin, error.message)
             }
+        }
+        if let file = overrides.adminTokenFile {
+            config.adminTokenFile = file
+            config.adminTokenEnv = nil
+        } else if let env = overrides.adminTokenEnv {
+            config.adminTokenEnv = env
+            config.adminTokenFile = nil
         }
         if let rotation = overrides.ticketRotation {
             do {

@@ -80,6 +80,7 @@ extension ProxyConfiguration {
         policies.dir = resolve(policies.dir)
         certificates = certificates.map { CertificatePair(cert: resolve($0.cert), key: resolve($0.key)) }
         tickets.files = tickets.files.map(resolve)
+        adminTokenFile = adminTokenFile.map(resolve)
         if var r = redis {
             r.wrappingKeyFile = r.wrappingKeyFile.map(resolve)
             r.previousWrappingKeys = r.previousWrappingKeys.map {
@@ -115,6 +116,9 @@ extension ProxyConfiguration {
             admin = v
         }
         if let v = root.bool("admin_allow_remote") { adminAllowRemote = v }
+        if let v = root.string("admin_token_file") { adminTokenFile = v }
+        if let v = root.string("admin_token_env") { adminTokenEnv = v }
+        if let v = root.bool("admin_token_exempt_read_only") { adminTokenExemptReadOnly = v }
 
         if var t = root.table("tls") {
             if let v: TLSVersion = t.choice("min_version") { tls.minVersion = v }

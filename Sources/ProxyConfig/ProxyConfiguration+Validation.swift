@@ -43,16 +43,30 @@ extension ProxyConfiguration {
             if pair.key.isEmpty { add([path.appending("key")], "\(path.appending("key")) must not be empty") }
         }
         if let admin {
-            if !admin.host.isLoopback && !adminAllowRemote {
+            if !admin.host.isLoopback && !adminTokenConfigured {
                 add(
-                    [["admin"], ["admin_allow_remote"]],
-                    "admin address \(admin) is not a loopback address; set admin_allow_remote = true to expose the "
-                        + "admin endpoint beyond this host"
+                    [["admin"], ["admin_token_file"], ["admin_token_env"]],
+                    "admin address \(admin) is not a loopback address: the admin API then requires a bearer token; "
+                        + "set admin_token_file or admin_token_env (flags: --admin-token-file, environment "
+                        + "EDGEPROXY_ADMIN_TOKEN)"
                 )
             }
             if admin == listen && admin.port != 0 {
                 add([["admin"], ["listen"]], "admin must not use the listen address \(listen)")
             }
+        }
+
+        switch (adminTokenFile, adminTokenEnv) {
+        case (.some, .some):
+            add(
+                [["admin_token_env"], ["admin_token_file"]],
+                "admin_token_file and admin_token_env are exclusive; set one"
+            )
+        case (.some(let f), nil) where f.isEmpty:
+            add([["admin_token_file"]], "admin_token_file must not be empty")
+        case (nil, .some(let e)) where e.isEmpty:
+            add([["admin_token_env"]], "admin_token_env must not be empty")
+        default: break
         }
 
         // [tls]

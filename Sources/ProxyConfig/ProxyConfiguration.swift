@@ -19,8 +19,19 @@ public struct ProxyConfiguration: Sendable, Equatable {
     public var certificates: [CertificatePair] = []
     /// Address of the admin/metrics listener (`admin`); `nil` disables it.
     public var admin: HostPort? = nil
-    /// Allows `admin` on a non-loopback address (`admin_allow_remote`).
+    /// `admin_allow_remote`: accepted for compatibility and no longer needed. A non-loopback `admin` is allowed
+    /// exactly when a bearer token is configured (``adminTokenFile`` or ``adminTokenEnv``).
     public var adminAllowRemote = false
+    /// File holding the admin API's bearer token (`admin_token_file`; `--admin-token-file`).
+    public var adminTokenFile: String? = nil
+    /// Environment variable holding the admin API's bearer token (`admin_token_env`; `EDGEPROXY_ADMIN_TOKEN`).
+    public var adminTokenEnv: String? = nil
+    /// Serve `GET /metrics` and `GET /healthz` without the token (`admin_token_exempt_read_only`), so scrapers
+    /// and health checks need no secret. Mutating endpoints and `/keys` always need it.
+    public var adminTokenExemptReadOnly = false
+
+    /// True when the admin API requires a bearer token.
+    public var adminTokenConfigured: Bool { adminTokenFile != nil || adminTokenEnv != nil }
     /// `[tls]`.
     public var tls = TLS()
     /// `[timeouts]`.

@@ -133,7 +133,7 @@ public final class EdgeProxyServer: @unchecked Sendable {
             guard let addr = SocketAddress.resolve(host: a.host.unbracketed, port: Int(a.port)).first else {
                 throw SyscallErrorLike("cannot resolve admin address \(a)")
             }
-            let server = try AdminServer(loop: loop, address: addr, handler: self)
+            let server = try AdminServer(loop: loop, address: addr, config: config, logger: logger, handler: self)
             admin = server
             adminAddress = server.boundAddress
         }

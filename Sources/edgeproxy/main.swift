@@ -35,6 +35,9 @@ struct ConfigOptions: ParsableArguments {
     @Option(name: .long, help: "Admin listener HOST:PORT (metrics, health, keys, reload). Off by default.")
     var admin: String?
 
+    @Option(name: .long, help: "File with the admin API's bearer token (required for a non-loopback --admin).")
+    var adminTokenFile: String?
+
     @Option(name: .long, help: "Ticket key rotation period, e.g. 1h, 30s.")
     var ticketRotation: String?
 
@@ -54,6 +57,9 @@ struct ConfigOptions: ParsableArguments {
             certs: zip(cert, key).map { (cert: $0, key: $1) },
             workers: workers,
             admin: admin,
+            adminTokenFile: adminTokenFile,
+            adminTokenEnv: getenv(ConfigOverrides.Flag.adminTokenEnvironment) != nil
+                ? ConfigOverrides.Flag.adminTokenEnvironment : nil,
             ticketRotation: ticketRotation,
             ticketLifetime: ticketLifetime,
             policiesDir: policies
@@ -356,7 +362,11 @@ enum AdminClient {
                 description: "cannot connect to admin API at \(hostPort): \(String(cString: strerror(errno)))"
             )
         }
-        let req = Array("GET \(path) HTTP/1.1\r\nHost: \(hostPort)\r\nConnection: close\r\n\r\n".utf8)
+        // An instance with an admin token (issue 16 §2) needs it: taken from the same environment variable.
+        let auth = getenv(ConfigOverrides.Flag.adminTokenEnvironment).map {
+            "Authorization: Bearer \(String(cString: $0))\r\n"
+        }
+        let req = Array("GET \(path) HTTP/1.1\r\nHost: \(hostPort)\r\n\(auth ?? "")Connection: close\r\n\r\n".utf8)
         _ = req.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
         var out: [UInt8] = []
         var buf = [UInt8](repeating: 0, count: 16384)

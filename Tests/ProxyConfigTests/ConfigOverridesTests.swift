@@ -60,12 +60,46 @@ final class ConfigOverridesTests: XCTestCase {
             (ConfigOverrides(policiesDir: ""), "--policies: policies.dir must not be empty"),
             (ConfigOverrides(certs: [(cert: "a", key: "")]), "--key: certificates[0].key must not be empty"),
             (ConfigOverrides(listen: "127.0.0.1:8443", admin: "127.0.0.1:8443"), "--admin: admin must not use"),
+            (ConfigOverrides(adminTokenFile: ""), "--admin-token-file: admin_token_file must not be empty"),
         ]
         for (overrides, expected) in cases {
             XCTAssertThrowsError(try base.applying(overrides), expected) { error in
                 XCTAssertTrue("\(error)".hasPrefix(expected), "\(error)\n  expected prefix: \(expected)")
             }
         }
+    }
+
+    func testAdminTokenFromFlagsOrEnvironmentReplacesTheFileAndAllowsARemoteAdmin() throws {
+        let fileWithEnv = try XCTUnwrap(parsed("admin_token_env = \"FROM_FILE\"\nadmin_token_exempt_read_only = true"))
+        let c = try fileWithEnv.applying(ConfigOverrides(admin: "0.0.0.0:9443", adminTokenFile: "/run/secrets/t"))
+        XCTAssertEqual(c.admin, HostPort(host: .ipv4("0.0.0.0"), port: 9443))
+        XCTAssertEqual(c.adminTokenFile, "/run/secrets/t", "flag paths stay relative to the working directory")
+        XCTAssertNil(c.adminTokenEnv)
+        XCTAssertTrue(c.adminTokenExemptReadOnly)
+        // The flag wins over the environment; the environment wins over the file.
+        let both = try ProxyConfiguration().applying(
+            ConfigOverrides(adminTokenFile: "t", adminTokenEnv: "EDGEPROXY_ADMIN_TOKEN")
+        )
+        XCTAssertEqual(both.adminTokenFile, "t")
+        XCTAssertNil(both.adminTokenEnv)
+        let fileWithPath = try XCTUnwrap(parsed("admin_token_file = \"/etc/t\""))
+        let env = try fileWithPath.applying(ConfigOverrides(adminTokenEnv: "EDGEPROXY_ADMIN_TOKEN"))
+        XCTAssertEqual(env.adminTokenEnv, "EDGEPROXY_ADMIN_TOKEN")
+        XCTAssertNil(env.adminTokenFile)
+        // A non-loopback --admin with no token anywhere names the flag and every way to give a token.
+        XCTAssertThrowsError(try ProxyConfiguration().applying(ConfigOverrides(admin: "0.0.0.0:9443"))) { error in
+            XCTAssertEqual(
+                "\(error)",
+                "--admin: admin address 0.0.0.0:9443 is not a loopback address: the admin API then requires a "
+                    + "bearer token; set admin_token_file or admin_token_env (flags: --admin-token-file, "
+                    + "environment EDGEPROXY_ADMIN_TOKEN)"
+            )
+        }
+    }
+
+    func testRelativeAdminTokenFileInAFileIsAnchoredToIt() throws {
+        let c = try ProxyConfiguration.parse(text: "admin_token_file = \"secrets/admin\"", baseDirectory: "/etc/ep")
+        XCTAssertEqual(c.adminTokenFile, "/etc/ep/secrets/admin")
     }
 
     func testCrossFieldRuleBrokenByAFlagIsReportedAgainstTheFlag() throws {
@@ -79,9 +113,9 @@ final class ConfigOverridesTests: XCTestCase {
         XCTAssertThrowsError(try base.applying(ConfigOverrides(ticketRotation: "1d"))) { error in
             XCTAssertTrue("\(error)".hasPrefix("--ticket-rotation: invalid duration \"1d\""), "\(error)")
         }
-        var allowRemote = base
-        allowRemote.adminAllowRemote = true
-        XCTAssertNoThrow(try allowRemote.applying(ConfigOverrides(admin: "0.0.0.0:9000")))
+        var withToken = base
+        withToken.adminTokenEnv = "T"
+        XCTAssertNoThrow(try withToken.applying(ConfigOverrides(admin: "0.0.0.0:9000")))
     }
 
     func testAllFlagErrorsAreCollected() {

@@ -13,6 +13,9 @@ final class ProxyConfigurationTests: XCTestCase {
         XCTAssertEqual(c.certificates, [])
         XCTAssertNil(c.admin)
         XCTAssertFalse(c.adminAllowRemote)
+        XCTAssertNil(c.adminTokenFile)
+        XCTAssertNil(c.adminTokenEnv)
+        XCTAssertFalse(c.adminTokenExemptReadOnly)
         XCTAssertEqual(c.tls.minVersion, .v1_2)
         XCTAssertEqual(c.tls.maxVersion, .v1_3)
         XCTAssertEqual(c.tls.groups, "X25519:P-256:P-384")
@@ -57,6 +60,8 @@ final class ProxyConfigurationTests: XCTestCase {
             upstreams = ["http://origin.example:8080", "http://10.0.0.1", "http://[2001:db8::1]:81/"]
             admin = "0.0.0.0:9000"
             admin_allow_remote = true
+            admin_token_file = "/run/secrets/admin-token"
+            admin_token_exempt_read_only = true
 
             [[certificates]]
             cert = "/etc/a.crt"
@@ -120,6 +125,9 @@ final class ProxyConfigurationTests: XCTestCase {
         )
         XCTAssertEqual(c.admin, HostPort(host: .ipv4("0.0.0.0"), port: 9000))
         XCTAssertTrue(c.adminAllowRemote)
+        XCTAssertEqual(c.adminTokenFile, "/run/secrets/admin-token")
+        XCTAssertNil(c.adminTokenEnv)
+        XCTAssertTrue(c.adminTokenExemptReadOnly)
         XCTAssertEqual(
             c.certificates,
             [.init(cert: "/etc/a.crt", key: "/etc/a.key"), .init(cert: "b.crt", key: "b.key")]
@@ -412,9 +420,24 @@ final class ProxyConfigurationTests: XCTestCase {
         assertSingleError(
             "admin = \"10.0.0.1:9000\"",
             at: "1:1",
-            "not a loopback address; set admin_allow_remote = true"
+            "not a loopback address: the admin API then requires a bearer token; set admin_token_file or"
         )
-        XCTAssertNotNil(parsed("admin = \"10.0.0.1:9000\"\nadmin_allow_remote = true"))
+        // admin_allow_remote alone no longer exposes the admin API: a token does (issue 16 §2).
+        assertSingleError(
+            "admin = \"10.0.0.1:9000\"\nadmin_allow_remote = true",
+            at: "1:1",
+            "requires a bearer token"
+        )
+        XCTAssertNotNil(parsed("admin = \"10.0.0.1:9000\"\nadmin_token_env = \"T\""))
+        XCTAssertNotNil(parsed("admin = \"[::]:9000\"\nadmin_token_file = \"/run/secrets/admin\""))
+        assertSingleError(
+            "admin_token_file = \"/t\"\nadmin_token_env = \"T\"",
+            at: "2:1",
+            "admin_token_file and admin_token_env are exclusive"
+        )
+        assertSingleError("admin_token_file = \"\"", at: "1:1", "admin_token_file must not be empty")
+        assertSingleError("admin_token_env = \"\"", at: "1:1", "admin_token_env must not be empty")
+        assertSingleError("admin_token_exempt_read_only = \"yes\"", at: "1:1", "expected true or false")
         assertSingleError(
             "listen = \"127.0.0.1:9000\"\nadmin = \"127.0.0.1:9000\"",
             at: "2:1",
@@ -522,6 +545,7 @@ final class ProxyConfigurationTests: XCTestCase {
         let locator = TOMLKeyLocator(text: text)
         let keys: [TOMLPath] = [
             ["listen"], ["workers"], ["upstreams"], ["admin"], ["admin_allow_remote"],
+            ["admin_token_exempt_read_only"],
             ["tls", "min_version"], ["tls", "max_version"], ["tls", "ciphers"], ["tls", "ciphersuites"],
             ["tls", "groups"], ["tls", "alpn"],
             ["timeouts", "handshake"], ["timeouts", "header_read"], ["timeouts", "idle"],
@@ -537,5 +561,8 @@ final class ProxyConfigurationTests: XCTestCase {
         for key in keys { XCTAssertNotNil(locator.position(of: key), "\(key) is not in the example file") }
         // [[certificates]] is shown commented out (the default is none); its keys must still be documented.
         XCTAssertTrue(text.contains("# [[certificates]]\n# cert = "))
+        // The token keys have no default value to show; they are shown commented out.
+        XCTAssertTrue(text.contains("\n# admin_token_file = "))
+        XCTAssertTrue(text.contains("\n# admin_token_env = "))
     }
 }
