@@ -102,5 +102,7 @@ let package = Package(
         .testTarget(name: "ProxyHTTP2Tests", dependencies: ["ProxyHTTP2", "ProxyHTTP1", "CNGHTTP2"]),
         .testTarget(name: "ProxyConfigTests", dependencies: ["ProxyConfig"]),
         .testTarget(name: "ProxyForwarderTests", dependencies: ["ProxyForwarder", "ProxyHTTP1", "ProxyCore"]),
+        // The session cache without sockets (LRU, TTL, bounds, wipe).
+        .testTarget(name: "ProxyTLSTests", dependencies: ["ProxyTLS"]),
     ]
 )

@@ -121,6 +121,8 @@ extension ProxyConfiguration {
         if let v = root.bool("admin_token_exempt_read_only") { adminTokenExemptReadOnly = v }
 
         if var t = root.table("tls") {
+            // The profile first: the keys below override what it sets.
+            if let v: TLSProfile = t.choice("profile") { tls.apply(profile: v) }
             if let v: TLSVersion = t.choice("min_version") { tls.minVersion = v }
             if let v: TLSVersion = t.choice("max_version") { tls.maxVersion = v }
             if let v = t.string("ciphers") { tls.ciphers = v }
@@ -201,6 +203,7 @@ extension ProxyConfiguration {
             t.finish()
             redis = r
         }
+        if var t = root.table("sessions") { readSessions(&t) }
         if var t = root.table("http2") {
             if let v = t.int("max_concurrent_streams") { http2.maxConcurrentStreams = v }
             if let v = t.int("max_header_list_size") { http2.maxHeaderListSize = v }

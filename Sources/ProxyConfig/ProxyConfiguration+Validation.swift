@@ -165,6 +165,8 @@ extension ProxyConfiguration {
             )
         }
 
+        sessionProblems(add)
+
         // [policies]
         if policies.dir.isEmpty { add([["policies", "dir"]], "policies.dir must not be empty") }
         let headerNames = [
@@ -184,10 +186,11 @@ extension ProxyConfiguration {
 
     /// The `[redis]` rules (with `tickets.*` where they interact).
     private func redisProblems(_ r: Redis, _ add: ([TOMLPath], String) -> Void) {
-        if tickets.source != .redis {
+        if tickets.source != .redis && sessions.cache != .redis {
             add(
                 [["redis"], ["tickets", "source"]],
-                "[redis] is only used with tickets.source = \"redis\" (source is \"\(tickets.source.rawValue)\")"
+                "[redis] is only used with tickets.source = \"redis\" or sessions.cache = \"redis\" (source is "
+                    + "\"\(tickets.source.rawValue)\")"
             )
         }
         if r.url == nil && !r.urlWasInvalid {

@@ -50,6 +50,8 @@ public struct ProxyConfiguration: Sendable, Equatable {
     public var redis: Redis? = nil
     /// `[http2]`.
     public var http2 = HTTP2()
+    /// `[sessions]`.
+    public var sessions = Sessions()
 
     /// The defaults described on the type.
     public init() {}
@@ -124,6 +126,9 @@ extension ProxyConfiguration {
     /// `[tls]`: protocol versions, cipher lists, groups and ALPN. Cipher strings are handed to OpenSSL unchanged;
     /// ProxyTLS reports strings OpenSSL rejects when it builds the `SSL_CTX`.
     public struct TLS: Sendable, Equatable {
+        /// The Mozilla profile the other keys default from (see ``TLSProfile``); the defaults below are
+        /// "intermediate".
+        public var profile = TLSProfile.intermediate
         public var minVersion = TLSVersion.v1_2
         public var maxVersion = TLSVersion.v1_3
         /// OpenSSL cipher list for TLS ≤ 1.2 (`SSL_CTX_set_cipher_list`).
@@ -135,10 +140,8 @@ extension ProxyConfiguration {
         /// ALPN protocol names the server accepts, in preference order (`h2` first: HTTP/2 when the client offers it).
         public var alpn = ["h2", "http/1.1"]
 
-        /// ECDHE with AEAD ciphers only (Mozilla "intermediate" TLS 1.2 list).
-        public static let defaultCiphers =
-            "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:"
-            + "ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
+        /// AEAD ciphers with ECDHE or DHE (Mozilla 5.7 "intermediate" TLS 1.2 list, ``TLSProfile/intermediate``).
+        public static let defaultCiphers = TLSProfile.intermediateCiphers
         /// All three TLS 1.3 suites OpenSSL enables by default.
         public static let defaultCiphersuites =
             "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256"

@@ -140,6 +140,7 @@ public enum Classifier {
         var o = JSONObject()
         if let s = a.staleTicket { o.add("stale_ticket", .string(s.rawValue)) }
         if let t = a.ticketsEnabled { o.add("tickets", .string(t ? "on" : "off")) }
+        if let c = a.sessionCacheEnabled { o.add("session_cache", .string(c ? "on" : "off")) }
         if let n = a.tls13Tickets { o.add("tls13_tickets", .int(n)) }
         if let t = a.tag { o.add("tag", .string(t)) }
         return o

@@ -308,6 +308,14 @@ struct FileReader {
                     error(.badValue, at: kp, "invalid value \"\(s)\" for 'tickets'; expected \"on\" or \"off\"")
                 case nil: break
                 }
+            case "session_cache":
+                switch string(v, kp, "'session_cache'") {
+                case "on": a.sessionCacheEnabled = true
+                case "off": a.sessionCacheEnabled = false
+                case let s?:
+                    error(.badValue, at: kp, "invalid value \"\(s)\" for 'session_cache'; expected \"on\" or \"off\"")
+                case nil: break
+                }
             case "tls13_tickets":
                 if let n = v.int {
                     if (0...16).contains(n) {
@@ -327,7 +335,7 @@ struct FileReader {
                     .unknownKey,
                     at: kp,
                     key: true,
-                    "unknown action '\(key)' (expected stale_ticket, tickets, tls13_tickets, tag)"
+                    "unknown action '\(key)' (expected stale_ticket, tickets, session_cache, tls13_tickets, tag)"
                 )
             }
         }

@@ -19,6 +19,9 @@ public struct PolicyActions: Sendable, Equatable {
     public var staleTicket: StaleTicketAction?
     /// Issue/accept TLS session tickets at all (`tickets = "on" | "off"`).
     public var ticketsEnabled: Bool?
+    /// Use the session cache (session-ID resumption) for this client (`session_cache = "on" | "off"`); only has an
+    /// effect when the server has a cache (`[sessions] cache` is not "off").
+    public var sessionCacheEnabled: Bool?
     /// Number of TLS 1.3 NewSessionTicket messages after a full handshake (0...16).
     public var tls13Tickets: Int?
     /// Free-form label for logs and metrics.
@@ -28,8 +31,10 @@ public struct PolicyActions: Sendable, Equatable {
         staleTicket: StaleTicketAction? = nil,
         ticketsEnabled: Bool? = nil,
         tls13Tickets: Int? = nil,
-        tag: String? = nil
+        tag: String? = nil,
+        sessionCacheEnabled: Bool? = nil
     ) {
+        self.sessionCacheEnabled = sessionCacheEnabled
         self.staleTicket = staleTicket
         self.ticketsEnabled = ticketsEnabled
         self.tls13Tickets = tls13Tickets

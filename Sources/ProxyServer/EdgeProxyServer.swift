@@ -43,6 +43,8 @@ public final class EdgeProxyServer: @unchecked Sendable {
     private let exitedWorkers = Mutex<Int>(0)
     private var draining = false
     private var policyGeneration: UInt64 = 0
+    /// The session cache (`[sessions]`), kept across reloads.
+    private let sessionCaches = SessionCacheHolder()
     /// Policies were loaded from an existing directory at least once (a later missing directory is an error).
     private var policyDirWasLoaded = false
     private let reloadFailures: Metrics.Counter
@@ -151,6 +153,7 @@ public final class EdgeProxyServer: @unchecked Sendable {
         loop.run()
         for w in workers { w.join() }
         redisSync?.stop()
+        sessionCaches.stop()
         accessLog?.stop()
         logger.notice("edgeproxy stopped")
         return 0
@@ -183,6 +186,7 @@ public final class EdgeProxyServer: @unchecked Sendable {
         tls.ticketLifetimeSeconds = Int(c.tickets.lifetime.milliseconds / 1000)
         tls.tls13TicketCount = c.tickets.tls13Count
         tls.defaultStaleAction = c.tickets.staleAction
+        tls.sessionCache = try sessionCaches.cache(for: c)
         let contexts = try TLSContextSet(settings: tls)
 
         var policies: CompiledPolicySet? = previousPolicies
@@ -399,6 +403,7 @@ public final class EdgeProxyServer: @unchecked Sendable {
     /// Once a second on the control loop: advance the key schedule, watch key files.
     fileprivate func tick() {
         let now = Timestamp.wallClockNow()
+        sessionCaches.tick(now: monotonicNanos())
         do {
             if let m = memorySource { try m.tick(now: now) }
             if let f = fileSource, try f.tick(now: now) { logger.notice("ticket key files changed: reloaded") }

@@ -58,6 +58,8 @@ extension TLSConnectionState {
             tls13Tickets = t
             SSL_set_num_tickets(ssl, t)
         }
+        // Without a cache there is nothing to switch on; the callbacks are not even installed.
+        if let on = a.sessionCacheEnabled, contextSet.settings.sessionCache != nil { sessionCacheEnabled = on }
         if let on = a.ticketsEnabled, !on {
             ticketsEnabled = false
             SSL_set_options(ssl, cps_SSL_OP_NO_TICKET())

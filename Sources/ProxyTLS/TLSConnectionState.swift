@@ -19,6 +19,8 @@ public enum TicketOutcome: Int, Sendable, CaseIterable {
     case unknownKey
     /// The ticket's key is past its decrypt window.
     case expiredKey
+    /// Resumed by session ID from the session cache (no ticket involved: SChannel on Windows 7/8, `tickets = "off"`).
+    case resumedSessionID
 
     /// The label as static text (no allocation; for the access log).
     public var staticLabel: StaticString {
@@ -30,6 +32,7 @@ public enum TicketOutcome: Int, Sendable, CaseIterable {
         case .staleResumedNoRenewal: return "stale_resumed_no_renewal"
         case .unknownKey: return "unknown_key"
         case .expiredKey: return "expired_key"
+        case .resumedSessionID: return "resumed_session_id"
         }
     }
 
@@ -111,6 +114,10 @@ public final class TLSConnectionState {
     /// An observe-mode policy that matched (counted and logged; it changes nothing).
     public internal(set) var observedPolicyName: String?
     public internal(set) var tag: String?
+    /// Whether this connection may use the session cache (`[sessions]` on, possibly switched by a policy).
+    public internal(set) var sessionCacheEnabled: Bool
+    /// The session cache returned a session for the client's session ID (OpenSSL may still refuse it).
+    var sessionCacheHit = false
     /// Ticket outcome as seen by the decrypt callback; `finalOutcome(resumed:)` settles it after the handshake.
     public internal(set) var ticketOutcome: TicketOutcome = .full
     // Name of the key that decrypted the presented ticket, or else sealed the first issued one.
@@ -124,11 +131,14 @@ public final class TLSConnectionState {
         self.staleAction = contextSet.settings.defaultStaleAction
         self.ticketsEnabled = contextSet.settings.ticketsEnabled
         self.tls13Tickets = contextSet.settings.tls13TicketCount
+        self.sessionCacheEnabled = contextSet.settings.sessionCache != nil
     }
 
     /// The outcome label once the handshake is done: a resumption the callback accepted but OpenSSL did not
     /// complete (e.g. cipher mismatch) counts as a full handshake.
     public func finalOutcome(resumed: Bool) -> TicketOutcome {
+        // OpenSSL consults the cache only for a hello without a ticket, so a hit excludes every ticket outcome.
+        if resumed && sessionCacheHit { return .resumedSessionID }
         switch ticketOutcome {
         case .resumed, .resumedRenewedInline, .staleResumedNoRenewal: return resumed ? ticketOutcome : .full
         default: return resumed ? .resumed : ticketOutcome

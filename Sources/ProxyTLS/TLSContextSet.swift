@@ -119,13 +119,19 @@ public final class TLSContextSet: @unchecked Sendable {
         )
         // Read whole socket buffers instead of a 5-byte record header and then the record: half the read() calls.
         cps_SSL_CTX_set_read_ahead(ctx, 1)
-        // Tickets only: no server-side session cache (stateless, like the peers' default).
-        _ = cps_SSL_CTX_set_session_cache_mode(ctx, Int(SSL_SESS_CACHE_OFF))
+        // Session IDs go to the process-wide external cache (or nowhere when it is off): see SessionCacheCallbacks.
+        installSessionCache(ctx, settings: settings)
         SSL_CTX_set_timeout(ctx, settings.ticketLifetimeSeconds)
         SSL_CTX_set_num_tickets(ctx, settings.ticketsEnabled ? settings.tls13TicketCount : 0)
         if SSL_CTX_set_cipher_list(ctx, settings.ciphers) != 1 {
             SSL_CTX_free(ctx)
             throw TLSError("tls.ciphers \"\(settings.ciphers)\" selects no usable cipher")
+        }
+        // DHE suites (Mozilla intermediate/old): the RFC 7919 ffdhe2048 group, no hand-made parameters.
+        // (SSL_CTX_set_dh_auto would pick the RFC 3526 MODP primes in OpenSSL 3.0, not an FFDHE group.)
+        if !installFFDHE2048(ctx) {
+            SSL_CTX_free(ctx)
+            throw TLSError("setting the ffdhe2048 group for DHE")
         }
         if SSL_CTX_set_ciphersuites(ctx, settings.ciphersuites) != 1 {
             SSL_CTX_free(ctx)

@@ -34,5 +34,9 @@ public struct TLSSettings: Sendable {
     /// Stale-ticket action when no policy decides otherwise.
     public var defaultStaleAction: StaleTicketAction = .renewInline
 
+    /// The process-wide session cache for session-ID resumption (`[sessions] cache`); nil: no session IDs cached.
+    /// One object for the process, handed to every context set a reload builds, so entries survive reloads.
+    public var sessionCache: SessionCache? = nil
+
     public init() {}
 }

@@ -94,7 +94,14 @@ public struct TLSStream {
         ERR_clear_error()
     }
 
-    public func free() { SSL_free(ssl) }
+    public func free() {
+        // SSL_free drops the session from the session cache when no close_notify was sent (OpenSSL's
+        // ssl_clear_bad_session), i.e. for every client that just closes its socket. Since TLS 1.1 (RFC 4346 §7.2.1)
+        // an unclean close does not make a session unresumable; nginx marks the shutdown done the same way
+        // (ngx_ssl_shutdown). A connection that ended in a fatal alert had its session removed when the alert went.
+        if SSL_is_init_finished(ssl) == 1 { SSL_set_shutdown(ssl, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN) }
+        SSL_free(ssl)
+    }
 
     /// True when the session was resumed from a ticket.
     public var resumed: Bool { SSL_session_reused(ssl) == 1 }

@@ -519,6 +519,54 @@ final class ProxyConfigurationTests: XCTestCase {
         }
     }
 
+    func testTLSProfilesSetDefaultsThatExplicitKeysOverride() throws {
+        let d = try XCTUnwrap(parsed(""))
+        XCTAssertEqual(d.tls.profile, .intermediate)
+        var fromProfile = ProxyConfiguration.TLS()
+        fromProfile.apply(profile: .intermediate)
+        XCTAssertEqual(d.tls, fromProfile, "the defaults are the intermediate profile")
+        XCTAssertTrue(d.tls.ciphers.contains("DHE-RSA-AES128-GCM-SHA256"))
+        let modern = try XCTUnwrap(parsed("[tls]\nprofile = \"modern\"\n"))
+        XCTAssertEqual(modern.tls.minVersion, .v1_3)
+        let old = try XCTUnwrap(parsed("[tls]\nprofile = \"old\"\n"))
+        XCTAssertEqual(old.tls.minVersion, .v1_0)
+        XCTAssertTrue(old.tls.ciphers.hasSuffix(":DES-CBC3-SHA"))
+        XCTAssertTrue(old.tls.ciphers.contains("ECDHE-RSA-AES128-SHA:"))
+        // Explicit keys win regardless of their position relative to `profile`.
+        let mixed = try XCTUnwrap(
+            parsed("[tls]\nciphers = \"ECDHE-RSA-AES128-SHA\"\nprofile = \"old\"\nmin_version = \"1.2\"\n")
+        )
+        XCTAssertEqual(mixed.tls.ciphers, "ECDHE-RSA-AES128-SHA")
+        XCTAssertEqual(mixed.tls.minVersion, .v1_2)
+        XCTAssertEqual(mixed.tls.groups, TLSProfile.old.groups)
+        assertSingleError("[tls]\nprofile = \"legacy\"\n", at: "2:1", "tls.profile")
+    }
+
+    func testSessionsSection() throws {
+        let d = try XCTUnwrap(parsed(""))
+        XCTAssertEqual(d.sessions, ProxyConfiguration.Sessions())
+        XCTAssertEqual(d.sessions.cache, .local)
+        XCTAssertEqual(d.sessions.size, 20_000)
+        XCTAssertEqual(d.sessions.timeout, .minutes(5))
+        let c = try XCTUnwrap(parsed("[sessions]\ncache = \"off\"\nsize = 10\ntimeout = \"30s\"\n"))
+        XCTAssertEqual(c.sessions.cache, .off)
+        XCTAssertEqual(c.sessions.size, 10)
+        XCTAssertEqual(c.sessions.timeout, .seconds(30))
+        assertSingleError("[sessions]\ncache = \"shared\"\n", at: "2:1", "sessions.cache")
+        assertSingleError("[sessions]\nsize = 0\n", at: "2:1", "sessions.size must be between")
+        assertSingleError("[sessions]\nttl = \"5m\"\n", at: "2:1", "ttl")
+        assertSingleError(
+            "[tickets]\nlifetime = \"1h\"\n[sessions]\ntimeout = \"2h\"\n",
+            at: "4:1",
+            "must not exceed tickets.lifetime"
+        )
+        // The default is cut to a shorter ticket lifetime instead of failing.
+        let short = try XCTUnwrap(parsed("[tickets]\nrotation = \"1m\"\nlifetime = \"2m\"\n"))
+        XCTAssertEqual(short.sessions.timeout, .minutes(5))
+        XCTAssertEqual(short.effectiveSessionTimeout, .minutes(2))
+        assertSingleError("[sessions]\ncache = \"redis\"\n", at: "2:1", "needs a [redis] section")
+    }
+
     // MARK: - The shipped reference file.
 
     func testExampleFileLoadsAndDiffersFromDefaultsOnlyWhereItSaysSo() throws {
@@ -546,8 +594,7 @@ final class ProxyConfigurationTests: XCTestCase {
         let keys: [TOMLPath] = [
             ["listen"], ["workers"], ["upstreams"], ["admin"], ["admin_allow_remote"],
             ["admin_token_exempt_read_only"],
-            ["tls", "min_version"], ["tls", "max_version"], ["tls", "ciphers"], ["tls", "ciphersuites"],
-            ["tls", "groups"], ["tls", "alpn"],
+            ["tls", "profile"], ["tls", "alpn"],
             ["timeouts", "handshake"], ["timeouts", "header_read"], ["timeouts", "idle"],
             ["timeouts", "upstream_connect"], ["timeouts", "upstream_read"], ["timeouts", "drain"],
             ["limits", "max_request_line"], ["limits", "max_header_bytes"], ["limits", "max_headers"],
@@ -556,7 +603,7 @@ final class ProxyConfigurationTests: XCTestCase {
             ["tickets", "stale_action"], ["tickets", "tls13_count"], ["tickets", "files"],
             ["policies", "dir"], ["policies", "enabled"], ["policies", "headers", "enabled"],
             ["policies", "headers", "ja3"], ["policies", "headers", "ja4"], ["policies", "headers", "policy"],
-            ["policies", "headers", "tag"],
+            ["policies", "headers", "tag"], ["sessions", "cache"], ["sessions", "size"], ["sessions", "timeout"],
         ]
         for key in keys { XCTAssertNotNil(locator.position(of: key), "\(key) is not in the example file") }
         // [[certificates]] is shown commented out (the default is none); its keys must still be documented.
@@ -564,5 +611,13 @@ final class ProxyConfigurationTests: XCTestCase {
         // The token keys have no default value to show; they are shown commented out.
         XCTAssertTrue(text.contains("\n# admin_token_file = "))
         XCTAssertTrue(text.contains("\n# admin_token_env = "))
+        // The keys a profile sets are shown commented out with the "intermediate" values (writing one overrides it).
+        let tls = ProxyConfiguration.TLS()
+        for line in [
+            "# min_version = \"1.2\"", "# max_version = \"1.3\"", "# ciphers = \"\(tls.ciphers)\"",
+            "# ciphersuites = \"\(tls.ciphersuites)\"", "# groups = \"\(tls.groups)\"",
+        ] {
+            XCTAssertTrue(text.contains(line + "\n"), "\(line) is not in the example file")
+        }
     }
 }
