@@ -88,6 +88,13 @@ public final class EdgeProxyServer: @unchecked Sendable {
         controlMessenger = try LoopMessenger()
         try controlMessenger.attach(to: loop)
 
+        // Whatever the ticket source: the hook serves the ring's key material through the admin API for every
+        // source, so an operator must see the warning whenever it is on (issue 15, item 15).
+        if TicketKeyMaterialTestHook.isEnabled {
+            logger.warning(
+                "\(TicketKeyMaterialTestHook.variable) is set: the admin API exposes ticket key material (tests only)"
+            )
+        }
         try setUpTickets()
         let snapshot = try buildSnapshot(config, previousPolicies: nil, strictPolicies: true)
         snapshots = SnapshotBox(snapshot)
@@ -305,11 +312,6 @@ public final class EdgeProxyServer: @unchecked Sendable {
     private func setUpRedisTickets(now: Timestamp) throws {
         guard let r = config.redis, let url = r.url, let plan = config.fleetPlan(r) else {
             throw SyscallErrorLike("tickets.source = redis needs a valid [redis] section")
-        }
-        if TicketKeyMaterialTestHook.isEnabled {
-            logger.warning(
-                "\(TicketKeyMaterialTestHook.variable) is set: the admin API exposes ticket key material (tests only)"
-            )
         }
         let wrapper = try Self.ticketKeyWrapper(r)
         let settings = RedisKeySync.Settings(
