@@ -4,9 +4,12 @@
 // bounds-checks every read; lengths are validated against their container before anything is allocated.
 
 extension ClientHello {
-    /// Largest handshake message accepted (4-byte header excluded). Real hellos are < 2 KiB; post-quantum key shares
-    /// push them to ~2 KiB; 64 KiB bounds the work an attacker can make us do.
-    public static let maxHandshakeLength = 65_536
+    /// Largest ClientHello accepted (4-byte header excluded): OpenSSL 3.0's own limit (`CLIENT_HELLO_MAX_LENGTH` in
+    /// `ssl/statem/statem_local.h`), so the parser never refuses a hello OpenSSL would negotiate. Real hellos are
+    /// < 2 KiB, but a legal one may carry 32,767 cipher suites, a 64 KiB extensions block and 255 compression methods
+    /// (tlsfuzzer's `test-client-hello-max-size.py`); an earlier 64 KiB cap here failed such handshakes with
+    /// decode_error (issue 15, item 12). Everything the parser and the fingerprints do is linear in this size.
+    public static let maxHandshakeLength = 131_396
     /// Largest TLS plaintext record accepted (RFC 8446 §5.1: 2^14).
     public static let maxRecordLength = 16_384
 

@@ -42,7 +42,7 @@ public enum ClientHelloParseError: Error, Equatable, Sendable, CustomStringConve
     case notHandshakeRecord(contentType: UInt8, version: UInt16, offset: Int)
     /// The handshake message is not a ClientHello (type 1).
     case notClientHello(handshakeType: UInt8)
-    /// A record longer than 2^14 + 2048 bytes or a handshake message longer than 64 KiB.
+    /// A record longer than 2^14 bytes or a handshake message longer than `ClientHello.maxHandshakeLength`.
     case oversized(what: Field, length: Int, limit: Int)
     /// The same extension type appears twice (RFC 8446 §4.2 forbids it; OpenSSL rejects such hellos).
     case duplicateExtension(type: UInt16, offset: Int)

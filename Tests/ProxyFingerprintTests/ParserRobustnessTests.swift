@@ -187,8 +187,8 @@ final class ParserRobustnessTests: XCTestCase {
 
     func testOversizeAndWrongTypes() {
         XCTAssertEqual(
-            assertParseError(try ClientHello.parse(handshake: [1, 1, 0, 1] + [UInt8](repeating: 0, count: 20))),
-            .oversized(what: .handshake, length: 65_537, limit: 65_536)
+            assertParseError(try ClientHello.parse(handshake: [1, 2, 1, 0x45] + [UInt8](repeating: 0, count: 20))),
+            .oversized(what: .handshake, length: 131_397, limit: ClientHello.maxHandshakeLength)
         )
         XCTAssertEqual(
             assertParseError(
@@ -199,7 +199,7 @@ final class ParserRobustnessTests: XCTestCase {
         // An oversized message declared in the first fragment is refused before anything is buffered.
         XCTAssertEqual(
             assertParseError(try ClientHello.parse(records: [22, 3, 1, 0, 4, 1, 0xff, 0xff, 0xff])),
-            .oversized(what: .handshake, length: 0xffffff, limit: 65_536)
+            .oversized(what: .handshake, length: 0xffffff, limit: ClientHello.maxHandshakeLength)
         )
         XCTAssertEqual(
             assertParseError(try ClientHello.parse(handshake: [2, 0, 0, 0])),
