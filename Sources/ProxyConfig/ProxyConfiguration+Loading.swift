@@ -129,6 +129,7 @@ extension ProxyConfiguration {
             if let v = t.string("ciphersuites") { tls.ciphersuites = v }
             if let v = t.string("groups") { tls.groups = v }
             if let v = t.stringArray("alpn") { tls.alpn = v }
+            if let v = t.bool("alpn_strict") { tls.alpnStrict = v }
             t.finish()
         }
         if var t = root.table("timeouts") {

@@ -139,6 +139,9 @@ extension ProxyConfiguration {
         public var groups = "X25519:P-256:P-384"
         /// ALPN protocol names the server accepts, in preference order (`h2` first: HTTP/2 when the client offers it).
         public var alpn = ["h2", "http/1.1"]
+        /// `alpn_strict`: a client that offers ALPN but none of `alpn` gets a fatal `no_application_protocol`
+        /// alert (RFC 7301 §3.2) when true; when false the handshake goes on without ALPN.
+        public var alpnStrict = true
 
         /// AEAD ciphers with ECDHE or DHE (Mozilla 5.7 "intermediate" TLS 1.2 list, ``TLSProfile/intermediate``).
         public static let defaultCiphers = TLSProfile.intermediateCiphers

@@ -189,6 +189,7 @@ public final class EdgeProxyServer: @unchecked Sendable {
         tls.ciphersuites = c.tls.ciphersuites
         tls.groups = c.tls.groups
         tls.alpn = c.tls.alpn
+        tls.alpnStrict = c.tls.alpnStrict
         tls.ticketsEnabled = c.tickets.enabled
         tls.ticketLifetimeSeconds = Int(c.tickets.lifetime.milliseconds / 1000)
         tls.tls13TicketCount = c.tickets.tls13Count

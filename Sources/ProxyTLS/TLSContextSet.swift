@@ -236,28 +236,26 @@ private let serverNameCallback:
             return SSL_TLSEXT_ERR_OK
         }
 
-/// ALPN: the first protocol in server preference order that the client offers; none → no ALPN.
+/// ALPN: `ALPNSelection.choose` decides (server preference order; no match → alert or no ALPN, per
+/// `TLSSettings.alpnStrict`); this maps its answer to OpenSSL's return codes.
 private let alpnCallback:
     @convention(c) (
         OpaquePointer?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, UnsafeMutablePointer<UInt8>?,
         UnsafePointer<UInt8>?, UInt32, UnsafeMutableRawPointer?
     ) -> Int32 = { ssl, out, outLen, input, inLen, _ in
         guard let state = connectionState(ssl), let input, let out, let outLen else { return SSL_TLSEXT_ERR_NOACK }
-        for proto in state.contextSet.settings.alpn {
-            var i = 0
-            let n = Int(inLen)
-            while i < n {
-                let l = Int(input[i])
-                if i + 1 + l > n { break }
-                if l == proto.utf8.count
-                    && proto.utf8.elementsEqual(UnsafeBufferPointer(start: input + i + 1, count: l))
-                {
-                    out.pointee = input + i + 1
-                    outLen.pointee = UInt8(l)
-                    return SSL_TLSEXT_ERR_OK
-                }
-                i += 1 + l
-            }
+        let settings = state.contextSet.settings
+        // SAFETY: OpenSSL passes the client's validated ProtocolNameList (inLen bytes), valid during the callback;
+        // the selected pointer points into it, which OpenSSL copies before the buffer goes away.
+        let offered = UnsafeRawBufferPointer(start: input, count: Int(inLen))
+        switch ALPNSelection.choose(offered: offered, preferences: settings.alpn, strict: settings.alpnStrict) {
+        case .select(let offset, let length):
+            out.pointee = input + offset
+            outLen.pointee = UInt8(length)
+            return SSL_TLSEXT_ERR_OK
+        case .noOverlap:
+            return SSL_TLSEXT_ERR_NOACK
+        case .reject:
+            return SSL_TLSEXT_ERR_ALERT_FATAL
         }
-        return SSL_TLSEXT_ERR_NOACK
     }

@@ -25,6 +25,9 @@ public struct TLSSettings: Sendable {
     public var groups: String = "X25519:P-256:P-384"
     /// ALPN protocols in server preference order.
     public var alpn: [String] = ["http/1.1"]
+    /// A client offering ALPN with no protocol in `alpn` gets a fatal `no_application_protocol` alert (true) or a
+    /// handshake without ALPN (false). Ignored when `alpn` is empty.
+    public var alpnStrict: Bool = true
     /// Session tickets on/off for the whole listener (policies can switch them off per connection).
     public var ticketsEnabled: Bool = true
     /// Ticket lifetime hint and session timeout, seconds.

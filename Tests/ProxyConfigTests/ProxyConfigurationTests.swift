@@ -20,6 +20,7 @@ final class ProxyConfigurationTests: XCTestCase {
         XCTAssertEqual(c.tls.maxVersion, .v1_3)
         XCTAssertEqual(c.tls.groups, "X25519:P-256:P-384")
         XCTAssertEqual(c.tls.alpn, ["h2", "http/1.1"])
+        XCTAssertTrue(c.tls.alpnStrict)
         XCTAssertTrue(c.tls.ciphers.hasPrefix("ECDHE-"))
         XCTAssertEqual(c.timeouts.handshake, .seconds(10))
         XCTAssertEqual(c.timeouts.headerRead, .seconds(15))
@@ -78,6 +79,7 @@ final class ProxyConfigurationTests: XCTestCase {
             ciphersuites = "TLS_AES_256_GCM_SHA384"
             groups = "P-256"
             alpn = ["http/1.1", "http/1.0"]
+            alpn_strict = false
 
             [timeouts]
             handshake = "2s"
@@ -138,6 +140,7 @@ final class ProxyConfigurationTests: XCTestCase {
         XCTAssertEqual(c.tls.ciphersuites, "TLS_AES_256_GCM_SHA384")
         XCTAssertEqual(c.tls.groups, "P-256")
         XCTAssertEqual(c.tls.alpn, ["http/1.1", "http/1.0"])
+        XCTAssertFalse(c.tls.alpnStrict)
         XCTAssertEqual(c.timeouts.handshake, .seconds(2))
         XCTAssertEqual(c.timeouts.headerRead, .seconds(7))
         XCTAssertEqual(c.timeouts.idle, .seconds(90))
@@ -594,7 +597,7 @@ final class ProxyConfigurationTests: XCTestCase {
         let keys: [TOMLPath] = [
             ["listen"], ["workers"], ["upstreams"], ["admin"], ["admin_allow_remote"],
             ["admin_token_exempt_read_only"],
-            ["tls", "profile"], ["tls", "alpn"],
+            ["tls", "profile"], ["tls", "alpn"], ["tls", "alpn_strict"],
             ["timeouts", "handshake"], ["timeouts", "header_read"], ["timeouts", "idle"],
             ["timeouts", "upstream_connect"], ["timeouts", "upstream_read"], ["timeouts", "drain"],
             ["limits", "max_request_line"], ["limits", "max_header_bytes"], ["limits", "max_headers"],
