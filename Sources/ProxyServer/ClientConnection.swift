@@ -216,7 +216,8 @@ final class ClientConnection: EventHandler, TimerHandler {
         switch phase {
         case .handshaking:
             worker.logger.debug("handshake timeout from \(peer)")
-            abort()
+            // A FIN, not an RST: the lingering close reads what the client still sends (issue 15, item 10).
+            closeNow()
         case .open where ex.active && !ex.local:
             if let f = fwd, f.isActive, f.deadline != 0, now >= f.deadline {
                 // The origin is too slow: the forwarder retries, answers 504, or aborts a started response.
@@ -312,7 +313,9 @@ final class ClientConnection: EventHandler, TimerHandler {
         case .failed(let why):
             worker.metrics.handshakeFailures.increment()
             worker.logger.debug("TLS handshake with \(peer) failed: \(why)")
-            abort()
+            // OpenSSL has written its fatal alert: close with a FIN after it and linger, so a client that is still
+            // writing reads the alert instead of a reset (issue 15, item 10; tlsfuzzer's ExpectClose).
+            closeNow()
             return false
         }
     }
