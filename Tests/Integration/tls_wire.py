@@ -393,7 +393,7 @@ def nginx_binary():
 class Nginx:
     """A throwaway nginx (daemon off, everything in a temp dir) serving TLS on a free loopback port."""
 
-    def __init__(self, cert, key, ticket_key_files, protocols="TLSv1.2 TLSv1.3"):
+    def __init__(self, cert, key, ticket_key_files, protocols="TLSv1.2 TLSv1.3", ciphers=None):
         self.dir = tempfile.mkdtemp(prefix="edgeproxy-nginx-")
         self.port = free_port()
         keys_conf = "\n".join(f"        ssl_session_ticket_key {p};" for p in ticket_key_files)
@@ -417,6 +417,7 @@ http {{
         ssl_certificate {cert};
         ssl_certificate_key {key};
         ssl_protocols {protocols};
+{f"        ssl_ciphers {ciphers};" if ciphers else ""}
         ssl_session_cache off;
         ssl_session_tickets on;
         # Same TLS 1.3 suite preference as EdgeProxy's default: a TLS 1.3 ticket only resumes under a suite with
@@ -462,3 +463,265 @@ http {{
                 self.p.wait(timeout=10)
         self.log.close()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+# -- raw TLS probes (tlsfuzzer-style) --------------------------------------------------------------------------------
+# Probes in the style of tlsfuzzer (https://github.com/tlsfuzzer/tlsfuzzer), which is not on PyPI: the ClientHello is
+# built with tlslite-ng's message classes, framed into records here, and the server's answer is read record by record
+# as plaintext (everything up to a TLS 1.2 ChangeCipherSpec, or up to a TLS 1.3 ServerHello, is plaintext).
+ALERT_NAMES = {0: "close_notify", 10: "unexpected_message", 20: "bad_record_mac", 22: "record_overflow",
+               40: "handshake_failure", 47: "illegal_parameter", 50: "decode_error", 51: "decrypt_error",
+               70: "protocol_version", 71: "insufficient_security", 80: "internal_error",
+               109: "missing_extension", 110: "unsupported_extension", 112: "unrecognized_name",
+               120: "no_application_protocol"}
+
+
+def records(content_type, payload, version=b"\x03\x03", size=16384):
+    """`payload` framed as TLS records of at most `size` bytes each."""
+    out = bytearray()
+    for i in range(0, max(len(payload), 1), size):
+        frag = payload[i:i + size]
+        out += bytes([content_type]) + version + len(frag).to_bytes(2, "big") + frag
+    return bytes(out)
+
+
+class ServerAnswer:
+    """What the server sent back to a probe: handshake message types in order, the alert (level, description) if
+    one came, and how the connection ended: "eof" (FIN), "reset" (ECONNRESET), "timeout" or "open"."""
+
+    def __init__(self):
+        self.handshake = []  # (type, body) in wire order
+        self.alert = None
+        self.ccs = False
+        self.end = "open"
+        self.raw = bytearray()
+
+    @property
+    def types(self):
+        return [t for t, _ in self.handshake]
+
+    def message(self, htype):
+        for t, b in self.handshake:
+            if t == htype:
+                return b
+        return None
+
+    @property
+    def alert_name(self):
+        if self.alert is None:
+            return None
+        return ALERT_NAMES.get(self.alert[1], str(self.alert[1]))
+
+    def __repr__(self):
+        return f"ServerAnswer(handshake={self.types}, alert={self.alert_name}, ccs={self.ccs}, end={self.end})"
+
+
+class RawProbe:
+    """One TCP connection to a TLS server driven byte by byte."""
+
+    def __init__(self, port, host="127.0.0.1", timeout=10.0):
+        self.sock = socket.create_connection((host, port), timeout=timeout)
+        self.answer = ServerAnswer()
+        self._buf = bytearray()
+        self._hs = bytearray()
+
+    def send(self, data):
+        """Sends bytes; returns None, or the exception name when the kernel refused them (peer reset)."""
+        try:
+            self.sock.sendall(data)
+            return None
+        except OSError as e:
+            return type(e).__name__
+
+    def _fill(self, timeout):
+        self.sock.settimeout(timeout)
+        try:
+            b = self.sock.recv(65536)
+        except socket.timeout:
+            self.answer.end = "timeout"
+            return False
+        except ConnectionResetError:
+            self.answer.end = "reset"
+            return False
+        if not b:
+            self.answer.end = "eof"
+            return False
+        self.answer.raw += b
+        self._buf += b
+        return True
+
+    def _parse(self):
+        while len(self._buf) >= 5:
+            ln = int.from_bytes(self._buf[3:5], "big")
+            if len(self._buf) < 5 + ln:
+                return
+            ctype, frag = self._buf[0], bytes(self._buf[5:5 + ln])
+            del self._buf[:5 + ln]
+            if ctype == 21 and len(frag) >= 2 and not self.answer.ccs:
+                self.answer.alert = (frag[0], frag[1])
+            elif ctype == 20:
+                self.answer.ccs = True
+            elif ctype == 22 and not self.answer.ccs:
+                self._hs += frag
+                while len(self._hs) >= 4:
+                    mlen = int.from_bytes(self._hs[1:4], "big")
+                    if len(self._hs) < 4 + mlen:
+                        break
+                    self.answer.handshake.append((self._hs[0], bytes(self._hs[4:4 + mlen])))
+                    del self._hs[:4 + mlen]
+
+    def read_until(self, pred, timeout=10.0):
+        """Reads until `pred(answer)` holds, an alert arrives, or the connection ends. Returns the answer."""
+        deadline = time.time() + timeout
+        while not pred(self.answer) and self.answer.alert is None and time.time() < deadline:
+            if not self._fill(max(0.01, deadline - time.time())):
+                break
+            self._parse()
+        return self.answer
+
+    def read_to_end(self, timeout=5.0):
+        """Reads (and parses) until EOF, reset or `timeout`; sets `answer.end`."""
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if not self._fill(max(0.01, deadline - time.time())):
+                break
+            self._parse()
+        return self.answer
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+
+HS_SERVER_HELLO, HS_SERVER_HELLO_DONE = 2, 14
+
+
+def build_client_hello(ciphers, extensions, version=(3, 3), session_id=b"", compression=(0,)):
+    """A ClientHello handshake message (with its 4-byte header) built by tlslite-ng. `extensions`: tlslite
+    extension objects in wire order."""
+    from tlslite.messages import ClientHello as TLSLiteClientHello
+    h = TLSLiteClientHello()
+    h.create(version, bytearray(os.urandom(32)), bytearray(session_id), list(ciphers), extensions=list(extensions))
+    h.compression_methods = list(compression)
+    return bytes(h.write())
+
+
+def tls12_ecdhe_extensions(server_name="localhost", alpn=None, extra=()):
+    """The extensions a minimal TLS 1.2 ECDHE-ECDSA/RSA client needs, plus `extra` (tlslite extension objects)."""
+    from tlslite.extensions import (ALPNExtension, ECPointFormatsExtension, SignatureAlgorithmsExtension,
+                                    SNIExtension, SupportedGroupsExtension)
+    exts = []
+    if server_name is not None:
+        exts.append(SNIExtension().create(bytearray(server_name.encode())))
+    exts += [SupportedGroupsExtension().create([29, 23, 24]), ECPointFormatsExtension().create([0]),
+             SignatureAlgorithmsExtension().create([(4, 3), (8, 4), (4, 1), (5, 3), (8, 5)])]
+    if alpn is not None:
+        exts.append(ALPNExtension().create([bytearray(p) for p in alpn]))
+    return exts + list(extra)
+
+
+# ECDHE-ECDSA/RSA AES-GCM: what EdgeProxy's default cipher list accepts.
+TLS12_ECDHE_CIPHERS = [0xC02B, 0xC02F, 0xC02C, 0xC030]
+
+
+def probe_hello(port, hello, record_size=16384, after=None, timeout=10.0):
+    """Sends one ClientHello message framed in records, reads the server's first flight (to ServerHelloDone, a
+    TLS 1.3 ServerHello, or an alert). `after(probe, answer)` may continue the conversation. Then reads to the end
+    of the connection and returns the ServerAnswer (its `end` says how the server closed)."""
+    p = RawProbe(port, timeout=timeout)
+    try:
+        err = p.send(records(22, hello, version=b"\x03\x01", size=record_size))
+        if err:
+            p.answer.end = "reset"
+            return p.answer
+        p.read_until(lambda a: HS_SERVER_HELLO_DONE in a.types or (HS_SERVER_HELLO in a.types and a.ccs),
+                     timeout=timeout)
+        if after is not None:
+            after(p, p.answer)
+        if p.answer.end == "open":
+            p.read_to_end(timeout=timeout)
+        return p.answer
+    finally:
+        p.close()
+
+
+def full_handshake_with_hello(port, reshape, record_size=16384, request=None, timeout=20.0, rsa_kex=True):
+    """A complete TLS 1.2 handshake by tlslite-ng whose ClientHello is rewritten by `reshape(hello)` just before it
+    is sent (the handshake hash covers the rewritten bytes, so the server's Finished must match it), then one HTTP
+    request. Returns (response bytes, the ClientHello as sent). Raises when the handshake fails.
+
+    rsa_kex: offer TLS_RSA_WITH_AES_128_CBC_SHA (0x002f) like tlsfuzzer's scripts (the server needs an RSA
+    certificate and that suite enabled); else ECDHE-ECDSA/RSA AES-GCM."""
+    from tlslite import HandshakeSettings, TLSConnection
+    from tlslite.messages import ClientHello as TLSLiteClientHello
+
+    sent = {}
+
+    class Conn(TLSConnection):
+        def _sendMsg(self, msg, *a, **kw):
+            if isinstance(msg, TLSLiteClientHello) and "hello" not in sent:
+                reshape(msg)
+                sent["hello"] = bytes(msg.write())
+            return TLSConnection._sendMsg(self, msg, *a, **kw)
+
+    s = HandshakeSettings()
+    s.minVersion = (3, 3)
+    s.maxVersion = (3, 3)
+    s.useEncryptThenMAC = False
+    s.usePaddingExtension = False
+    s.useExtendedMasterSecret = False
+    if rsa_kex:
+        s.cipherNames = ["aes128"]
+        s.macNames = ["sha"]
+        s.keyExchangeNames = ["rsa"]
+    else:
+        s.cipherNames = ["aes128gcm"]
+        s.keyExchangeNames = ["ecdhe_ecdsa", "ecdhe_rsa"]
+        s.eccCurves = ["secp256r1", "x25519"]
+    raw = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    conn = Conn(raw)
+    conn.recordSize = record_size
+    try:
+        conn.handshakeClientCert(settings=s)
+        conn.recordSize = 16384
+        conn.write(request or b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        chunks = []
+        while True:
+            try:
+                b = conn.read()
+            except Exception:
+                break
+            if not b:
+                break
+            chunks.append(bytes(b))
+        return b"".join(chunks), sent.get("hello")
+    finally:
+        try:
+            conn.close()
+        except Exception:
+            pass
+        raw.close()
+
+
+ALERT_NAMES_BY_NAME = {v: k for k, v in ALERT_NAMES.items()}
+
+
+def server_hello_alpn(body):
+    """The protocol a ServerHello body (without the 4-byte header) selected with ALPN, or None."""
+    if body is None:
+        return None
+    p = 2 + 32
+    p += 1 + body[p] + 2 + 1
+    if p + 2 > len(body):
+        return None
+    end = p + 2 + int.from_bytes(body[p:p + 2], "big")
+    p += 2
+    while p + 4 <= end:
+        t = int.from_bytes(body[p:p + 2], "big")
+        ln = int.from_bytes(body[p + 2:p + 4], "big")
+        if t == 16:
+            return bytes(body[p + 4 + 3:p + 4 + ln])
+        p += 4 + ln
+    return None
