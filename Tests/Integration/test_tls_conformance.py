@@ -32,7 +32,7 @@ from tlslite.extensions import (ALPNExtension, ClientKeyShareExtension, PaddingE
 from tlslite.messages import KeyShareEntry
 
 import tls_wire as w
-from conftest import Proxy, write_file
+from conftest import Proxy, wait_for, write_file
 
 RSA_AES128_SHA = 0x002F
 EMPTY_RENEGOTIATION_INFO_SCSV = 0x00FF
@@ -217,6 +217,35 @@ def test_handshake_timeout_closes_without_reset(servers):
         a = p.read_to_end(timeout=12)
         assert a.end == "eof", a
         assert a.alert is None and not a.handshake, a
+    finally:
+        p.close()
+
+
+def _cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_lingering_after_alert_is_bounded_and_idle(servers):
+    """The lingering close behind the FIN (nginx's lingering_close): a client that neither closes nor stops after
+    the alert keeps the proxy's socket open for at most 2 s (LingeringClose.maxDuration), the proxy does not spin
+    meanwhile, and once the socket is gone the client's next bytes draw a reset (the bounded "abuse" case)."""
+    s = servers["edgeproxy-defaults"]
+    pid = s.proc.p.pid
+    baseline = len(os.listdir(f"/proc/{pid}/fd"))
+    p = w.RawProbe(s.port)
+    try:
+        assert p.send(w.records(22, fuzzer_hello(), version=b"\x03\x01")) is None
+        a = p.read_until(lambda a: False, timeout=5)
+        assert a.alert == (2, 40), a
+        cpu0 = _cpu_seconds(pid)
+        assert len(os.listdir(f"/proc/{pid}/fd")) == baseline + 1  # lingering: the socket is still open
+        assert p.send(b"\x17\x03\x03\x00\x05hello") is None  # read and discarded, no reset
+        wait_for(lambda: len(os.listdir(f"/proc/{pid}/fd")) == baseline, timeout=4, what="the lingering socket to close")
+        assert _cpu_seconds(pid) - cpu0 < 0.5, "the proxy spun while lingering"
+        # The first bytes reach a closed socket and draw an RST; a later send then fails with EPIPE/ECONNRESET.
+        wait_for(lambda: p.send(b"\x17\x03\x03\x00\x01x") is not None, timeout=5, what="a reset")
     finally:
         p.close()
 
