@@ -208,7 +208,7 @@ def test_rejected_hello_gets_alert_then_close(server, case):
 
 def test_handshake_timeout_closes_without_reset(servers):
     """A client that sends half a ClientHello and stops: at the handshake timeout (5 s here) the proxy closes with a
-    FIN, not a reset (nginx does the same at its client_header_timeout)."""
+    FIN, not a reset."""
     s = servers["edgeproxy"]
     hello = w.records(22, fuzzer_hello(), version=b"\x03\x01")
     p = w.RawProbe(s.port, timeout=15)
