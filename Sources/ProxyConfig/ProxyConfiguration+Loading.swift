@@ -110,7 +110,7 @@ extension ProxyConfiguration {
             }
         }
         let decoder = root.decoder
-        if let v = root.array("upstreams", { Self.readUpstream($0, at: $1, decoder) }) { upstreams = v }
+        readUpstreamsAndRoutes(&root)
         if let v = root.array("certificates", { Self.readCertificatePair($0, at: $1, decoder) }) { certificates = v }
         if let v = root.string("admin", { s throws(ValueError) in try HostPort.parse(s, allowPortZero: true) }) {
             admin = v
@@ -222,24 +222,6 @@ extension ProxyConfiguration {
 }
 
 extension ProxyConfiguration {
-    /// One `upstreams` element: a URL string.
-    fileprivate static func readUpstream(
-        _ item: TOMLValueConvertible,
-        at path: TOMLPath,
-        _ decoder: ConfigDecoder
-    ) -> Upstream? {
-        guard let text = item.string else {
-            decoder.report(path, "\(path): expected a URL string, found \(item.type.article)")
-            return nil
-        }
-        do throws(ValueError) {
-            return try Upstream.parse(text)
-        } catch {
-            decoder.report(path, "\(path): \(error.message)")
-            return nil
-        }
-    }
-
     /// One `previous_wrapping_keys` element: `{ id = "...", file = "..." }` or `{ id = "...", env = "..." }`.
     fileprivate static func readWrappingKeyRef(
         _ item: TOMLValueConvertible,

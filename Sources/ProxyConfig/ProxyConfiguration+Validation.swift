@@ -37,6 +37,7 @@ extension ProxyConfiguration {
                 seenUpstreams[upstream] = i
             }
         }
+        out += upstreamProblems()
         for (i, pair) in certificates.enumerated() {
             let path = TOMLPath(arrayLiteral: "certificates").appending(index: i)
             if pair.cert.isEmpty { add([path.appending("cert")], "\(path.appending("cert")) must not be empty") }

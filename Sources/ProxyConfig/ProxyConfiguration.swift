@@ -15,6 +15,10 @@ public struct ProxyConfiguration: Sendable, Equatable {
     public var workers: Int? = nil
     /// Origins requests are forwarded to (`upstreams`), used in order of preference by the server.
     public var upstreams: [Upstream] = []
+    /// Named pools (`[upstreams.NAME]`), in file order; see ``upstreamPools`` for every pool including the default.
+    public var namedPools: [UpstreamPool] = []
+    /// `[[routes]]`, in order; empty means every request goes to the default pool.
+    public var routes: [Route] = []
     /// Certificate chains and keys (`[[certificates]]`); empty means generate a self-signed one at start.
     public var certificates: [CertificatePair] = []
     /// Address of the admin/metrics listener (`admin`); `nil` disables it.
