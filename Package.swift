@@ -57,6 +57,16 @@ let package = Package(
                 "ProxyCore", "ProxyTickets", "ProxyTOMLSupport", .product(name: "TOMLKit", package: "TOMLKit"),
             ]
         ),
+        // Pools, routes, balancing, re-resolution and health of origins; workers read it through lock-free snapshots.
+        .target(
+            name: "ProxyUpstreams",
+            dependencies: [
+                "ProxyCore", "ProxyConfig", "ProxyEventLoop",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+            ],
+            swiftSettings: hotPath
+        ),
         .target(
             name: "ProxyTLS",
             dependencies: ["ProxyCore", "CProxyShims", "COpenSSL", "ProxyTickets", "ProxyFingerprint", "ProxyPolicy"],
@@ -105,5 +115,9 @@ let package = Package(
         // The session cache without sockets (LRU, TTL, bounds, wipe).
         // Also the pure decisions of the TLS layer (the OpenSSL callbacks only map them, e.g. ALPNSelection).
         .testTarget(name: "ProxyTLSTests", dependencies: ["ProxyTLS"]),
+        .testTarget(
+            name: "ProxyUpstreamsTests",
+            dependencies: ["ProxyUpstreams", "ProxyConfig", "ProxyEventLoop", "ProxyCore"]
+        ),
     ]
 )
