@@ -306,4 +306,47 @@ final class RuntimeTests: XCTestCase {
         guard case .success(let lit) = systemResolve(host: "127.0.0.7", port: 81) else { return XCTFail() }
         XCTAssertEqual(lit.map(\.description), ["127.0.0.7:81"])
     }
+
+    /// The real threads: the resolver thread publishes a moved address within the interval, and the health thread
+    /// (real HTTP probes) takes a dead address down.
+    func testThreadsPublishWithinTheInterval() throws {
+        let dns = FakeDNS()
+        dns.set("moving.test", ["127.0.0.2"])
+        let closed = try Socket.listen(on: SocketAddress(literal: "127.0.0.1", port: 0)!, backlog: 1, reusePort: false)
+        let deadPort = Socket.localAddress(closed)!.port
+        Socket.close(closed)
+        let runtime = UpstreamRuntime(
+            pools: [
+                pool("m", ["http://moving.test:8080"]) { $0.resolveInterval = .milliseconds(200) },
+                pool("h", ["http://127.0.0.1:\(deadPort)"]) {
+                    var hc = UpstreamPool.HealthCheck()
+                    hc.interval = .milliseconds(100)
+                    hc.timeout = .milliseconds(100)
+                    hc.fall = 1
+                    $0.healthCheck = hc
+                },
+            ],
+            routes: [],
+            resolve: dns.resolve
+        )
+        runtime.start()
+        defer { runtime.stop() }
+        let selector = UpstreamSelector(box: runtime.box)
+        dns.set("moving.test", ["127.0.0.3"])
+        let start = Date()
+        while Date().timeIntervalSince(start) < 5 {
+            selector.refresh()
+            if addresses(selector.snapshot) == ["127.0.0.3:8080"],
+                selector.snapshot.pools[1].endpoints[0].state.active.isUp == false
+            {
+                break
+            }
+            usleep(20_000)
+        }
+        XCTAssertEqual(addresses(selector.snapshot), ["127.0.0.3:8080"])
+        XCTAssertLessThan(Date().timeIntervalSince(start), 2, "well within resolve_interval plus a tick")
+        let dead = selector.snapshot.pools[1].endpoints[0].state.active
+        XCTAssertFalse(dead.isUp)
+        XCTAssertEqual(dead.reason, .connectRefused)
+    }
 }
