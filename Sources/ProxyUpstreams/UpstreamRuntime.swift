@@ -170,6 +170,9 @@ public final class UpstreamRuntime: Sendable {
     /// Checks every endpoint of every pool with a `health_check` whose interval has elapsed.
     public func healthPass(now: UInt64) {
         let snapshot = box.load()
+        // Forget addresses that left (re-resolution, reload) so the schedule does not grow without bound.
+        let current = Set(snapshot.pools.flatMap { $0.endpoints.map { ObjectIdentifier($0.state) } })
+        control.withLock { c in c.checkDue = c.checkDue.filter { current.contains($0.key) } }
         for pool in snapshot.pools {
             guard let hc = pool.config.healthCheck else { continue }
             for endpoint in pool.endpoints {
