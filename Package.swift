@@ -77,7 +77,7 @@ let package = Package(
             dependencies: [
                 "ProxyCore", "ProxyEventLoop", "ProxyTLS", "ProxyHTTP1", "ProxyHTTP2", "ProxyForwarder", "ProxyTickets",
                 "ProxyFingerprint",
-                "ProxyPolicy", "ProxyConfig", "CProxyShims", "ProxyTicketStore",
+                "ProxyPolicy", "ProxyConfig", "CProxyShims", "ProxyTicketStore", "ProxyUpstreams",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),

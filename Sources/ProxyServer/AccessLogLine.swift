@@ -39,8 +39,11 @@ enum AccessLogLine {
         w.field("status", ex.status)
         w.field("bytes_in", ex.requestBodyBytes)
         w.field("bytes_out", ex.responseBodyBytes)
-        if ex.originIndex >= 0 && ex.originIndex < c.snapshot.origins.count {
-            w.field("upstream", c.snapshot.origins[ex.originIndex].display)
+        let pools = c.worker.upstreams.snapshot.pools
+        if ex.originPool >= 0 && ex.originPool < pools.count && ex.originIndex >= 0
+            && ex.originIndex < pools[ex.originPool].endpoints.count
+        {
+            w.field("upstream", pools[ex.originPool].endpoints[ex.originIndex].state.address.description)
         } else {
             w.field("upstream", ex.local ? "builtin" : nil)
         }

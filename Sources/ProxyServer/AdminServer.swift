@@ -168,6 +168,8 @@ final class AdminServer: EventHandler {
             return (200, "text/plain; version=0.0.4", handler.metricsText())
         case (.get, "/healthz"), (.head, "/healthz"):
             return (200, "text/plain", Array("ok\n".utf8))
+        case (.get, "/upstreams"):
+            return (200, "application/json", handler.upstreamsJSON())
         case (.get, "/keys"):
             return (200, "application/json", handler.keysJSON())
         case (.get, "/test/ticket-key-material"):
@@ -179,7 +181,7 @@ final class AdminServer: EventHandler {
         case (.post, "/reload"):
             let r = handler.reload()
             return (r.ok ? 200 : 422, "text/plain", Array((r.message + "\n").utf8))
-        case (_, "/metrics"), (_, "/healthz"), (_, "/keys"), (_, "/keys/rotate"), (_, "/reload"):
+        case (_, "/metrics"), (_, "/healthz"), (_, "/keys"), (_, "/keys/rotate"), (_, "/reload"), (_, "/upstreams"):
             return (405, "text/plain", Array("method not allowed\n".utf8))
         default:
             return (404, "text/plain", Array("not found\n".utf8))

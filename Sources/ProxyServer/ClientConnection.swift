@@ -486,9 +486,26 @@ final class ClientConnection: EventHandler, TimerHandler {
             failExchange(status: status)
             return
         }
-        if snapshot.origins.isEmpty {
+        if worker.upstreams.snapshot.isEmpty {
             ex.local = true
             return
+        }
+        let route = worker.route(
+            sni: serverNamePointer,
+            host: head.effectiveHost,
+            target: head.originFormTarget,
+            headers: head.headers,
+            peer: peer
+        )
+        let pool: Int
+        let hashKey: UInt64
+        switch route {
+        case .reject(let status):
+            ex.local = true
+            failExchange(status: status)
+            return
+        case .pool(let p, let key):
+            (pool, hashKey) = (p, key)
         }
         if head.expectsContinue {
             // We answer the expectation ourselves and do not forward it: the origin sees a plain request.
@@ -502,6 +519,8 @@ final class ClientConnection: EventHandler, TimerHandler {
             requestEnded: !head.hasBody,
             now: worker.loop.now
         )
+        f.pool = pool
+        f.hashKey = hashKey
         worker.scratch.removeAll(keepingCapacity: true)
         HTTP1Writer.appendRequestHead(
             head,
@@ -840,7 +859,7 @@ extension ClientConnection {
 extension ClientConnection: ForwarderSink {
     func forwarderResponseHead(_ head: ResponseHead, isHEAD: Bool) -> Bool {
         ex.status = head.status
-        if let f = fwd { ex.originIndex = f.server }
+        if let f = fwd { (ex.originIndex, ex.originPool) = (f.server, f.pool) }
         if !ex.requestEnded {
             // The origin answered before the whole request body arrived: the connection cannot be reused.
             closeAfterResponse = true
@@ -879,7 +898,7 @@ extension ClientConnection: ForwarderSink {
 
     func forwarderFailed(status: Int?, reason: ForwardFailure) {
         if reason != .connect && reason != .noServer { worker.metrics.upstreamError(reason.rawValue) }
-        if let f = fwd { ex.originIndex = f.server }
+        if let f = fwd { (ex.originIndex, ex.originPool) = (f.server, f.pool) }
         if let status {
             worker.logger.debug("origin exchange for \(peer) failed (\(reason.rawValue)): answering \(status)")
             failExchange(status: status)

@@ -11,6 +11,7 @@ import ProxyPolicy
 import ProxyTLS
 import ProxyTicketStore
 import ProxyTickets
+import ProxyUpstreams
 import Synchronization
 
 /// The process: N workers (one epoll loop + SO_REUSEPORT listener each) and a control loop on the calling
@@ -27,6 +28,8 @@ public final class EdgeProxyServer: @unchecked Sendable {
     private let logger: Logger
     private let registry: PrometheusCollectorRegistry
     private var snapshots: SnapshotBox<RuntimeSnapshot>!
+    /// Pools and routes: resolver and health-check threads, snapshots the workers route and balance with.
+    private var upstreamRuntime: UpstreamRuntime!
     private var workers: [Worker] = []
     private var ticketStore: TicketKeyStore?
     private var memorySource: MemoryKeySource?
@@ -98,12 +101,19 @@ public final class EdgeProxyServer: @unchecked Sendable {
         try setUpTickets()
         let snapshot = try buildSnapshot(config, previousPolicies: nil, strictPolicies: true)
         snapshots = SnapshotBox(snapshot)
+        upstreamRuntime = UpstreamRuntime(
+            pools: config.upstreamPools,
+            routes: config.routes,
+            logger: Logger(label: "edgeproxy.upstreams")
+        )
+        upstreamRuntime.start()
+        defer { upstreamRuntime.stop() }
         if snapshot.tls.isSelfSigned {
             logger.notice(
                 "no certificate configured: generated a self-signed ECDSA P-256 certificate for localhost in memory"
             )
         }
-        if snapshot.origins.isEmpty {
+        if config.upstreamPools.isEmpty {
             logger.notice("no upstream configured: serving the built-in page that describes each TLS connection")
         }
         switch config.accessLog {
@@ -123,6 +133,7 @@ public final class EdgeProxyServer: @unchecked Sendable {
                 index: i,
                 listenAddress: listenAddr,
                 snapshots: snapshots,
+                upstreams: upstreamRuntime.box,
                 ticketStore: ticketStore,
                 accessLog: accessLog,
                 logger: logger,
@@ -154,7 +165,7 @@ public final class EdgeProxyServer: @unchecked Sendable {
                 "address": "\(listenAddr)", "workers": "\(n)",
                 "admin": "\(adminAddress.map { "\($0)" } ?? "off")",
                 "certificates": "\(snapshot.tls.certificateSummary.joined(separator: "; "))",
-                "upstreams": "\(snapshot.origins.map(\.display).joined(separator: ","))",
+                "upstreams": "\(config.upstreamPools.flatMap(\.servers).map(\.url.description).joined(separator: ","))",
             ]
         )
         loop.run()
@@ -483,6 +494,7 @@ public final class EdgeProxyServer: @unchecked Sendable {
         do {
             let s = try buildSnapshot(newConfig, previousPolicies: previous.policies, strictPolicies: false)
             snapshots.publish(s)
+            upstreamRuntime.reload(pools: newConfig.upstreamPools, routes: newConfig.routes)
             config = newConfig
         } catch let e as PolicyReloadError {
             reloadFailures.increment()
@@ -508,6 +520,9 @@ public final class EdgeProxyServer: @unchecked Sendable {
     }
 
     // MARK: admin
+
+    /// `GET /upstreams`: every pool, server and address with its state (ProxyUpstreams.UpstreamsReport).
+    func upstreamsJSON() -> [UInt8] { Array(upstreamRuntime.reportJSON().utf8) }
 
     func keysJSON() -> [UInt8] {
         var w = JSONWriter()

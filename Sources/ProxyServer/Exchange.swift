@@ -22,6 +22,8 @@ struct Exchange {
     var requestBodyBytes = 0
     /// The origin (server index) that answered or was tried last; -1: none.
     var originIndex = -1
+    /// The pool (index in the worker's upstream snapshot) `originIndex` is an endpoint of.
+    var originPool = -1
     var responseHeadSent = false
     var responseChunked = false
     var responseEnded = false
@@ -70,6 +72,7 @@ struct Exchange {
         self.requestEnded = requestEnded
         requestBodyBytes = 0
         originIndex = -1
+        originPool = -1
         responseHeadSent = false
         responseChunked = false
         responseEnded = false

@@ -380,7 +380,7 @@ final class H2Connection: H2SessionHandler, TimerHandler {
             respondLocal(s, status: status)
             return
         }
-        if snapshot.origins.isEmpty {
+        if worker.upstreams.snapshot.isEmpty {
             s.ex.local = true
             let page = BuiltinPage.render(
                 connection: conn,
@@ -391,6 +391,22 @@ final class H2Connection: H2SessionHandler, TimerHandler {
             )
             respond(s, status: 200, contentType: page.contentType, body: page.bytes)
             return
+        }
+        let route = worker.route(
+            sni: conn.serverNamePointer,
+            host: head.authority.isEmpty ? head.first("host") : head.authority,
+            target: head.path,
+            headers: head.headers,
+            peer: conn.peer
+        )
+        let routedPool: Int
+        let hashKey: UInt64
+        switch route {
+        case .reject(let status):
+            respondLocal(s, status: status)
+            return
+        case .pool(let p, let key):
+            (routedPool, hashKey) = (p, key)
         }
         let framing: OutboundFraming
         if endStream {
@@ -409,6 +425,8 @@ final class H2Connection: H2SessionHandler, TimerHandler {
             requestEnded: endStream,
             now: worker.loop.now
         )
+        f.pool = routedPool
+        f.hashKey = hashKey
         worker.scratch.removeAll(keepingCapacity: true)
         HTTP1Writer.appendTranslatedRequestHead(
             method: head.method,
@@ -609,7 +627,7 @@ final class H2Connection: H2SessionHandler, TimerHandler {
     fileprivate func submitResponseHead(_ s: H2Stream, _ resp: ResponseHead, isHEAD: Bool) -> Bool {
         guard H2ResponseTranslation.canTranslate(resp) else { return false }
         s.ex.status = resp.status
-        if let f = s.fwd { s.ex.originIndex = f.server }
+        if let f = s.fwd { (s.ex.originIndex, s.ex.originPool) = (f.server, f.pool) }
         headers.reset(status: resp.status)
         resp.forEachForwardableField { n, v in headers.append(name: n, value: v) }
         if let n = H2ResponseTranslation.contentLength(resp) {
@@ -646,7 +664,7 @@ final class H2Connection: H2SessionHandler, TimerHandler {
 
     fileprivate func forwarderFailed(_ s: H2Stream, status: Int?, reason: ForwardFailure) {
         if reason != .connect && reason != .noServer { worker.metrics.upstreamError(reason.rawValue) }
-        if let f = s.fwd { s.ex.originIndex = f.server }
+        if let f = s.fwd { (s.ex.originIndex, s.ex.originPool) = (f.server, f.pool) }
         fail(s, status: status ?? 502)
     }
 

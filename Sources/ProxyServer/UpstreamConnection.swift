@@ -2,14 +2,19 @@ import Glibc
 import ProxyCore
 import ProxyEventLoop
 import ProxyForwarder
+import ProxyUpstreams
 
 /// A plain-TCP connection to an origin. While in use it forwards its readiness events to the client connection
 /// that owns it; while idle in the worker's pool it only waits to be reused or closed by the origin.
 final class UpstreamConnection: EventHandler, TimerHandler, OriginTransport {
     unowned let worker: Worker
     let fd: Int32
+    /// Index of the endpoint (server address) in `pool.endpoints`: the forwarder's "server".
     let origin: Int
     let address: SocketAddress
+    /// The pool snapshot and address this connection belongs to (health, outstanding, idle pooling).
+    let pool: PoolSnapshot
+    let endpoint: EndpointState
     /// The forwarder using this connection (nil while idle in the pool).
     // SAFETY: a forwarder detaches (setOwner(nil)) before it releases the connection or is released itself, so
     // the reference never dangles.
@@ -29,20 +34,21 @@ final class UpstreamConnection: EventHandler, TimerHandler, OriginTransport {
     private var idleDeadline: UInt64 = 0
     var timerSlot = TimerSlot()
 
-    init(worker: Worker, fd: Int32, origin: Int, address: SocketAddress, connected: Bool) {
+    init(worker: Worker, fd: Int32, pool: PoolSnapshot, origin: Int, connected: Bool) {
         self.worker = worker
         self.fd = fd
         self.origin = origin
-        self.address = address
+        self.pool = pool
+        self.endpoint = pool.endpoints[origin].state
+        self.address = endpoint.address
         self.connected = connected
         self.canWrite = connected
     }
 
     /// Starts a non-blocking connect to `address` and registers with the loop.
-    static func connect(worker: Worker, origin: Int, address: SocketAddress) throws(SyscallError) -> UpstreamConnection
-    {
-        let (fd, connected) = try Socket.connect(address)
-        let u = UpstreamConnection(worker: worker, fd: fd, origin: origin, address: address, connected: connected)
+    static func connect(worker: Worker, pool: PoolSnapshot, origin: Int) throws(SyscallError) -> UpstreamConnection {
+        let (fd, connected) = try Socket.connect(pool.endpoints[origin].state.address)
+        let u = UpstreamConnection(worker: worker, fd: fd, pool: pool, origin: origin, connected: connected)
         do {
             try worker.loop.register(
                 fd: fd,

@@ -5,6 +5,7 @@ import ProxyCore
 import ProxyEventLoop
 import ProxyTLS
 import ProxyTickets
+import ProxyUpstreams
 
 /// One worker thread: its own epoll loop, its own SO_REUSEPORT listener, its connections, its upstream pool.
 ///
@@ -29,9 +30,12 @@ final class Worker: EventHandler, @unchecked Sendable {
     let bigBufferPool = BufferPool(bufferSize: 32 * 1024)
     private var connections: [ClientConnection?] = []
     private(set) var connectionCount = 0
-    /// Idle keep-alive connections to each origin (by origin index), most recently used last.
-    var idleUpstreams: [[UpstreamConnection]] = []
+    /// Idle keep-alive connections per origin address; connections to addresses removed by re-resolution or
+    /// reload are closed at the next tick (they drain).
+    var idleUpstreams = IdleConnections<UpstreamConnection>()
     var roundRobin: Int
+    /// Routes and pools (ProxyUpstreams): refreshed at the top of every tick, no lock per request.
+    let upstreams: UpstreamSelector
     /// Hands out origin connections to this worker's forwarders.
     private(set) lazy var originConnector = WorkerOriginConnector(worker: self)
     let accessLog: AccessLogSink?
@@ -65,6 +69,7 @@ final class Worker: EventHandler, @unchecked Sendable {
         index: Int,
         listenAddress: SocketAddress,
         snapshots: SnapshotBox<RuntimeSnapshot>,
+        upstreams: UpstreamSnapshotBox,
         ticketStore: TicketKeyStore?,
         accessLog: AccessLogSink?,
         logger: Logger,
@@ -74,6 +79,7 @@ final class Worker: EventHandler, @unchecked Sendable {
         self.listenAddress = listenAddress
         self.snapshots = snapshots
         self.snapshot = snapshots.load()
+        self.upstreams = UpstreamSelector(box: upstreams)
         self.ticketStore = ticketStore
         self.accessLog = accessLog
         self.logger = logger
@@ -108,7 +114,6 @@ final class Worker: EventHandler, @unchecked Sendable {
         }
         metrics = WorkerMetrics(worker: index)
         tlsWorker = TLSWorkerContext(observer: metrics)
-        idleUpstreams = Array(repeating: [], count: snapshot.origins.count)
         pickUpSnapshots()
         do {
             try loop.register(fd: listenFd, interest: EventLoop.readable, handler: self)
@@ -119,8 +124,7 @@ final class Worker: EventHandler, @unchecked Sendable {
         loop.onTickEnd { [unowned self] in self.endOfTick() }
         loop.run()
         for c in connections { c?.forceClose() }
-        for pool in idleUpstreams { for u in pool { u.close() } }
-        idleUpstreams = []
+        for u in idleUpstreams.removeAll() { u.close() }
         if !logLines.isEmpty { accessLog?.submit(&logLines) }
         onExit(index)
     }
@@ -132,10 +136,9 @@ final class Worker: EventHandler, @unchecked Sendable {
             snapshotGeneration = g
             snapshot = snapshots.load()
             tlsWorker.policies = snapshot.policies
-            if idleUpstreams.count != snapshot.origins.count {
-                for pool in idleUpstreams { for u in pool { u.close() } }
-                idleUpstreams = Array(repeating: [], count: snapshot.origins.count)
-            }
+        }
+        if upstreams.refresh() {
+            for u in idleUpstreams.removeRetired() { u.close() }
         }
         if let store = ticketStore {
             let rg = store.generation
@@ -263,25 +266,20 @@ final class Worker: EventHandler, @unchecked Sendable {
 
     // MARK: upstream pool
 
-    /// An idle keep-alive connection to `origin`, if one is pooled.
-    func takeIdleUpstream(origin: Int) -> UpstreamConnection? {
-        guard origin < idleUpstreams.count else { return nil }
-        return idleUpstreams[origin].popLast()
+    /// An idle keep-alive connection to `endpoint`, if one is pooled.
+    func takeIdleUpstream(endpoint: EndpointState) -> UpstreamConnection? {
+        idleUpstreams.take(for: endpoint)
     }
 
+    /// Pools `u` for reuse, or closes it (draining, its address was removed, or the pool is full).
     func returnIdleUpstream(_ u: UpstreamConnection) {
-        guard !draining, u.origin < idleUpstreams.count, idleUpstreams[u.origin].count < 512 else {
-            u.close()
-            return
-        }
+        guard !draining else { return u.close() }
         u.becomeIdle(deadline: loop.now &+ snapshot.timeouts.idle)
-        idleUpstreams[u.origin].append(u)
+        if !idleUpstreams.put(u, for: u.endpoint) { u.close() }
     }
 
     func removeIdleUpstream(_ u: UpstreamConnection) {
-        guard u.origin < idleUpstreams.count, let i = idleUpstreams[u.origin].firstIndex(where: { $0 === u })
-        else { return }
-        idleUpstreams[u.origin].remove(at: i)
+        idleUpstreams.remove(u, for: u.endpoint)
     }
 
     // MARK: drain
@@ -296,8 +294,7 @@ final class Worker: EventHandler, @unchecked Sendable {
         listenFd = -1
         drainDeadline = loop.now &+ deadlineNanos
         for c in connections { c?.drain() }
-        for pool in idleUpstreams { for u in pool { u.close() } }
-        idleUpstreams = Array(repeating: [], count: idleUpstreams.count)
+        for u in idleUpstreams.removeAll() { u.close() }
         let t = DrainTimer(worker: self)
         drainTimer = t
         loop.schedule(at: drainDeadline, t)

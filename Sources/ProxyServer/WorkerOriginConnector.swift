@@ -1,44 +1,54 @@
 import Glibc
 import ProxyEventLoop
 import ProxyForwarder
+import ProxyUpstreams
 
-/// The worker's `OriginConnector`: chooses a server for each attempt, reuses idle keep-alive connections (checked
-/// alive first), or starts a non-blocking connect. Loop thread only.
+/// The worker's `OriginConnector`: chooses a server address for each attempt from the pool the session routed the
+/// request to (ProxyUpstreams: balancing, health, panic rule), reuses idle keep-alive connections to that address
+/// (checked alive first), or starts a non-blocking connect. Loop thread only.
 ///
-/// Pool selection goes here: today one flat pool (`RuntimeSnapshot.origins`, round-robin); named pools, routes,
-/// load balancing and health replace `pickServer`.
+/// A forwarder's `server` numbers are endpoint indices in the pool snapshot current when the attempt started;
+/// `needsOtherServer` avoids every endpoint already tried.
 final class WorkerOriginConnector: OriginConnector {
     unowned let worker: Worker
 
     init(worker: Worker) { self.worker = worker }
 
-    var maxAttempts: Int { max(2, worker.snapshot.origins.count * 2) }
+    var maxAttempts: Int {
+        let pools = worker.upstreams.snapshot.pools
+        return max(2, (pools.map(\.endpoints.count).max() ?? 0) * 2)
+    }
 
     func acquire(for f: OriginForwarder) -> (any OriginTransport)? {
-        let origins = worker.snapshot.origins
-        let n = origins.count
-        guard n > 0 else { return nil }
+        let selector = worker.upstreams
+        guard f.pool >= 0, f.pool < selector.snapshot.pools.count else { return nil }
+        let pool = selector.snapshot.pools[f.pool]
+        guard !pool.endpoints.isEmpty else { return nil }
         if f.attempts > 0 { worker.metrics.upstreamRetries.increment() }
-        for _ in 0..<n {
-            let oi = worker.roundRobin % n
-            worker.roundRobin &+= 1
-            if f.needsOtherServer && f.triedServers.contains(oi) { continue }
-            while let pooled = worker.takeIdleUpstream(origin: oi) {
+        let now = worker.loop.now / 1_000_000
+        var avoid = f.needsOtherServer ? f.triedServers : []
+        while avoid.count < pool.endpoints.count {
+            guard let i = selector.pickIndex(pool: f.pool, key: f.hashKey, now: now, avoiding: avoid) else { break }
+            let state = pool.endpoints[i].state
+            while let pooled = worker.takeIdleUpstream(endpoint: state) {
                 if pooled.isAliveForReuse() {
                     worker.loop.cancelTimer(pooled)  // no idle timeout while in use
+                    selector.begin(pool.endpoints[i])
                     return pooled
                 }
                 // The origin closed it while it was idle: never send a request into a dead connection.
                 worker.metrics.upstreamStaleClosed.increment()
                 pooled.close()
             }
-            for addr in origins[oi].addresses {
-                do {
-                    return try UpstreamConnection.connect(worker: worker, origin: oi, address: addr)
-                } catch {
-                    worker.metrics.upstreamError("connect")
-                    worker.logger.debug("connect to \(addr) failed: \(error)")
-                }
+            do {
+                let u = try UpstreamConnection.connect(worker: worker, pool: pool, origin: i)
+                selector.begin(pool.endpoints[i])
+                return u
+            } catch {
+                worker.metrics.upstreamError("connect")
+                worker.logger.debug("connect to \(state.address) failed: \(error)")
+                selector.report(state, pool: pool, outcome: .failed, now: now)
+                avoid.append(i)
             }
         }
         return nil
@@ -48,7 +58,8 @@ final class WorkerOriginConnector: OriginConnector {
         // SAFETY: every transport this connector hands out is an UpstreamConnection.
         let u = unsafeDowncast(transport as AnyObject, to: UpstreamConnection.self)
         u.owner = nil
-        if reusable && !u.closed && !u.peerClosed && !worker.draining {
+        worker.upstreams.end(u.endpoint)
+        if reusable && !u.closed && !u.peerClosed && !worker.draining && !u.endpoint.isRetired {
             worker.returnIdleUpstream(u)
         } else {
             u.close()
@@ -56,11 +67,18 @@ final class WorkerOriginConnector: OriginConnector {
     }
 
     func report(_ transport: any OriginTransport, _ outcome: OriginOutcome) {
+        // SAFETY: as in release.
+        let u = unsafeDowncast(transport as AnyObject, to: UpstreamConnection.self)
+        let now = worker.loop.now / 1_000_000
         switch outcome {
         case .connectFailed:
             worker.metrics.upstreamError("connect")
-        case .failedBeforeResponse, .responded:
-            break
+            worker.upstreams.report(u.endpoint, pool: u.pool, outcome: .failed, now: now)
+        case .failedBeforeResponse:
+            // A reused keep-alive connection that died is the keep-alive race, not evidence against the origin.
+            if !u.reused { worker.upstreams.report(u.endpoint, pool: u.pool, outcome: .failed, now: now) }
+        case .responded:
+            worker.upstreams.report(u.endpoint, pool: u.pool, outcome: .responded, now: now)
         }
     }
 }

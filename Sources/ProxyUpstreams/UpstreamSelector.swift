@@ -60,14 +60,25 @@ public final class UpstreamSelector {
     ///   - key: the hash of the request's `hash_key` (``hashKey(client:header:)``); used by `balance = "hash"` only.
     ///   - now: monotonic milliseconds.
     public func pick(pool: Int, key: UInt64 = 0, now: UInt64, excluding: EndpointState? = nil) -> Endpoint? {
+        let endpoints = snapshot.pools[pool].endpoints
+        var avoid: [Int] = []
+        if endpoints.count > 1, let excluding, let i = endpoints.firstIndex(where: { $0.state === excluding }) {
+            avoid = [i]
+        }
+        return pickIndex(pool: pool, key: key, now: now, avoiding: avoid).map { endpoints[$0] }
+    }
+
+    /// Like ``pick(pool:key:now:excluding:)`` but avoiding every endpoint index in `avoiding` (the addresses an
+    /// exchange already tried); nil when every endpoint is avoided or the pool has none.
+    public func pickIndex(pool: Int, key: UInt64, now: UInt64, avoiding: [Int]) -> Int? {
         let p = snapshot.pools[pool]
         let endpoints = p.endpoints
         guard !endpoints.isEmpty else { return nil }
-        let allowed: (Int) -> Bool = { endpoints.count == 1 || endpoints[$0].state !== excluding }
+        let allowed: (Int) -> Bool = { avoiding.isEmpty || !avoiding.contains($0) }
         if let i = choose(pool: pool, p, key: key, usable: { allowed($0) && endpoints[$0].state.isUsable(now: now) }) {
-            return endpoints[i]
+            return i
         }
-        return choose(pool: pool, p, key: key, usable: allowed).map { endpoints[$0] }
+        return choose(pool: pool, p, key: key, usable: allowed)
     }
 
     private func choose(pool: Int, _ p: PoolSnapshot, key: UInt64, usable: (Int) -> Bool) -> Int? {
@@ -107,24 +118,35 @@ public final class UpstreamSelector {
         case abandoned
     }
 
-    /// Ends an attempt begun with ``begin(_:)``; `now` is monotonic milliseconds. Returns true when this failure
-    /// ejected the endpoint (the caller may log it).
+    /// Ends an attempt begun with ``begin(_:)`` (outstanding count only; see ``report(_:pool:outcome:now:)``).
+    public func end(_ state: EndpointState) { state.addOutstanding(-1) }
+
+    /// Passive health: how an attempt on `state` went; `now` is monotonic milliseconds. Returns true when this
+    /// failure ejected the address.
     @discardableResult
-    public func finish(_ endpoint: Endpoint, pool: PoolSnapshot, outcome: Outcome, now: UInt64) -> Bool {
-        endpoint.state.addOutstanding(-1)
+    public func report(_ state: EndpointState, pool: PoolSnapshot, outcome: Outcome, now: UInt64) -> Bool {
         let event: PassiveHealth.Event
         switch outcome {
         case .responded: event = .success
         case .failed: event = .failure
         case .abandoned: return false
         }
-        let ejected = endpoint.state.report(
+        let ejected = state.report(
             event,
             now: now,
             maxFails: pool.config.maxFails,
             failTimeout: UInt64(pool.config.failTimeout.milliseconds)
         )
-        if ejected, endpoint.server < pool.metrics.count { pool.metrics[endpoint.server].ejections.increment() }
+        if ejected, let e = pool.endpoints.first(where: { $0.state === state }), e.server < pool.metrics.count {
+            pool.metrics[e.server].ejections.increment()
+        }
         return ejected
+    }
+
+    /// ``end(_:)`` and ``report(_:pool:outcome:now:)`` together.
+    @discardableResult
+    public func finish(_ endpoint: Endpoint, pool: PoolSnapshot, outcome: Outcome, now: UInt64) -> Bool {
+        end(endpoint.state)
+        return report(endpoint.state, pool: pool, outcome: outcome, now: now)
     }
 }
