@@ -43,7 +43,8 @@ enum AccessLogLine {
         if ex.originPool >= 0 && ex.originPool < pools.count && ex.originIndex >= 0
             && ex.originIndex < pools[ex.originPool].endpoints.count
         {
-            w.field("upstream", pools[ex.originPool].endpoints[ex.originIndex].state.address.description)
+            let pool = pools[ex.originPool]
+            w.field("upstream", pool.servers[pool.endpoints[ex.originIndex].server].url.description)
         } else {
             w.field("upstream", ex.local ? "builtin" : nil)
         }
