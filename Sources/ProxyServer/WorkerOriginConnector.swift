@@ -15,8 +15,9 @@ final class WorkerOriginConnector: OriginConnector {
     init(worker: Worker) { self.worker = worker }
 
     var maxAttempts: Int {
-        let pools = worker.upstreams.snapshot.pools
-        return max(2, (pools.map(\.endpoints.count).max() ?? 0) * 2)
+        var most = 0
+        for p in worker.upstreams.snapshot.pools where p.endpoints.count > most { most = p.endpoints.count }
+        return max(2, most * 2)
     }
 
     func acquire(for f: OriginForwarder) -> (any OriginTransport)? {

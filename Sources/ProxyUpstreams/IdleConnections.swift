@@ -6,7 +6,14 @@
 /// ``put(_:for:)`` refuses them and ``removeRetired()`` returns the ones already pooled for the worker to close
 /// after a snapshot change — that is how connections to removed addresses drain.
 public struct IdleConnections<Connection: AnyObject> {
-    private var byEndpoint: [ObjectIdentifier: (state: EndpointState, connections: [Connection])] = [:]
+    /// One address's stack; a class so push and pop mutate in place (a dictionary of arrays copied the whole
+    /// array on every take and put: 15 % of proxy CPU in perf).
+    private final class Slot {
+        let state: EndpointState
+        var connections: [Connection] = []
+        init(_ state: EndpointState) { self.state = state }
+    }
+    private var byEndpoint: [ObjectIdentifier: Slot] = [:]
     /// Most idle connections kept per address; beyond it ``put(_:for:)`` refuses.
     public let limitPerAddress: Int
 
@@ -14,40 +21,41 @@ public struct IdleConnections<Connection: AnyObject> {
 
     /// The most recently pooled connection to `endpoint` (LIFO: the warmest one), or nil.
     public mutating func take(for endpoint: EndpointState) -> Connection? {
-        let id = ObjectIdentifier(endpoint)
-        guard !endpoint.isRetired, var entry = byEndpoint[id], let c = entry.connections.popLast() else { return nil }
-        byEndpoint[id] = entry.connections.isEmpty ? nil : entry
-        return c
+        guard !endpoint.isRetired, let slot = byEndpoint[ObjectIdentifier(endpoint)] else { return nil }
+        return slot.connections.popLast()
     }
 
     /// Pools `connection`; false when the caller must close it instead (address retired, or the limit reached).
     public mutating func put(_ connection: Connection, for endpoint: EndpointState) -> Bool {
         guard !endpoint.isRetired else { return false }
         let id = ObjectIdentifier(endpoint)
-        var entry = byEndpoint[id] ?? (endpoint, [])
-        guard entry.connections.count < limitPerAddress else { return false }
-        entry.connections.append(connection)
-        byEndpoint[id] = entry
+        let slot: Slot
+        if let s = byEndpoint[id] {
+            slot = s
+        } else {
+            slot = Slot(endpoint)
+            byEndpoint[id] = slot
+        }
+        guard slot.connections.count < limitPerAddress else { return false }
+        slot.connections.append(connection)
         return true
     }
 
     /// Forgets `connection` (it closed or timed out while idle); true when it was pooled.
     @discardableResult
     public mutating func remove(_ connection: Connection, for endpoint: EndpointState) -> Bool {
-        let id = ObjectIdentifier(endpoint)
-        guard var entry = byEndpoint[id], let i = entry.connections.firstIndex(where: { $0 === connection }) else {
-            return false
-        }
-        entry.connections.remove(at: i)
-        byEndpoint[id] = entry.connections.isEmpty ? nil : entry
+        guard let slot = byEndpoint[ObjectIdentifier(endpoint)],
+            let i = slot.connections.firstIndex(where: { $0 === connection })
+        else { return false }
+        slot.connections.remove(at: i)
         return true
     }
 
     /// Removes and returns every pooled connection whose address was retired; call after a snapshot change.
     public mutating func removeRetired() -> [Connection] {
         var out: [Connection] = []
-        for (id, entry) in byEndpoint where entry.state.isRetired {
-            out += entry.connections
+        for (id, slot) in byEndpoint where slot.state.isRetired {
+            out += slot.connections
             byEndpoint[id] = nil
         }
         return out

@@ -73,12 +73,18 @@ public final class UpstreamSelector {
     public func pickIndex(pool: Int, key: UInt64, now: UInt64, avoiding: [Int]) -> Int? {
         let p = snapshot.pools[pool]
         let endpoints = p.endpoints
+        if endpoints.count == 1 { return avoiding.isEmpty ? 0 : nil }  // the common single-address pool
         guard !endpoints.isEmpty else { return nil }
-        let allowed: (Int) -> Bool = { avoiding.isEmpty || !avoiding.contains($0) }
-        if let i = choose(pool: pool, p, key: key, usable: { allowed($0) && endpoints[$0].state.isUsable(now: now) }) {
+        // Closure literals passed straight to `choose` stay on the stack (no allocation per request).
+        if let i = choose(
+            pool: pool,
+            p,
+            key: key,
+            usable: { (avoiding.isEmpty || !avoiding.contains($0)) && endpoints[$0].state.isUsable(now: now) }
+        ) {
             return i
         }
-        return choose(pool: pool, p, key: key, usable: allowed)
+        return choose(pool: pool, p, key: key, usable: { avoiding.isEmpty || !avoiding.contains($0) })
     }
 
     private func choose(pool: Int, _ p: PoolSnapshot, key: UInt64, usable: (Int) -> Bool) -> Int? {
