@@ -1,6 +1,6 @@
 // swift-tools-version:6.0
 // EdgeProxy: a TLS-terminating reverse proxy on OpenSSL 3 and its own epoll loop.
-// Layout (see ../shared/docs/STYLE.md): C modules at the bottom, one target per concern,
+// Layout (see docs/STYLE.md): C modules at the bottom, one target per concern,
 // protocol code (fingerprint, policy, tickets, HTTP/1) sans-IO and testable with bytes in/values out.
 import PackageDescription
 
@@ -15,10 +15,10 @@ let package = Package(
         .executable(name: "edgeproxy-bench", targets: ["EdgeProxyBench"]),
     ],
     dependencies: [
-        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
-        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
-        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
-        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", exact: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log.git", exact: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-metrics.git", exact: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", exact: "2.4.1"),
         .package(url: "https://github.com/LebJe/TOMLKit.git", exact: "0.6.0"),
     ],
     targets: [
@@ -27,7 +27,9 @@ let package = Package(
         // One-line forwarders for what Swift cannot import (function-like macros, epoll/accept4 headers).
         .target(name: "CProxyShims", dependencies: ["COpenSSL"]),
         // hiredis 0.14 from Debian's libhiredis-dev; imported privately by ProxyTicketStore only.
-        .systemLibrary(name: "CHiredis", pkgConfig: "hiredis", providers: [.apt(["libhiredis-dev"])]),
+        // No pkgConfig: hiredis.pc adds -D_FILE_OFFSET_BITS=64, which SwiftPM refuses with a warning on every build (a
+        // no-op on 64-bit Linux anyway); the header is <hiredis/hiredis.h> on the default path, the modulemap links it.
+        .systemLibrary(name: "CHiredis", providers: [.apt(["libhiredis-dev"])]),
         // nghttp2 from Debian's libnghttp2-dev; imported (privately) by ProxyHTTP2 only.
         .systemLibrary(name: "CNGHTTP2", pkgConfig: "libnghttp2", providers: [.apt(["libnghttp2-dev"])]),
 
@@ -88,6 +90,7 @@ let package = Package(
             name: "edgeproxy",
             dependencies: [
                 "ProxyServer", "ProxyConfig", "ProxyPolicy", "ProxyFingerprint", "ProxyTickets", "ProxyTicketStore",
+                "ProxyHTTP1",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]

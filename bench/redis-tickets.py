@@ -2,8 +2,9 @@
 """Issue #6 measurements: fleet key propagation time and resumed-handshake CPU (Redis source vs memory source).
 
 Usage: bench/redis-tickets.py [--hsbench /tmp/hsbench] [--runs 3] [--seconds 5] > bench/results/redis-tickets.md
-Needs: the release binary (.build/release/edgeproxy), redis-server, openssl, and hsbench built from
-../shared/peerbench/src/hsbench.c (`gcc -O2 -o /tmp/hsbench hsbench.c -lssl -lcrypto -lpthread -lm`).
+Needs: the release binary (.build/release/edgeproxy), redis-server, openssl, and hsbench, the handshake generator of
+peerbench (the team's independent harness, not in this repository; see bench/README.md), built from its
+src/hsbench.c (`gcc -O2 -o /tmp/hsbench hsbench.c -lssl -lcrypto -lpthread -lm`).
 
 1. Propagation: a redis-server and three instances (rotation 2 s, so a new epoch key appears every 2 s). The admin API
    of all three is polled every 5 ms; for each new shared key, propagation = (last instance to list it) - (first).

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the ProxyHTTP1 libFuzzer target and runs it for SECONDS (default 30).
 # Usage: fuzz/run-http1.sh [SECONDS]
-# Recipe from shared/docs/TLS-NOTES.md "Fuzzing": the module's sources compiled together with the harness by
+# Recipe from docs/TLS-NOTES.md "Fuzzing": the module's sources compiled together with the harness by
 # swiftc -sanitize=fuzzer,address -parse-as-library. ld.gold's "Cannot export local symbol" warnings are harmless.
 set -euo pipefail
 seconds="${1:-30}"

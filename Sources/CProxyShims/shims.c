@@ -1,12 +1,15 @@
 #define _GNU_SOURCE
 #include "CProxyShims.h"
 #include <sys/socket.h>
+#include <fcntl.h>
 #include <unistd.h>
 #include <pthread.h>
 #include <malloc.h>
 #include <openssl/ssl.h>
 
 int cps_accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags) { return accept4(fd, addr, len, flags); }
+int cps_dup3_cloexec(int oldfd, int newfd) { return dup3(oldfd, newfd, O_CLOEXEC); }
+int cps_pipe2_cloexec_nonblock(int fds[2]) { return pipe2(fds, O_CLOEXEC | O_NONBLOCK); }
 int cps_sock_nonblock(void) { return SOCK_NONBLOCK; }
 int cps_sock_cloexec(void) { return SOCK_CLOEXEC; }
 uint32_t cps_epollin(void) { return EPOLLIN; }

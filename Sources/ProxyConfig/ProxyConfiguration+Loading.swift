@@ -151,6 +151,7 @@ extension ProxyConfiguration {
         }
         if var t = root.table("access_log") {
             if let v = t.string("path", { s throws(ValueError) in try AccessLogDestination.parse(s) }) { accessLog = v }
+            if let v = t.accessLogFields("fields") { accessLogFields = v }
             t.finish()
         }
         if var t = root.table("log") {

@@ -44,6 +44,8 @@ public struct ProxyConfiguration: Sendable, Equatable {
     public var limits = Limits()
     /// `[access_log] path`.
     public var accessLog = AccessLogDestination.stdout
+    /// `[access_log] fields`.
+    public var accessLogFields = AccessLogFields.default
     /// `[log] level`.
     public var logLevel = LogLevel.info
     /// `[tickets]`.

@@ -26,7 +26,7 @@ public enum Socket {
                     setsockopt(fd, Int32(IPPROTO_IPV6), IPV6_V6ONLY, &one, sz)
                 }
             }
-            try addr.withSockAddr { (sa, len) throws(SyscallError) in
+            _ = try addr.withSockAddr { (sa, len) throws(SyscallError) in
                 try syscallChecked("bind") { Glibc.bind(fd, sa, len) }
             }
             try syscallChecked("listen") { Glibc.listen(fd, backlog) }

@@ -82,7 +82,7 @@ public struct SocketAddress: Sendable, CustomStringConvertible, Equatable {
                 var a = raw.load(as: sockaddr_in.self).sin_addr
                 inet_ntop(AF_INET, &a, &buf, socklen_t(buf.count))
             }
-            return String(cString: buf)
+            return buf.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
         }
     }
 

@@ -1,4 +1,6 @@
+import CProxyShims
 import Glibc
+import ProxyConfig
 import ProxyCore
 import ProxyEventLoop
 import Synchronization
@@ -6,28 +8,49 @@ import Synchronization
 /// The access log: workers append finished JSON lines to a per-worker buffer and hand the whole buffer over once
 /// per loop tick; a dedicated writer thread does the (possibly blocking) writes, so a slow stdout or disk never
 /// stalls a worker. Lines beyond `maxPending` bytes are dropped and counted rather than growing memory.
+///
+/// Log rotation: ``reopen()`` (SIGUSR1, logrotate's `postrotate`) asks the writer thread to open the path again
+/// and switch to the new file between two writes (dup3 onto the same descriptor, so no line is split or lost).
 final class AccessLogSink: @unchecked Sendable {
-    // SAFETY: `pending` and `dropped` are only touched under `lock`; `fd` is immutable after init.
+    // SAFETY: `pending` and `dropped` are only touched under `lock`; `fd` is immutable after init (a reopen dup3s
+    // the new file onto it, on the writer thread); `path` and `fields` are immutable.
     private let lock = Mutex<(pending: [UInt8], dropped: Int)>(([], 0))
     private let fd: Int32
     private let ownsFd: Bool
+    private let path: String
     private let maxPending = 16 << 20
     private let stopFlag = Atomic<Bool>(false)
+    private let reopenRequests = Atomic<Int>(0)
     private var thread: OSThread?
+    /// What each line carries (`[access_log] fields`).
+    let fields: AccessLogFields
+    /// Called on the writer thread after each reopen attempt with an error message, or nil on success.
+    var onReopen: (@Sendable (String?) -> Void)?
 
     /// `path`: "stdout" or a file path (opened for append, created 0640).
-    init(path: String) throws(SyscallErrorLike) {
+    init(path: String, fields: AccessLogFields = .default) throws(SyscallErrorLike) {
+        self.path = path
+        self.fields = fields
         if path == "stdout" {
             fd = 1
             ownsFd = false
         } else {
-            let f = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o640)
-            guard f >= 0 else {
-                throw SyscallErrorLike("cannot open access log \(path): \(String(cString: strerror(errno)))")
-            }
-            fd = f
+            fd = try Self.openLog(path)
             ownsFd = true
         }
+    }
+
+    private static func openLog(_ path: String) throws(SyscallErrorLike) -> Int32 {
+        let f = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o640)
+        guard f >= 0 else {
+            throw SyscallErrorLike("cannot open access log \(path): \(String(cString: strerror(errno)))")
+        }
+        return f
+    }
+
+    /// Asks the writer thread to reopen the file (after a rotation moved it away). Any thread; a no-op for stdout.
+    func reopen() {
+        reopenRequests.add(1, ordering: .releasing)
     }
 
     func start() {
@@ -70,10 +93,29 @@ final class AccessLogSink: @unchecked Sendable {
                 }
                 out.removeAll(keepingCapacity: true)
             }
+            if reopenRequests.exchange(0, ordering: .acquiring) > 0 { reopenFile() }
             if stopping { break }
             usleep(20_000)
         }
         if ownsFd { close(fd) }
+    }
+
+    /// Writer thread: everything pending so far went to the old file; the next write goes to the new one.
+    private func reopenFile() {
+        guard ownsFd else {
+            onReopen?(nil)
+            return
+        }
+        do throws(SyscallErrorLike) {
+            let f = try Self.openLog(path)
+            defer { close(f) }
+            guard cps_dup3_cloexec(f, fd) >= 0 else {
+                throw SyscallErrorLike("cannot reopen access log \(path): \(String(cString: strerror(errno)))")
+            }
+            onReopen?(nil)
+        } catch {
+            onReopen?("\(error); still writing to the previous file")
+        }
     }
 }
 
@@ -99,7 +141,7 @@ struct LogClock {
             gmtime_r(&t, &tmv)
             var buf = [CChar](repeating: 0, count: 32)
             strftime(&buf, 32, "%Y-%m-%dT%H:%M:%S", &tmv)
-            prefix = Array(String(cString: buf).utf8)
+            prefix = buf.withUnsafeBufferPointer { Array(String(cString: $0.baseAddress!).utf8) }
         }
         let ms = Int(ts.tv_nsec) / 1_000_000
         w.key(key)

@@ -55,7 +55,8 @@ final class AdminServer: EventHandler {
         exemptReadOnly = config.adminTokenExemptReadOnly
         requestTimeout = UInt64(max(1, config.timeouts.headerRead.milliseconds)) * 1_000_000
         token = try AdminToken.load(file: config.adminTokenFile, env: config.adminTokenEnv)
-        fd = try Socket.listen(on: address, backlog: 64, reusePort: false)
+        // SO_REUSEPORT: during an upgrade (SIGUSR2) the new process binds it while the old one still serves.
+        fd = try Socket.listen(on: address, backlog: 64, reusePort: true)
         boundAddress = Socket.localAddress(fd)
         try loop.register(fd: fd, interest: EventLoop.readable, handler: self)
     }

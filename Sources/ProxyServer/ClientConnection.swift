@@ -57,6 +57,9 @@ final class ClientConnection: EventHandler, TimerHandler {
     /// Close once the current response is flushed (client asked, error, drain, or unframed response).
     private var closeAfterResponse = false
     private var draining = false
+    /// Upgrade drain: keep-alive connections are closed only after a response that says `Connection: close` (or
+    /// once idle for a second), never while a client may be sending its next request.
+    private var drainGently = false
     private var handshakeDone = false
     private var acceptedAt: UInt64
     private var deadline: UInt64 = 0
@@ -189,6 +192,10 @@ final class ClientConnection: EventHandler, TimerHandler {
         guard phase == .open, !ex.active, !headInProgress, !parserPending, inBuf?.isEmpty ?? true,
             outBuf?.isEmpty ?? true
         else { return }
+        if drainGently {
+            closeNow()
+            return
+        }
         http = nil
         forwarding = nil
         if let f = fwd, !f.isActive {
@@ -585,7 +592,7 @@ final class ClientConnection: EventHandler, TimerHandler {
         logExchange()
         ex.active = false
         fwd?.releaseBuffers()
-        if closeAfterResponse || draining {
+        if closeAfterResponse || (draining && !drainGently) {
             phase = .closing
         } else {
             setDeadline(worker.loop.now &+ snapshot.timeouts.idle)
@@ -681,16 +688,23 @@ final class ClientConnection: EventHandler, TimerHandler {
     }
 
     /// Called by the worker on drain: idle connections close now, busy ones after their response.
-    func drain() {
+    func drain(closeIdle: Bool = true) {
         if let h2 {
             h2.drain()
             return
         }
         draining = true
-        closeAfterResponse = true
-        if phase == .open && !ex.active && !headInProgress && (outBuf?.isEmpty ?? true) {
-            closeNow()
+        let idle = phase == .open && !ex.active && !headInProgress && (outBuf?.isEmpty ?? true)
+        if !closeIdle {
+            // The next request (or the one in flight, if its head is not sent yet) is answered with
+            // Connection: close; a connection already idle for a second (compacted) goes now.
+            drainGently = true
+            if ex.active && !ex.responseHeadSent { closeAfterResponse = true }
+            if idle && compactAt == 0 && http == nil { closeNow() }
+            return
         }
+        closeAfterResponse = true
+        if idle { closeNow() }
     }
 
     /// Graceful close: close_notify, then close. When the client already closed (its close_notify or EOF), no
@@ -860,6 +874,7 @@ extension ClientConnection: ForwarderSink {
     func forwarderResponseHead(_ head: ResponseHead, isHEAD: Bool) -> Bool {
         ex.status = head.status
         if let f = fwd { (ex.originIndex, ex.originPool) = (f.server, f.pool) }
+        ex.originAnswered(status: head.status, transport: fwd?.transport)
         if !ex.requestEnded {
             // The origin answered before the whole request body arrived: the connection cannot be reused.
             closeAfterResponse = true

@@ -59,6 +59,10 @@ public final class EdgeProxyServer: @unchecked Sendable {
     /// The addresses actually bound (port 0 resolved), for logs and tests.
     public private(set) var boundAddress: SocketAddress?
     public private(set) var adminAddress: SocketAddress?
+    /// Called on the control thread once the listeners are bound and the workers run (readiness notification).
+    public var onReady: (() -> Void)?
+    private var upgrade: UpgradeCoordinator?
+    private var inherited: InheritedListeners?
 
     public init(
         config: ProxyConfiguration,
@@ -85,7 +89,9 @@ public final class EdgeProxyServer: @unchecked Sendable {
         // Signals are handled through signalfd on the control loop; block them in every thread (workers inherit
         // the mask), and never die from a peer closing a socket.
         signal(SIGPIPE, SIG_IGN)
-        let sigs: [Int32] = [SIGTERM, SIGINT, SIGHUP]
+        let sigs: [Int32] = [SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGUSR2]
+        inherited = try InheritedListeners.fromEnvironment()
+        upgrade = UpgradeCoordinator(logger: logger)
         _ = sigs.withUnsafeBufferPointer { cps_sigmask_block($0.baseAddress, Int32($0.count)) }
         loop = try EventLoop()
         controlMessenger = try LoopMessenger()
@@ -118,20 +124,25 @@ public final class EdgeProxyServer: @unchecked Sendable {
         }
         switch config.accessLog {
         case .off: accessLog = nil
-        case .stdout: accessLog = try AccessLogSink(path: "stdout")
-        case .file(let p): accessLog = try AccessLogSink(path: p)
+        case .stdout: accessLog = try AccessLogSink(path: "stdout", fields: config.accessLogFields)
+        case .file(let p): accessLog = try AccessLogSink(path: p, fields: config.accessLogFields)
+        }
+        accessLog?.onReopen = { [logger] e in
+            if let e { logger.error("SIGUSR1: \(e)") } else { logger.notice("SIGUSR1: access log reopened") }
         }
         accessLog?.start()
 
         guard let listen = resolveListen(config) else {
             throw SyscallErrorLike("cannot resolve listen address \(config.listen)")
         }
-        var listenAddr = listen
-        let n = config.effectiveWorkers
+        var listenAddr = try inherited?.check(against: listen) ?? listen
+        // After an upgrade, every inherited listener gets a worker (its queue must be served).
+        let n = max(config.effectiveWorkers, inherited?.fds.count ?? 0)
         for i in 0..<n {
             let w = try Worker(
                 index: i,
                 listenAddress: listenAddr,
+                inheritedListenFd: i < (inherited?.fds.count ?? 0) ? inherited?.fds[i] : nil,
                 snapshots: snapshots,
                 upstreams: upstreamRuntime.box,
                 ticketStore: ticketStore,
@@ -168,6 +179,8 @@ public final class EdgeProxyServer: @unchecked Sendable {
                 "upstreams": "\(config.upstreamPools.flatMap(\.servers).map(\.url.description).joined(separator: ","))",
             ]
         )
+        inherited?.signalReady()
+        onReady?()
         loop.run()
         for w in workers { w.join() }
         redisSync?.stop()
@@ -450,19 +463,27 @@ public final class EdgeProxyServer: @unchecked Sendable {
         case SIGHUP:
             logger.notice("SIGHUP: reloading")
             _ = reload()
+        case SIGUSR1:
+            accessLog?.reopen()
+        case SIGUSR2:
+            upgrade?.start(listenFds: workers.map(\.listeningFd), draining: draining, loop: loop) { [unowned self] in
+                self.beginDrain(closeIdle: false)
+            }
         default:
             beginDrain()
         }
     }
 
-    private func beginDrain() {
+    /// `closeIdle: false` (upgrade): idle keep-alive connections stay until their next response (sent with
+    /// `Connection: close`), their idle timeout or the deadline, so no request crosses a close.
+    private func beginDrain(closeIdle: Bool = true) {
         guard !draining else { return }
         draining = true
         let deadline = snapshots.load().timeouts.drain
         logger.notice("draining: no new connections; in-flight requests have \(Double(deadline) / 1e9)s")
         admin?.close()
         for w in workers {
-            w.messenger.send { [w] in w.beginDrain(deadlineNanos: deadline) }
+            w.messenger.send { [w] in w.beginDrain(deadlineNanos: deadline, closeIdle: closeIdle) }
         }
     }
 
@@ -487,8 +508,10 @@ public final class EdgeProxyServer: @unchecked Sendable {
                 return (false, "\(error)")
             }
         }
-        if newConfig.listen != config.listen || newConfig.effectiveWorkers != config.effectiveWorkers {
-            logger.warning("listen address and worker count change only on restart")
+        if let why = Self.restartOnlyChanges(from: config, to: newConfig) {
+            reloadFailures.increment()
+            logger.error("reload rejected, configuration unchanged: \(why)")
+            return (false, why)
         }
         let previous = snapshots.load()
         do {
@@ -610,7 +633,7 @@ public final class EdgeProxyServer: @unchecked Sendable {
         gmtime_r(&secs, &tmv)
         var buf = [CChar](repeating: 0, count: 32)
         strftime(&buf, 32, "%Y-%m-%dT%H:%M:%SZ", &tmv)
-        return String(cString: buf)
+        return buf.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
     }
 }
 

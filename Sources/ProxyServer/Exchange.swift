@@ -1,4 +1,5 @@
 import ProxyCore
+import ProxyEventLoop
 import ProxyHTTP1
 
 /// What a session records of the request/response exchange it is working on (for the access log, metrics and its
@@ -33,6 +34,13 @@ struct Exchange {
     var truncated = false
     var status = 0
     var startedAt: UInt64 = 0
+    /// Request fields copied for the access log (`host`, `user_agent`, `referer`; capacity reused, cut at 512 bytes).
+    var logHost: [UInt8] = []
+    var logUserAgent: [UInt8]? = nil
+    var logReferer: [UInt8]? = nil
+    /// The origin address whose response head arrived and its status (access log `upstream_addr`/`_status`).
+    var answeredBy: SocketAddress? = nil
+    var upstreamStatus = 0
 
     mutating func begin(head: RequestHead, now: UInt64) {
         start(
@@ -45,6 +53,33 @@ struct Exchange {
             requestEnded: false,
             now: now
         )
+        captureLogFields(head.headers, host: head.host ?? [])
+    }
+
+    /// Copies the request fields the access log may print (before the head's bytes are reused).
+    mutating func captureLogFields(_ headers: HTTPHeaders, host: some Collection<UInt8>) {
+        logHost.removeAll(keepingCapacity: true)
+        logHost.append(contentsOf: host.prefix(512))
+        Self.copy(headers.first("user-agent"), into: &logUserAgent)
+        Self.copy(headers.first("referer"), into: &logReferer)
+    }
+
+    /// The origin's response head arrived over `transport` (an `UpstreamConnection` in production).
+    mutating func originAnswered(status: Int, transport: AnyObject?) {
+        upstreamStatus = status
+        answeredBy = (transport as? UpstreamConnection)?.address
+    }
+
+    private static func copy(_ v: ArraySlice<UInt8>?, into dst: inout [UInt8]?) {
+        guard let v else {
+            dst = nil
+            return
+        }
+        var d = dst ?? []
+        dst = nil
+        d.removeAll(keepingCapacity: true)
+        d.append(contentsOf: v.prefix(512))
+        dst = d
     }
 
     /// Resets the exchange for a new request (HTTP/1 `begin` and HTTP/2 `beginH2` differ only in how they
@@ -80,5 +115,7 @@ struct Exchange {
         truncated = false
         status = 0
         startedAt = now
+        answeredBy = nil
+        upstreamStatus = 0
     }
 }

@@ -789,6 +789,7 @@ final class H2Stream: ForwarderSink {
 
     func forwarderResponseHead(_ head: ResponseHead, isHEAD: Bool) -> Bool {
         guard let h2, id != 0 else { return false }
+        ex.originAnswered(status: head.status, transport: fwd?.transport)
         return h2.submitResponseHead(self, head, isHEAD: isHEAD)
     }
 
@@ -876,6 +877,7 @@ extension Exchange {
             requestEnded: endStream,
             now: now
         )
+        captureLogFields(head.headers, host: head.authority)
     }
 }
 

@@ -68,6 +68,7 @@ final class Worker: EventHandler, @unchecked Sendable {
     init(
         index: Int,
         listenAddress: SocketAddress,
+        inheritedListenFd: Int32? = nil,
         snapshots: SnapshotBox<RuntimeSnapshot>,
         upstreams: UpstreamSnapshotBox,
         ticketStore: TicketKeyStore?,
@@ -87,8 +88,15 @@ final class Worker: EventHandler, @unchecked Sendable {
         self.roundRobin = index
         self.messenger = try LoopMessenger()
         // Bind here (on the main thread) so a bad address fails start-up with a clear error.
-        self.listenFd = try Socket.listen(on: listenAddress, reusePort: true)
+        if let fd = inheritedListenFd {
+            self.listenFd = fd
+        } else {
+            self.listenFd = try Socket.listen(on: listenAddress, reusePort: true)
+        }
     }
+
+    /// The listening socket (handed to the new process on an upgrade; -1 once draining).
+    var listeningFd: Int32 { listenFd }
 
     /// The address the listener is bound to (resolves port 0).
     var boundAddress: SocketAddress? { Socket.localAddress(listenFd) }
@@ -286,14 +294,14 @@ final class Worker: EventHandler, @unchecked Sendable {
 
     /// Graceful drain: stop accepting, close idle connections, let in-flight requests finish (with
     /// `Connection: close`), stop the loop when none remain or at the deadline. Called on the worker thread.
-    func beginDrain(deadlineNanos: UInt64) {
+    func beginDrain(deadlineNanos: UInt64, closeIdle: Bool = true) {
         guard !draining else { return }
         draining = true
         loop.deregister(fd: listenFd)
         Socket.close(listenFd)
         listenFd = -1
         drainDeadline = loop.now &+ deadlineNanos
-        for c in connections { c?.drain() }
+        for c in connections { c?.drain(closeIdle: closeIdle) }
         for u in idleUpstreams.removeAll() { u.close() }
         let t = DrainTimer(worker: self)
         drainTimer = t

@@ -116,7 +116,7 @@ public final class FleetKeySource: TicketKeySource {
             if let imported {
                 s.imported = imported.map { Imported(key: $0.key, notAfter: $0.notAfter) }
             }
-            try rebuildAndPublish(&s, now: now)
+            _ = try rebuildAndPublish(&s, now: now)
             return replacedEpochs
         }
     }

@@ -3,7 +3,8 @@
 
 Arguments: test peer rep kind(gen|wrk|h2load) logfile jsonfile t0 t1 proxy_ticks0 proxy_ticks1 client0 client1
 origin0 origin1 "sys0" "sys1" hz. Rates come from the load tool (its own window); CPU from /proc over [t0, t1]
-inside that window, as ../shared/peerbench does, so the two tools' µs/op are comparable.
+inside that window, as peerbench (the team's independent harness, see bench/README.md) does, so the two tools'
+µs/op are comparable.
 """
 import json
 import os
@@ -15,6 +16,10 @@ t0, t1, hz = float(t0), float(t1), float(hz)
 wall = t1 - t0
 txt = open(lf, errors="replace").read()
 nan = float("nan")
+
+
+def opt(v):
+    return "-" if v is None else f"{v:.3f}"
 
 
 def ms(v, unit):
@@ -30,9 +35,11 @@ if kind == "gen":
         rate = d["conn_per_s"]
         lat = d["latency_ms"]["connection"]
         p50, p99 = lat["p50"], lat["p99"]
+        # The generator omits optional keys that have no value (tickets_per_full without full handshakes,
+        # tickets_per_resumed without resumptions): read them with get(), or one missing key blanks every column.
         extra += [f"resumed_frac={w['resumed_fraction']:.4f}", f"tickets_per_conn={w['tickets_per_connection']:.3f}",
-                  f"tickets_per_full={w['tickets_per_full'] if w['tickets_per_full'] is not None else '-'}",
-                  f"tickets_per_resumed={w['tickets_per_resumed'] if w['tickets_per_resumed'] is not None else '-'}",
+                  f"tickets_per_full={opt(w.get('tickets_per_full'))}",
+                  f"tickets_per_resumed={opt(w.get('tickets_per_resumed'))}",
                   f"errors={w['error_total']}", f"bad_status={w['bad_status']}",
                   f"hs_p50_ms={d['latency_ms']['handshake']['p50']:.3f}", f"p90_ms={lat['p90']:.3f}",
                   f"max_ms={lat['max']:.3f}", f"unfinished={d['unfinished_at_end']}"]

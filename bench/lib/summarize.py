@@ -208,7 +208,7 @@ if mem:
 pb = os.path.join(out, "peerbench", "results.tsv")
 if os.path.exists(pb):
     prow = list(csv.DictReader(open(pb), delimiter="\t"))
-    L.append("\n## Cross-check against ../shared/peerbench (nginx)\n")
+    L.append("\n## Cross-check against peerbench (nginx)\n")
     L.append("Same machine, same invocation, run right after bench/run's own tests (peerbench: hsbench for "
              "handshakes, wrk for h1; bench/run: edgeproxy-bench, wrk). Both sample proxy CPU from /proc the same "
              "way; the two tools' numbers should agree within run-to-run noise.\n")
