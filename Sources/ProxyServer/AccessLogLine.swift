@@ -39,7 +39,7 @@ enum AccessLogLine {
             case .policyObserved: w.field("policy_observed", s.observedPolicyName)
             case .tag: w.field("tag", s.tag)
             case .protocol:
-                w.field("protocol", static: h2 ? "h2" : (ex.version == .http1_0 ? "HTTP/1.0" : "HTTP/1.1"))
+                w.field("protocol", static: h2 ? "HTTP/2" : (ex.version == .http1_0 ? "HTTP/1.0" : "HTTP/1.1"))
             case .method: w.field("method", bytes: ex.methodBytes)
             case .path: w.field("path", bytes: ex.target)
             case .host: w.field("host", bytes: ex.logHost)

@@ -707,6 +707,8 @@ final class H2Connection: H2SessionHandler, TimerHandler {
         s.ex.responseEnded = true
         headers.reset(status: status)
         headers.append(name: "content-type", value: contentType)
+        // As over HTTP/1 (HTTP1Writer.appendSimpleResponse): local answers and the built-in page are never cached.
+        headers.append(name: "cache-control", value: "no-store")
         headers.append(name: "content-length", decimal: body.count)
         let hasBody = !s.ex.isHEAD && body.count > 0
         if hasBody {

@@ -410,3 +410,29 @@ def test_huge_header_gets_431_not_a_reset(proxies, origin, tmp_path):
     s.settimeout(10)
     s.sendall(b"GET / HTTP/1.1\r\nHost: a\r\nX-Big: " + b"a" * (8 << 20) + b"\r\n\r\n")
     assert HTTPReader(s).response()[0] == 431
+
+
+def test_http2_small_details(proxies, origin, tmp_path):
+    """Issue 16 §5: requests from HTTP/2 clients carry `Via: 2 edgeproxy`; the built-in page and local answers over
+    HTTP/2 send `Cache-Control: no-store` as over HTTP/1.1; the access log names the protocol as the page does."""
+    p = proxy_with(proxies, tmp_path, [origin.url])
+    c, s = h2_connect(p.port)
+    c.send_headers(1, h2_request_headers("GET", "/echo"), end_stream=True)
+    flush(c, s)
+    status, body, _ = h2_read_response(c, s, 1)
+    assert status == 200
+    vias = [v for k, v in json.loads(body)["headers"] if k.lower() == "via"]
+    assert vias == ["2 edgeproxy"], vias
+    c.send_headers(3, h2_request_headers("TRACE", "/"), end_stream=True)
+    flush(c, s)
+    _, _, events = h2_read_response(c, s, 3)
+    resp = [e for e in events if isinstance(e, h2.events.ResponseReceived) and e.stream_id == 3]
+    assert dict(resp[0].headers).get(b"cache-control") == b"no-store", resp
+    # The access log is written off the event loop: wait for the line.
+    line = wait_for(lambda: next((l for l in p.output().splitlines() if l.startswith("{") and '"/echo"' in l), None),
+                    what="access log line")
+    assert json.loads(line)["protocol"] == "HTTP/2"
+    q = proxies(["--listen", "127.0.0.1:0"])  # no upstream: the built-in page
+    r = subprocess.run(["curl", "-sS", "-k", "--http2", "-D", "-", "-o", "/dev/null", q.base + "/"],
+                       capture_output=True, text=True, timeout=20)
+    assert re.search(r"(?im)^cache-control: no-store", r.stdout), r.stdout

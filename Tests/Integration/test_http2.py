@@ -281,7 +281,7 @@ def test_curl_get_over_h2(proxies, origin, tmp_path):
     log = os.path.join(str(tmp_path), "access.log")
     lines = wait_for(lambda: [json.loads(l) for l in open(log).read().splitlines() if l.strip()] if
                      os.path.exists(log) else None, what="access log")
-    assert lines[-1]["protocol"] == "h2" and lines[-1]["status"] == 200 and lines[-1]["bytes_out"] == 300000
+    assert lines[-1]["protocol"] == "HTTP/2" and lines[-1]["status"] == 200 and lines[-1]["bytes_out"] == 300000
 
 
 def test_curl_post_large_streamed_body(proxies, origin, tmp_path):
