@@ -92,7 +92,7 @@ public final class OriginForwarder {
     }
 
     /// RFC 9110 §9.2.2 idempotent methods.
-    public static func isIdempotent(_ method: some Collection<UInt8>) -> Bool {
+    public static func isIdempotent(_ method: ArraySlice<UInt8>) -> Bool {
         switch method.count {
         case 3: return method.elementsEqual("GET".utf8) || method.elementsEqual("PUT".utf8)
         case 4: return method.elementsEqual("HEAD".utf8)
@@ -176,7 +176,7 @@ public final class OriginForwarder {
 
     /// Starts an exchange. The session then writes the request head with `appendHead` and calls `start`.
     public func begin(
-        method: some Collection<UInt8>,
+        method: ArraySlice<UInt8>,
         isHEAD: Bool,
         requestChunked: Bool,
         requestEnded: Bool,

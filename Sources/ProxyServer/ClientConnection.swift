@@ -485,7 +485,7 @@ final class ClientConnection: EventHandler, TimerHandler {
 
     private func startExchange() {
         let head = parser.head
-        ex.begin(head: head, now: worker.loop.now)
+        ex.begin(head: head, now: worker.loop.now, logFields: worker.accessLog != nil)
         requestsServed += 1
         if !head.keepAlive || draining { closeAfterResponse = true }
         if let status = RequestPolicy.reject(method: head.methodBytes, authority: nil) {
@@ -878,7 +878,7 @@ extension ClientConnection: ForwarderSink {
     func forwarderResponseHead(_ head: ResponseHead, isHEAD: Bool) -> Bool {
         ex.status = head.status
         if let f = fwd { (ex.originIndex, ex.originPool) = (f.server, f.pool) }
-        ex.originAnswered(status: head.status, transport: fwd?.transport)
+        if worker.accessLog != nil { ex.originAnswered(status: head.status, transport: fwd?.transport) }
         if !ex.requestEnded {
             // The origin answered before the whole request body arrived: the connection cannot be reused.
             closeAfterResponse = true

@@ -42,7 +42,9 @@ struct Exchange {
     var answeredBy: SocketAddress? = nil
     var upstreamStatus = 0
 
-    mutating func begin(head: RequestHead, now: UInt64) {
+    /// `logFields`: copy the request fields only the access log prints (off when there is no access log: two
+    /// header lookups and copies per request that nothing reads).
+    mutating func begin(head: RequestHead, now: UInt64, logFields: Bool) {
         start(
             method: head.method,
             methodBytes: head.methodBytes,
@@ -53,7 +55,7 @@ struct Exchange {
             requestEnded: false,
             now: now
         )
-        captureLogFields(head.headers, host: head.host ?? [])
+        if logFields { captureLogFields(head.headers, host: head.host ?? []) }
     }
 
     /// Copies the request fields the access log may print (before the head's bytes are reused).

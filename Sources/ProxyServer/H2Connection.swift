@@ -365,7 +365,7 @@ final class H2Connection: H2SessionHandler, TimerHandler {
 
     func h2Request(stream id: Int32, head: H2RequestHead, endStream: Bool) {
         let s = acquireStream(id)
-        s.ex.beginH2(head: head, endStream: endStream, now: worker.loop.now)
+        s.ex.beginH2(head: head, endStream: endStream, now: worker.loop.now, logFields: worker.accessLog != nil)
         s.headReceived = true
         metrics.streams.increment()
         if worker.snapshot !== snapshot && !goingAway {
@@ -791,7 +791,7 @@ final class H2Stream: ForwarderSink {
 
     func forwarderResponseHead(_ head: ResponseHead, isHEAD: Bool) -> Bool {
         guard let h2, id != 0 else { return false }
-        ex.originAnswered(status: head.status, transport: fwd?.transport)
+        if h2.worker.accessLog != nil { ex.originAnswered(status: head.status, transport: fwd?.transport) }
         return h2.submitResponseHead(self, head, isHEAD: isHEAD)
     }
 
@@ -868,7 +868,7 @@ extension ClientConnection {
 
 extension Exchange {
     /// Starts the exchange of one HTTP/2 stream (the HTTP/2 counterpart of `begin(head:now:)`).
-    mutating func beginH2(head: H2RequestHead, endStream: Bool, now: UInt64) {
+    mutating func beginH2(head: H2RequestHead, endStream: Bool, now: UInt64, logFields: Bool) {
         start(
             method: .other,
             methodBytes: head.method,
@@ -879,7 +879,7 @@ extension Exchange {
             requestEnded: endStream,
             now: now
         )
-        captureLogFields(head.headers, host: head.authority)
+        if logFields { captureLogFields(head.headers, host: head.authority) }
     }
 }
 

@@ -347,8 +347,10 @@ final class OriginForwarderTests: XCTestCase {
                 }
             }
         }
-        for m in ["GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"] { XCTAssertTrue(F.isIdempotent(Array(m.utf8))) }
-        for m in ["POST", "PATCH", "CONNECT", "get", "PROPFIND"] { XCTAssertFalse(F.isIdempotent(Array(m.utf8))) }
+        for m in ["GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"] {
+            XCTAssertTrue(F.isIdempotent(Array(m.utf8)[...]))
+        }
+        for m in ["POST", "PATCH", "CONNECT", "get", "PROPFIND"] { XCTAssertFalse(F.isIdempotent(Array(m.utf8)[...])) }
     }
 }
 
@@ -527,7 +529,7 @@ final class Harness: ForwarderSink {
     func begin(method: String, chunked: Bool, ended: Bool) {
         isHEAD = method == "HEAD"
         forwarder.begin(
-            method: Array(method.utf8),
+            method: Array(method.utf8)[...],
             isHEAD: isHEAD,
             requestChunked: chunked,
             requestEnded: ended,

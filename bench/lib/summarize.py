@@ -270,7 +270,8 @@ open(os.path.join(out, "results.md"), "w").write(md)
 os.makedirs(results_dir, exist_ok=True)
 dst = os.path.join(results_dir, f"{date}.md")
 open(dst, "w").write(md)
-if svg_name:
+if svg_name and os.path.abspath(results_dir) != os.path.abspath(out):
+    # (Unpublished runs keep their results in the run's own directory: nothing to copy.)
     shutil.copy(os.path.join(out, svg_name), os.path.join(results_dir, svg_name))
 open(os.path.join(out, "results_path"), "w").write(dst + "\n")
 print(md)
