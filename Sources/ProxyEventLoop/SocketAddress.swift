@@ -38,11 +38,25 @@ public struct SocketAddress: Sendable, CustomStringConvertible, Equatable {
 
     /// Resolves a host name or literal (blocking getaddrinfo: call at start-up or reload only, never on a loop).
     public static func resolve(host: String, port: Int) -> [SocketAddress] {
-        if let lit = SocketAddress(literal: host, port: port) { return [lit] }
+        (try? lookup(host: host, port: port).get()) ?? []
+    }
+
+    /// Why `lookup` found no address: getaddrinfo's own text (or errno's, for EAI_SYSTEM).
+    public struct LookupError: Error, Sendable {
+        public let message: String
+    }
+
+    /// `resolve`, with getaddrinfo's reason when it fails (an empty list is a success with no address).
+    public static func lookup(host: String, port: Int) -> Result<[SocketAddress], LookupError> {
+        if let lit = SocketAddress(literal: host, port: port) { return .success([lit]) }
         var hints = addrinfo()
         hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
         var res: UnsafeMutablePointer<addrinfo>?
-        guard getaddrinfo(host, String(port), &hints, &res) == 0, let first = res else { return [] }
+        let rc = getaddrinfo(host, String(port), &hints, &res)
+        guard rc == 0, let first = res else {
+            let text = rc == EAI_SYSTEM ? String(cString: strerror(errno)) : String(cString: gai_strerror(rc))
+            return .failure(LookupError(message: text))
+        }
         defer { freeaddrinfo(first) }
         var out: [SocketAddress] = []
         var cur: UnsafeMutablePointer<addrinfo>? = first
@@ -57,7 +71,7 @@ public struct SocketAddress: Sendable, CustomStringConvertible, Equatable {
             }
             cur = ai.pointee.ai_next
         }
-        return out
+        return .success(out)
     }
 
     public var family: Int32 { Int32(storage.ss_family) }

@@ -169,9 +169,6 @@ public final class OriginForwarder {
         }
     }
 
-    /// A response head was delivered to the sink.
-    public var responseStarted: Bool { state == .streaming || (state == .done && status != 0) }
-
     // MARK: the session's side
 
     /// Starts an exchange. The session then writes the request head with `appendHead` and calls `start`.
