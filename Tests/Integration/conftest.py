@@ -76,8 +76,10 @@ class Process:
 
 
 class Origin(Process):
-    def __init__(self):
-        super().__init__([sys.executable, os.path.join(HERE, "origin.py")], name="origin")
+    """A Python origin from this directory (`origin.py`, or another script printing "READY <port>")."""
+
+    def __init__(self, script="origin.py", name="origin"):
+        super().__init__([sys.executable, os.path.join(HERE, script)], name=name)
         try:
             self.port = int(wait_for(lambda: (re.search(r"READY (\d+)", self.output()) or [None, None])[1],
                                      what="origin READY"))

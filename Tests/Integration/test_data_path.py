@@ -5,14 +5,11 @@ real sockets, and the regression tests of the reliability issue's data-path item
 HTTP/2), raw TLS sockets, python-h2.
 """
 import json
-import os
 import re
 import signal
 import socket
 import ssl
 import subprocess
-import sys
-import threading
 import time
 
 import h2.config
@@ -20,22 +17,12 @@ import h2.connection
 import h2.events
 import pytest
 
-from conftest import HERE, HTTPReader, Process, curl, dead_port, tls_connect, wait_for, write_file
+from conftest import HTTPReader, Origin, dead_port, tls_connect, wait_for, write_file
 
 
-class BadOrigin(Process):
+class BadOrigin(Origin):
     def __init__(self):
-        super().__init__([sys.executable, os.path.join(HERE, "bad_origin.py")], name="bad-origin")
-        try:
-            self.port = int(wait_for(lambda: (re.search(r"READY (\d+)", self.output()) or [None, None])[1],
-                                     what="bad origin READY"))
-        except BaseException:
-            self.stop()
-            raise
-
-    @property
-    def url(self):
-        return f"http://127.0.0.1:{self.port}"
+        super().__init__("bad_origin.py", name="bad-origin")
 
     def connections(self):
         return self.output().count("CONN")
