@@ -6,7 +6,13 @@ import PackageDescription
 
 // The data path is single-threaded per connection and never overlaps accesses, so release builds of the hot-path
 // modules skip Swift's dynamic exclusivity checks (they showed up at ~1.5% of proxy CPU in perf).
-let hotPath: [SwiftSetting] = [.unsafeFlags(["-enforce-exclusivity=unchecked"], .when(configuration: .release))]
+// Cross-module optimization: the request path crosses modules (ProxyServer → ProxyForwarder, ProxyUpstreams,
+// ProxyHTTP1/2, ProxyCore); without it generic types of one module used by another (the idle-connection pool, the
+// buffer helpers) are not specialized, and perf showed the runtime instantiating generic metadata and looking up
+// witness tables (behind a lock) on every pooled origin connection.
+let hotPath: [SwiftSetting] = [
+    .unsafeFlags(["-enforce-exclusivity=unchecked", "-cross-module-optimization"], .when(configuration: .release))
+]
 
 let package = Package(
     name: "EdgeProxy",

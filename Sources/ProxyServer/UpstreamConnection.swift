@@ -28,7 +28,7 @@ final class UpstreamConnection: EventHandler, TimerHandler, OriginTransport {
     var peerClosed = false
     /// The origin's FIN (EPOLLRDHUP) was reported: keep reading until EOF even after a short read, because no
     /// further edge will announce it (found by close-delimited responses whose FIN came with the last bytes).
-    private var sawHangup = false
+    private(set) var sawHangup = false
     var closed = false
     var inBuf: ByteBuffer?
     private var idleDeadline: UInt64 = 0
@@ -141,12 +141,17 @@ final class UpstreamConnection: EventHandler, TimerHandler, OriginTransport {
     var server: Int { origin }
     func setOwner(_ forwarder: OriginForwarder?) { owner = forwarder }
 
-    /// A pooled connection is usable only if the origin has not closed it (or sent unsolicited bytes) meanwhile:
-    /// its FIN may have come with the previous response, when no later event announces it.
-    func isAliveForReuse() -> Bool {
+    /// A pooled connection is usable only if the origin has not closed it (or sent unsolicited bytes) meanwhile.
+    /// Events seen while it was idle already closed it; `peek` also asks the socket, for a FIN that arrived after
+    /// the loop's last epoll_wait (one syscall).
+    func isUsable(peek: Bool) -> Bool {
         guard !closed, !peerClosed, !sawHangup else { return false }
-        return !Socket.peekClosedOrData(fd)
+        return !peek || !Socket.peekClosedOrData(fd)
     }
+
+    /// Taken from the idle pool. The idle timer is left pending rather than cancelled (a heap operation per
+    /// request): when it fires on a busy connection it does nothing, and `becomeIdle` re-arms it.
+    func becomeBusy() { idleDeadline = 0 }
 
     func becomeIdle(deadline: UInt64) {
         owner = nil
@@ -156,6 +161,7 @@ final class UpstreamConnection: EventHandler, TimerHandler, OriginTransport {
             inBuf = nil
         }
         idleDeadline = deadline
+        // A pending timer with an earlier deadline re-arms itself for `idleDeadline` when it fires.
         if !timerSlot.isPending || timerSlot.deadline > deadline { worker.loop.schedule(at: deadline, self) }
     }
 
