@@ -191,7 +191,7 @@ public final class OriginForwarder {
         replayable = true
         upSent = 0
         if upOut == nil { upOut = bufferPool.acquire() } else { upOut!.clear() }
-        if !parser.isIdle { parser = ResponseParser() }
+        parser.resetUnlessIdle()
         parserPending = false
         answered = false
         status = 0
@@ -431,8 +431,10 @@ public final class OriginForwarder {
     private func processInput(_ t: any OriginTransport) -> Bool {
         var progress = false
         pausedBySink = false
+        // The transport's buffer, fetched once (an existential getter: a retain and release per access).
+        let inBuf = t.inBuf
         while isActive && transport === t {
-            let have = t.inBuf?.readableCount ?? 0
+            let have = inBuf?.readableCount ?? 0
             if have == 0 && !parserPending { break }
             var limit = have
             if state == .streaming {
@@ -444,28 +446,28 @@ public final class OriginForwarder {
                 limit = min(have, room)
             }
             let ev: ParseEvent
-            if let b = t.inBuf {
+            if let b = inBuf {
                 ev = parser.parse(UnsafeRawBufferPointer(start: b.base + b.start, count: limit), requestIsHEAD: isHEAD)
             } else {
                 ev = parser.parse(UnsafeRawBufferPointer(start: nil, count: 0), requestIsHEAD: isHEAD)
             }
             switch ev {
             case .needMore:
-                if limit > 0 { t.inBuf!.consume(limit) }
+                if limit > 0 { inBuf!.consume(limit) }
                 parserPending = false
                 return progress || limit > 0
             case .informational(let consumed):
                 // 1xx interim responses are not forwarded (the proxy answered Expect itself).
-                t.inBuf?.consume(consumed)
+                inBuf?.consume(consumed)
                 parserPending = true
                 progress = true
             case .head(let consumed):
-                t.inBuf?.consume(consumed)
+                inBuf?.consume(consumed)
                 parserPending = true
                 progress = true
                 deliverHead(t)
             case .body(let range, let consumed):
-                let b = t.inBuf!
+                let b = inBuf!
                 let bytes = UnsafeRawBufferPointer(start: b.base + b.start + range.lowerBound, count: range.count)
                 // Consume first (indices only; the bytes stay in place): the sink may end the exchange.
                 b.consume(consumed)
@@ -474,9 +476,9 @@ public final class OriginForwarder {
                 parserPending = true
                 progress = true
             case .end(let consumed):
-                t.inBuf?.consume(consumed)
+                inBuf?.consume(consumed)
                 parserPending = false
-                responseEnded(reusable: parser.head.keepAlive && (t.inBuf?.isEmpty ?? true))
+                responseEnded(reusable: parser.head.keepAlive && (inBuf?.isEmpty ?? true))
                 return true
             case .error:
                 parserPending = false
@@ -547,7 +549,7 @@ public final class OriginForwarder {
             t.setOwner(self)
             wroteSomething = false
             answered = false
-            if !parser.isIdle { parser = ResponseParser() }
+            parser.resetUnlessIdle()
             parserPending = false
             phaseStarted = now
             if t.isConnected {

@@ -39,6 +39,13 @@ public struct ResponseParser: Sendable {
     /// True between responses: no byte of a next response has been consumed.
     public var isIdle: Bool { state == .head && scanner.atStart }
 
+    /// Starts over for a new connection unless already idle (keeping buffer capacity then). Mutating on purpose:
+    /// `if !p.isIdle { p = ResponseParser() }` on a parser stored in a class copied the whole parser (a retain
+    /// per array) to read `isIdle`, on every request (perf).
+    public mutating func resetUnlessIdle() {
+        if !(state == .head && scanner.atStart) { self = ResponseParser(limits: limits) }
+    }
+
     /// Consumes a prefix of `buf` and reports what it completed; see `ParseEvent`.
     public mutating func parse(_ buf: UnsafeRawBufferPointer, requestIsHEAD: Bool = false) -> ParseEvent {
         switch state {

@@ -73,7 +73,32 @@ struct H2FrameTap {
                 i += n
                 continue
             }
-            if have == 0 { headStart = i }
+            if have == 0 {
+                headStart = i
+                // Fast path: a whole 9-byte header in this buffer (nearly always), read at once rather than a
+                // byte per state-machine step (each step wrote this struct back into the session: perf).
+                if i + 9 <= bytes.count {
+                    let p = (bytes.baseAddress! + i).assumingMemoryBound(to: UInt8.self)
+                    let len: Int = Int(p[0]) << 16 | Int(p[1]) << 8 | Int(p[2])
+                    let t: UInt8 = p[3]
+                    if !(t == H2FrameHead.priority && len == 5) {
+                        let hi: UInt32 = UInt32(p[5]) << 24 | UInt32(p[6]) << 16
+                        let sid: UInt32 = hi | UInt32(p[7]) << 8 | UInt32(p[8])
+                        skip = len
+                        return (
+                            i + 9,
+                            H2FrameHead(
+                                length: len,
+                                type: t,
+                                flags: p[4],
+                                stream: Int32(bitPattern: sid & 0x7FFF_FFFF),
+                                dependency: -1
+                            ),
+                            headStart
+                        )
+                    }
+                }
+            }
             let b = bytes[i]
             i += 1
             switch have {

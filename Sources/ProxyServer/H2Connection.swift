@@ -20,8 +20,10 @@ import ProxyTLS
 /// as the client's flow-control window allows. A slow stream therefore holds at most its two buffers and never
 /// blocks the others; the connection's own output buffer is shared and drained by the TLS writes.
 final class H2Connection: H2SessionHandler, TimerHandler {
-    unowned let conn: ClientConnection
-    unowned let worker: Worker
+    // SAFETY: the client connection owns this session (and tears it down before it goes); the worker lives as
+    // long as the process. unowned(unsafe): no unowned-retain per access on the request path.
+    unowned(unsafe) let conn: ClientConnection
+    unowned(unsafe) let worker: Worker
     let snapshot: RuntimeSnapshot
     private var session: H2ServerSession!
     var timerSlot = TimerSlot()
@@ -849,7 +851,8 @@ final class H2Stream: ForwarderSink {
 /// Flushes an HTTP/2 connection after the current tick's events (coalescing stream wake-ups into one write).
 final class H2FlushTimer: TimerHandler {
     var timerSlot = TimerSlot()
-    unowned let h2: H2Connection
+    // SAFETY: the connection cancels this timer in teardown, before it can go away.
+    unowned(unsafe) let h2: H2Connection
     init(_ h2: H2Connection) { self.h2 = h2 }
     func timerFired(now: UInt64) { h2.pump() }
 }

@@ -90,6 +90,8 @@ public struct Router: Sendable {
     )
         -> RouteDecision
     {
+        // No routes (the usual single-pool setup): nothing below can change the answer.
+        if routes.isEmpty { return defaultPool.map { .pool($0) } ?? .reject(404) }
         let sniName = sni.map(Self.hostName)
         let hostName = host.map(Self.hostName)
         if let s = sniName, let h = hostName, !Self.equalsIgnoringCase(s, h) {
