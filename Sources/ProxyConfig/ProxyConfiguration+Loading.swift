@@ -98,6 +98,13 @@ extension ProxyConfiguration {
         if let v = root.string("listen", { s throws(ValueError) in try HostPort.parse(s, allowPortZero: true) }) {
             listen = v
         }
+        if let v = root.bool("listen_proxy_protocol") { listenProxyProtocol = v }
+        if let v = root.stringArray("proxy_protocol_from") {
+            proxyProtocolFrom = v
+            for c in v where CIDRBlock(c) == nil {
+                root.report("proxy_protocol_from", "\"\(c)\" is not an IPv4 or IPv6 network (e.g. \"10.0.0.0/8\")")
+            }
+        }
         if let value = root.raw("workers") {
             if value.string == "auto" {
                 workers = nil

@@ -57,6 +57,14 @@ extension ProxyConfiguration {
             }
         }
 
+        if listenProxyProtocol && proxyProtocolFrom.isEmpty {
+            add(
+                [["listen_proxy_protocol"], ["proxy_protocol_from"]],
+                "listen_proxy_protocol = true needs proxy_protocol_from: the load balancers' networks allowed to "
+                    + "send the PROXY header (a client that could send one could claim any address)"
+            )
+        }
+
         switch (adminTokenFile, adminTokenEnv) {
         case (.some, .some):
             add(

@@ -11,6 +11,12 @@ import ProxyCore
 public struct ProxyConfiguration: Sendable, Equatable {
     /// Address the TLS listener binds (`listen`).
     public var listen = HostPort(host: .ipv4("127.0.0.1"), port: 8443)
+    /// `listen_proxy_protocol`: every connection to `listen` starts with a PROXY protocol v1 or v2 header (from an
+    /// L4 load balancer), which names the client; only peers in ``proxyProtocolFrom`` may connect.
+    public var listenProxyProtocol = false
+    /// `proxy_protocol_from`: the networks (CIDRs, or single addresses) allowed to send the PROXY header; required
+    /// with ``listenProxyProtocol`` (`["0.0.0.0/0", "::/0"]` trusts everyone — only behind a load balancer).
+    public var proxyProtocolFrom: [String] = []
     /// Worker threads (`workers`); `nil` means one per available core, see ``effectiveWorkers``.
     public var workers: Int? = nil
     /// Origins requests are forwarded to (`upstreams`), used in order of preference by the server.

@@ -140,6 +140,26 @@ public enum Socket {
         return true
     }
 
+    /// Copies up to `buf.count` waiting bytes without consuming them. The count, 0 at EOF, -1 when nothing is
+    /// there yet (EAGAIN), -2 on an error.
+    public static func peek(_ fd: Int32, _ buf: UnsafeMutableRawBufferPointer) -> Int {
+        let n = Glibc.recv(fd, buf.baseAddress, buf.count, Int32(MSG_PEEK | MSG_DONTWAIT))
+        if n >= 0 { return n }
+        return errno == EAGAIN || errno == EINTR ? -1 : -2
+    }
+
+    /// Consumes exactly `count` bytes already seen by `peek` (so they are known to be there). False on a failure.
+    public static func discard(_ fd: Int32, count: Int) -> Bool {
+        var left = count
+        var scratch: (UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0, 0, 0, 0, 0)
+        while left > 0 {
+            let n = withUnsafeMutableBytes(of: &scratch) { Glibc.recv(fd, $0.baseAddress, min(left, $0.count), 0) }
+            if n <= 0 { return false }
+            left -= n
+        }
+        return true
+    }
+
     public static func shutdownWrite(_ fd: Int32) { _ = Glibc.shutdown(fd, Int32(SHUT_WR)) }
 
     /// Closes with an RST instead of a FIN (SO_LINGER 0): used when a response must not look complete.

@@ -100,6 +100,18 @@ public struct SocketAddress: Sendable, CustomStringConvertible, Equatable {
         }
     }
 
+    /// The IP address's bytes (4 for IPv4, 16 for IPv6), for network matching.
+    public var addressBytes: [UInt8] {
+        withUnsafeBytes(of: storage) { raw -> [UInt8] in
+            if family == AF_INET6 {
+                var a = raw.load(as: sockaddr_in6.self).sin6_addr
+                return withUnsafeBytes(of: &a) { Array($0) }
+            }
+            var a = raw.load(as: sockaddr_in.self).sin_addr
+            return withUnsafeBytes(of: &a) { Array($0) }
+        }
+    }
+
     public var description: String {
         family == AF_INET6 ? "[\(host)]:\(port)" : "\(host):\(port)"
     }

@@ -22,7 +22,10 @@ final class ClientConnection: EventHandler, TimerHandler {
     // unowned-retain on every access on the request path (swift_unownedRetainStrong in perf).
     unowned(unsafe) let worker: Worker
     let fd: Int32
-    let peer: SocketAddress
+    /// The client: the socket's peer, or the address a PROXY protocol header named (`listen_proxy_protocol`).
+    private(set) var peer: SocketAddress
+    /// `listen_proxy_protocol`: the PROXY header has not been read yet (it comes before the TLS ClientHello).
+    private var awaitingProxyHeader = false
     let snapshot: RuntimeSnapshot
     private(set) var tls: TLSStream?
     let tlsState: TLSConnectionState
@@ -103,10 +106,62 @@ final class ClientConnection: EventHandler, TimerHandler {
         self.acceptedAt = worker.loop.now
     }
 
+    /// Reads the PROXY protocol header that must start the connection (`listen_proxy_protocol`): peeks, parses,
+    /// then consumes exactly the header, so the TLS record after it is untouched. A peer not allowed to send one,
+    /// or a malformed or oversized header, closes the connection (counted; nginx and HAProxy do the same). True
+    /// once the header was consumed.
+    private func readProxyHeader() -> Bool {
+        var buf = [UInt8](repeating: 0, count: ProxyProtocol.maxLength)
+        let n = buf.withUnsafeMutableBytes { Socket.peek(fd, $0) }
+        switch n {
+        case -1:
+            canRead = false
+            return false
+        case -2, 0:
+            closeNow()
+            return false
+        default: break
+        }
+        switch buf.withUnsafeBytes({ ProxyProtocol.parse(UnsafeRawBufferPointer(rebasing: $0[..<n])) }) {
+        case .needMore:
+            if peerClosedBeforeTLS || n >= ProxyProtocol.maxLength {
+                closeNow()
+            } else {
+                canRead = false  // edge-triggered: the rest brings a new edge
+            }
+            return false
+        case .invalid(let why):
+            worker.metrics.proxyProtocol.rejected(reason: "malformed")
+            worker.logger.debug("PROXY protocol from \(peer): \(why); closing")
+            closeNow()
+            return false
+        case .header(let length, let version, let source):
+            guard Socket.discard(fd, count: length) else {
+                closeNow()
+                return false
+            }
+            awaitingProxyHeader = false
+            worker.metrics.proxyProtocol.accepted(version: version)
+            if let source, let a = SocketAddress(literal: source.host, port: Int(source.port)) { peer = a }
+            return true
+        }
+    }
+
     /// Registers the socket and starts the handshake timer. The TLS session is created later, when the first TLS
     /// record has arrived (`createTLSWhenHelloArrives`): a connection that sends nothing costs only this object,
     /// its slot and timer, not OpenSSL's ~40 KB. False when the connection was refused (fd closed).
     func start() -> Bool {
+        if let allowed = snapshot.proxyProtocolFrom {
+            let from = peer.addressBytes
+            guard allowed.contains(where: { $0.contains(from) }) else {
+                // Only the load balancers may connect: anyone else could claim any client address.
+                worker.metrics.proxyProtocol.rejected(reason: "source")
+                worker.logger.debug("connection from \(peer) refused: not in proxy_protocol_from")
+                Socket.close(fd)
+                return false
+            }
+            awaitingProxyHeader = true
+        }
         do {
             try worker.loop.register(
                 fd: fd,
@@ -128,6 +183,7 @@ final class ClientConnection: EventHandler, TimerHandler {
     /// True when the TLS session exists now.
     private func createTLSWhenHelloArrives() -> Bool {
         guard canRead else { return false }
+        if awaitingProxyHeader && !readProxyHeader() { return false }
         switch Socket.firstRecordState(fd) {
         case .incomplete where peerClosedBeforeTLS:
             closeNow()  // the first record can never complete

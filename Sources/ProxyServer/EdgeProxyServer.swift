@@ -259,7 +259,8 @@ public final class EdgeProxyServer: @unchecked Sendable {
             limits: limits,
             fingerprintHeaders: fh,
             maxConnectionsPerWorker: c.limits.maxConnectionsPerWorker,
-            http2: HTTP2Options(c.http2, limits: c.limits)
+            http2: HTTP2Options(c.http2, limits: c.limits),
+            proxyProtocolFrom: c.listenProxyProtocol ? c.proxyProtocolFrom.compactMap(CIDRBlock.init) : nil
         )
     }
 

@@ -51,6 +51,9 @@ public final class RuntimeSnapshot: Sendable {
     public let http2: HTTP2Options
     /// The origin-side timeouts every exchange of this snapshot uses.
     let forwarderTimeouts: ForwarderTimeouts
+    /// `listen_proxy_protocol`: the peers allowed to send the PROXY header (every connection must start with one);
+    /// nil when off.
+    public let proxyProtocolFrom: [CIDRBlock]?
 
     public init(
         tls: TLSContextSet,
@@ -60,9 +63,11 @@ public final class RuntimeSnapshot: Sendable {
         limits: HTTP1Limits,
         fingerprintHeaders: FingerprintHeaders,
         maxConnectionsPerWorker: Int,
-        http2: HTTP2Options = HTTP2Options()
+        http2: HTTP2Options = HTTP2Options(),
+        proxyProtocolFrom: [CIDRBlock]? = nil
     ) {
         self.http2 = http2
+        self.proxyProtocolFrom = proxyProtocolFrom
         self.tls = tls
         self.policies = policies
         self.origins = origins

@@ -25,6 +25,8 @@ final class WorkerMetrics: TLSObserver {
     let loopBusySeconds: Gauge
     /// accept4 failures for lack of fds or kernel memory (each pauses the listener briefly).
     let acceptExhausted: Counter
+    /// PROXY protocol counters (created on first use: only with `listen_proxy_protocol`).
+    lazy var proxyProtocol = ProxyProtocolMetrics(worker: worker)
     /// HTTP/2 counters (created on first use: most workers of an HTTP/1-only deployment never need them).
     lazy var h2 = H2Metrics(worker: worker)
     /// Per policy name: (matched, enforced, observed), created on first match (names change on reload).
@@ -108,4 +110,29 @@ final class WorkerMetrics: TLSObserver {
         c.0.increment()
         (enforced ? c.1 : c.2).increment()
     }
+}
+
+/// `edgeproxy_proxy_protocol_headers_total{version}` and `edgeproxy_proxy_protocol_rejected_total{reason}`
+/// (reason "source": a peer outside proxy_protocol_from; "malformed": a bad, oversized or missing header).
+final class ProxyProtocolMetrics {
+    private let v1: Counter
+    private let v2: Counter
+    private let source: Counter
+    private let malformed: Counter
+
+    init(worker w: String) {
+        v1 = Counter(label: "edgeproxy_proxy_protocol_headers_total", dimensions: [("worker", w), ("version", "1")])
+        v2 = Counter(label: "edgeproxy_proxy_protocol_headers_total", dimensions: [("worker", w), ("version", "2")])
+        source = Counter(
+            label: "edgeproxy_proxy_protocol_rejected_total",
+            dimensions: [("worker", w), ("reason", "source")]
+        )
+        malformed = Counter(
+            label: "edgeproxy_proxy_protocol_rejected_total",
+            dimensions: [("worker", w), ("reason", "malformed")]
+        )
+    }
+
+    func accepted(version: Int) { (version == 1 ? v1 : v2).increment() }
+    func rejected(reason: String) { (reason == "source" ? source : malformed).increment() }
 }
