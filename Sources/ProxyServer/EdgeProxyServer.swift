@@ -451,9 +451,14 @@ public final class EdgeProxyServer: @unchecked Sendable {
             logger.error("ticket keys: \(error) (keeping the previous keys)")
         }
         if let ring = ticketStore?.current() {
+            // Key files and fleet imports have no start time (distantPast): their age is reported as 0. Compute the
+            // difference only for a real start time (now minus distantPast overflowed: a crash a second after start
+            // in key-file mode, seen under load in the nginx interop tests).
+            let from = ring.encryptionKey(at: now).encryptFrom
             let age =
-                Double(now.nanosecondsSinceEpoch - ring.encryptionKey(at: now).encryptFrom.nanosecondsSinceEpoch) / 1e9
-            keyAge.record(ring.encryptionKey(at: now).encryptFrom == .distantPast ? 0 : age)
+                from == .distantPast
+                ? 0 : Double(now.nanosecondsSinceEpoch &- from.nanosecondsSinceEpoch) / 1e9
+            keyAge.record(age)
         }
     }
 

@@ -11,6 +11,7 @@ import os
 import re
 import shutil
 import time
+import urllib.request
 
 import pytest
 
@@ -344,6 +345,17 @@ def files_proxy(proxies, certs, tmp_path, keyfile, name):
     d = tmp_path / name
     d.mkdir()
     return proxies(["--config", w.write_config(str(d), crt, key, {"source": "files", "files": [keyfile]})])
+
+
+def test_key_file_mode_survives_the_control_ticks(proxies, certs, tmp_path):
+    """The once-a-second control tick reports the encryption key's age; a key file's key has no start time
+    (distantPast) and `now - distantPast` overflowed: the proxy trapped about a second after start in key-file mode
+    (found by the nginx interop tests on a loaded machine, where they outlived the first tick)."""
+    p = files_proxy(proxies, certs, tmp_path, w.write_ticket_key(str(tmp_path / "k.key")), "ticks")
+    time.sleep(2.5)  # the observation window (two or three ticks), not synchronisation
+    assert p.alive(), p.output()[-2000:]
+    with urllib.request.urlopen(f"{p.admin}/metrics", timeout=5) as r:
+        assert "edgeproxy_ticket_key_age_seconds 0" in r.read().decode()
 
 
 @pytest.mark.parametrize("version", ["1.2", "1.3"])
