@@ -11,4 +11,6 @@
 #include <openssl/bio.h>
 #include <openssl/ec.h>
 #include <openssl/tls1.h>
+#include <openssl/ocsp.h>
+#include <openssl/http.h>
 #endif

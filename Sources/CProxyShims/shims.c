@@ -63,6 +63,9 @@ long cps_SSL_CTX_set1_chain(SSL_CTX *ctx, STACK_OF(X509) *chain) { return SSL_CT
 STACK_OF(X509) *cps_sk_X509_new_null(void) { return sk_X509_new_null(); }
 int cps_sk_X509_push(STACK_OF(X509) *sk, X509 *x) { return sk_X509_push(sk, x); }
 void cps_sk_X509_pop_free(STACK_OF(X509) *sk) { sk_X509_pop_free(sk, X509_free); }
+long cps_SSL_CTX_set_tlsext_status_cb(SSL_CTX *ctx, int (*cb)(SSL *, void *)) { return SSL_CTX_set_tlsext_status_cb(ctx, cb); }
+long cps_SSL_set_tlsext_status_ocsp_resp(SSL *ssl, unsigned char *der, long len) { return SSL_set_tlsext_status_ocsp_resp(ssl, der, len); }
+void *cps_OPENSSL_malloc(size_t n) { return OPENSSL_malloc(n); }
 
 uint64_t cps_SSL_OP_NO_COMPRESSION(void) { return SSL_OP_NO_COMPRESSION; }
 uint64_t cps_SSL_OP_NO_RENEGOTIATION(void) { return SSL_OP_NO_RENEGOTIATION; }

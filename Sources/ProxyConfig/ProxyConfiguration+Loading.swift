@@ -78,7 +78,11 @@ extension ProxyConfiguration {
             path.isEmpty || path.hasPrefix("/") ? path : (base as NSString).appendingPathComponent(path)
         }
         policies.dir = resolve(policies.dir)
-        certificates = certificates.map { CertificatePair(cert: resolve($0.cert), key: resolve($0.key)) }
+        certificates = certificates.map {
+            var ocsp = $0.ocsp
+            if case .file(let f) = ocsp { ocsp = .file(resolve(f)) }
+            return CertificatePair(cert: resolve($0.cert), key: resolve($0.key), ocsp: ocsp)
+        }
         tickets.files = tickets.files.map(resolve)
         adminTokenFile = adminTokenFile.map(resolve)
         if var r = redis {
@@ -252,7 +256,7 @@ extension ProxyConfiguration {
         return WrappingKeyRef(id: id, file: file, env: env)
     }
 
-    /// One `[[certificates]]` element: a table with exactly `cert` and `key`.
+    /// One `[[certificates]]` element: a table with `cert`, `key` and optionally `ocsp`.
     fileprivate static func readCertificatePair(
         _ item: TOMLValueConvertible,
         at path: TOMLPath,
@@ -265,12 +269,13 @@ extension ProxyConfiguration {
         var reader = TableReader(decoder: decoder, table: table, path: path)
         let cert = reader.string("cert")
         let key = reader.string("key")
+        let ocsp = reader.string("ocsp", OCSPStapling.parse)
         reader.finish()
         for (name, value) in [("cert", cert), ("key", key)] where value == nil && table[name] == nil {
             decoder.report(path, "\(path): missing \"\(name)\"")
         }
         guard let cert, let key else { return nil }
-        return CertificatePair(cert: cert, key: key)
+        return CertificatePair(cert: cert, key: key, ocsp: ocsp ?? .auto)
     }
 }
 

@@ -78,10 +78,46 @@ public struct CertificatePair: Sendable, Hashable {
     public var cert: String
     /// Path of the PEM private key.
     public var key: String
+    /// OCSP stapling for this certificate (`ocsp`, default "auto").
+    public var ocsp: OCSPStapling
 
-    public init(cert: String, key: String) {
+    public init(cert: String, key: String, ocsp: OCSPStapling = .auto) {
         self.cert = cert
         self.key = key
+        self.ocsp = ocsp
+    }
+}
+
+/// `[[certificates]] ocsp`: where the OCSP response stapled to this certificate comes from.
+public enum OCSPStapling: Sendable, Hashable, CustomStringConvertible {
+    /// Fetched from the responder named in the certificate's Authority Information Access extension (the default;
+    /// a certificate without one is served without a staple).
+    case auto
+    /// Never stapled.
+    case off
+    /// A DER OCSP response read from this file at start and on every reload (`"file:PATH"`).
+    case file(String)
+
+    static func parse(_ s: String) throws(ValueError) -> OCSPStapling {
+        switch s {
+        case "auto": return .auto
+        case "off": return .off
+        default:
+            guard s.hasPrefix("file:") else {
+                throw ValueError("\"\(s)\" is not one of \"auto\", \"off\", \"file:PATH\"")
+            }
+            let path = String(s.dropFirst(5))
+            guard !path.isEmpty else { throw ValueError("\"file:\" needs a path: \"file:/path/to/response.der\"") }
+            return .file(path)
+        }
+    }
+
+    public var description: String {
+        switch self {
+        case .auto: return "auto"
+        case .off: return "off"
+        case .file(let p): return "file:\(p)"
+        }
     }
 }
 

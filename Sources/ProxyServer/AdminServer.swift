@@ -6,8 +6,8 @@ import ProxyCore
 import ProxyEventLoop
 import ProxyHTTP1
 
-/// The admin listener (only with `--admin`): Prometheus metrics, health, ticket-key status and rotation, and
-/// reload. Runs on the control loop, one short request per connection.
+/// The admin listener (only with `--admin`): Prometheus metrics, health, ticket-key status and rotation,
+/// certificates and their OCSP staples, and reload. Runs on the control loop, one short request per connection.
 ///
 /// Safe to expose beyond loopback (issue 16 §2): with a token configured every request must carry
 /// `Authorization: Bearer <token>` (compared in constant time; one 401 for every kind of failure), except
@@ -173,6 +173,8 @@ final class AdminServer: EventHandler {
             return (200, "application/json", handler.upstreamsJSON())
         case (.get, "/keys"):
             return (200, "application/json", handler.keysJSON())
+        case (.get, "/certificates"):
+            return (200, "application/json", handler.ocsp.certificatesJSON())
         case (.get, "/test/ticket-key-material"):
             guard let body = handler.keyMaterialJSON() else { return (404, "text/plain", Array("not found\n".utf8)) }
             return (200, "application/json", body)
@@ -182,7 +184,8 @@ final class AdminServer: EventHandler {
         case (.post, "/reload"):
             let r = handler.reload()
             return (r.ok ? 200 : 422, "text/plain", Array((r.message + "\n").utf8))
-        case (_, "/metrics"), (_, "/healthz"), (_, "/keys"), (_, "/keys/rotate"), (_, "/reload"), (_, "/upstreams"):
+        case (_, "/metrics"), (_, "/healthz"), (_, "/keys"), (_, "/keys/rotate"), (_, "/reload"), (_, "/upstreams"),
+            (_, "/certificates"):
             return (405, "text/plain", Array("method not allowed\n".utf8))
         default:
             return (404, "text/plain", Array("not found\n".utf8))

@@ -48,6 +48,8 @@ public final class EdgeProxyServer: @unchecked Sendable {
     private var policyGeneration: UInt64 = 0
     /// The session cache (`[sessions]`), kept across reloads.
     private let sessionCaches = SessionCacheHolder()
+    /// OCSP stapling (`[[certificates]] ocsp`): its thread, metrics and `/certificates` (OCSPService.swift).
+    private(set) lazy var ocsp = OCSPService(logger: logger)
     /// Policies were loaded from an existing directory at least once (a later missing directory is an error).
     private var policyDirWasLoaded = false
     private let reloadFailures: Metrics.Counter
@@ -107,6 +109,8 @@ public final class EdgeProxyServer: @unchecked Sendable {
         try setUpTickets()
         let snapshot = try buildSnapshot(config, previousPolicies: nil, strictPolicies: true)
         snapshots = SnapshotBox(snapshot)
+        ocsp.activate(snapshot.tls)
+        defer { ocsp.stop() }
         upstreamRuntime = UpstreamRuntime(
             pools: config.upstreamPools,
             routes: config.routes,
@@ -206,7 +210,10 @@ public final class EdgeProxyServer: @unchecked Sendable {
         -> RuntimeSnapshot
     {
         var tls = TLSSettings()
-        tls.certificates = c.certificates.map { .init(chainPath: $0.cert, keyPath: $0.key) }
+        tls.certificates = c.certificates.map {
+            .init(chainPath: $0.cert, keyPath: $0.key, ocsp: OCSPService.source($0.ocsp))
+        }
+        tls.stapler = ocsp.stapler
         tls.minVersion = Self.openSSLVersion(c.tls.minVersion)
         tls.maxVersion = Self.openSSLVersion(c.tls.maxVersion)
         tls.ciphers = c.tls.ciphers
@@ -523,6 +530,7 @@ public final class EdgeProxyServer: @unchecked Sendable {
         do {
             let s = try buildSnapshot(newConfig, previousPolicies: previous.policies, strictPolicies: false)
             snapshots.publish(s)
+            ocsp.activate(s.tls)
             upstreamRuntime.reload(pools: newConfig.upstreamPools, routes: newConfig.routes)
             config = newConfig
         } catch let e as PolicyReloadError {

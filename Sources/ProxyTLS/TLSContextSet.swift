@@ -1,5 +1,6 @@
 internal import COpenSSL
 import CProxyShims
+import Glibc
 import ProxyCore
 
 /// An immutable set of server `SSL_CTX`s built from one `TLSSettings`: one context per group of certificates
@@ -18,6 +19,11 @@ public final class TLSContextSet: @unchecked Sendable {
     /// Human-readable summary of the loaded certificates ("ECDSA localhost (self-signed)").
     public let certificateSummary: [String]
     public let isSelfSigned: Bool
+    /// Every certificate of this set as the OCSP stapler sees it (empty without a stapler), configuration order.
+    public let ocspCertificates: [OCSPCertificate]
+    /// The staple slot of each stapled leaf, by its X509 pointer (what `SSL_get_certificate` returns in the status
+    /// callback). Immutable after init.
+    let staples: [UInt: OCSPStapleSlot]
 
     /// Loads certificates and builds the contexts. Throws with the file name and OpenSSL's reason.
     public init(settings: TLSSettings) throws(TLSError) {
@@ -32,6 +38,18 @@ public final class TLSContextSet: @unchecked Sendable {
             }
             isSelfSigned = false
         }
+        var ocspCertificates: [OCSPCertificate] = []
+        var staples: [UInt: OCSPStapleSlot] = [:]
+        if let stapler = settings.stapler {
+            for (i, cert) in loaded.enumerated() {
+                let source: OCSPSource = isSelfSigned ? .off : settings.certificates[i].ocsp
+                let entry = stapler.entry(for: cert, source: source)
+                ocspCertificates.append(entry)
+                if source != .off { staples[UInt(bitPattern: cert.leaf)] = entry.slot }
+            }
+        }
+        self.ocspCertificates = ocspCertificates
+        self.staples = staples
         // Group certificates serving the same name set, in configuration order; the first group is the default.
         var groups: [[LoadedCertificate]] = []
         for cert in loaded {
@@ -47,7 +65,7 @@ public final class TLSContextSet: @unchecked Sendable {
         var byName: [String: OpaquePointer] = [:]
         var byWildcard: [String: OpaquePointer] = [:]
         for group in groups {
-            let ctx = try Self.makeContext(settings: settings, certificates: group)
+            let ctx = try Self.makeContext(settings: settings, certificates: group, stapling: !staples.isEmpty)
             contexts.append(ctx)
             for name in group[0].names {
                 if name.hasPrefix("*.") {
@@ -93,7 +111,8 @@ public final class TLSContextSet: @unchecked Sendable {
 
     private static func makeContext(
         settings: TLSSettings,
-        certificates: [LoadedCertificate]
+        certificates: [LoadedCertificate],
+        stapling: Bool
     ) throws(TLSError)
         -> OpaquePointer
     {
@@ -176,6 +195,7 @@ public final class TLSContextSet: @unchecked Sendable {
         if settings.ticketsEnabled {
             SSL_CTX_set_tlsext_ticket_key_evp_cb(ctx, ticketKeyCallback)
         }
+        if stapling { _ = cps_SSL_CTX_set_tlsext_status_cb(ctx, ocspStatusCallback) }
         return ctx
     }
 }
@@ -259,3 +279,21 @@ private let alpnCallback:
             return SSL_TLSEXT_ERR_ALERT_FATAL
         }
     }
+
+/// OCSP stapling (client sent status_request; OpenSSL calls this after choosing the certificate): staples the
+/// current response of the chosen certificate if it is still unexpired, else none. Reads an immutable staple through
+/// an atomic load (`OCSPStapleSlot`): no lock, no wait; the copy goes into an OPENSSL_malloc'd buffer OpenSSL owns.
+private let ocspStatusCallback: @convention(c) (OpaquePointer?, UnsafeMutableRawPointer?) -> Int32 = { ssl, _ in
+    guard let ssl, let state = connectionState(ssl), let leaf = SSL_get_certificate(ssl),
+        let staple = state.contextSet.staples[UInt(bitPattern: leaf)]?.load(),
+        OCSPSchedule.isStapleable(expiry: staple.expiry, now: Int64(time(nil)))
+    else { return SSL_TLSEXT_ERR_NOACK }
+    let n = staple.der.count
+    guard let buf = cps_OPENSSL_malloc(n) else { return SSL_TLSEXT_ERR_NOACK }
+    staple.der.withUnsafeBytes { buf.copyMemory(from: $0.baseAddress!, byteCount: n) }
+    guard cps_SSL_set_tlsext_status_ocsp_resp(ssl, buf.assumingMemoryBound(to: UInt8.self), n) == 1 else {
+        cps_OPENSSL_free(buf)
+        return SSL_TLSEXT_ERR_NOACK
+    }
+    return SSL_TLSEXT_ERR_OK
+}

@@ -6,9 +6,12 @@ public struct TLSSettings: Sendable {
     public struct CertificateFiles: Sendable, Equatable {
         public var chainPath: String
         public var keyPath: String
-        public init(chainPath: String, keyPath: String) {
+        /// Where its OCSP staple comes from.
+        public var ocsp: OCSPSource
+        public init(chainPath: String, keyPath: String, ocsp: OCSPSource = .auto) {
             self.chainPath = chainPath
             self.keyPath = keyPath
+            self.ocsp = ocsp
         }
     }
 
@@ -40,6 +43,9 @@ public struct TLSSettings: Sendable {
     /// The process-wide session cache for session-ID resumption (`[sessions] cache`); nil: no session IDs cached.
     /// One object for the process, handed to every context set a reload builds, so entries survive reloads.
     public var sessionCache: SessionCache? = nil
+
+    /// The process-wide OCSP stapler (one object across reloads, like `sessionCache`); nil: no stapling at all.
+    public var stapler: OCSPStapler? = nil
 
     public init() {}
 }

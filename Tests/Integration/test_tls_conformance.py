@@ -18,9 +18,11 @@ default security level 1; both servers therefore run at level 0):
 * `edgeproxy-defaults` / `nginx-ecdsa`: an ECDSA certificate and each server's defaults, for the probes about what
   the default configuration refuses (a hello offering only 0x002f).
 
-Expected failures that nginx shares are at the end, marked xfail(strict=True) for both servers, so they start
-failing the suite the day they pass: OCSP stapling (test-ocsp-stapling.py; EdgeProxy has no stapling yet) and
-record_size_limit (test-record-size-limit.py; OpenSSL 3.0 does not implement RFC 8449).
+OCSP stapling (test-ocsp-stapling.py) runs against its own pair: a leaf issued by a CA made in the test, stapled
+from a file on both (EdgeProxy `ocsp = "file:..."`, nginx `ssl_stapling on; ssl_stapling_file ...`), with the
+fuzzer TLS settings above. The expected failure that nginx shares is at the end, marked xfail(strict=True) for both
+servers, so it starts failing the suite the day it passes: record_size_limit (test-record-size-limit.py; OpenSSL 3.0
+does not implement RFC 8449).
 """
 import os
 import socket
@@ -49,7 +51,7 @@ FUZZER_TLS = f'min_version = "1.0"\nciphers = "{DEFAULT_CIPHERS}:AES128-SHA"'
 
 
 # -- servers ---------------------------------------------------------------------------------------------------------
-def _edgeproxy(cert, key, tls_extra=""):
+def _edgeproxy(cert, key, tls_extra="", cert_extra=""):
     d = tempfile.mkdtemp(prefix="edgeproxy-conformance-")
     os.makedirs(os.path.join(d, "policies"))
     conf = write_file(d, "edgeproxy.toml", f"""listen = "127.0.0.1:0"
@@ -58,6 +60,7 @@ workers = 1
 [[certificates]]
 cert = "{cert}"
 key = "{key}"
+{cert_extra}
 
 [tls]
 {tls_extra}
@@ -411,15 +414,50 @@ def test_sanity_after_probes(server):
     _complete(server, _reshape(FUZZER_CIPHERS, []))
 
 
-# -- expected failures shared with nginx -------------------------------------------------------------------------------
-@pytest.mark.xfail(strict=True, reason="OCSP stapling is not implemented yet in EdgeProxy, and this nginx has no "
-                                       "ssl_stapling configured: neither sends CertificateStatus")
-def test_ocsp_stapling(server):
+# -- OCSP stapling ----------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def stapling_servers():
+    """EdgeProxy and nginx with the same CA-issued RSA leaf and the same OCSP response file (made by `openssl ocsp`
+    for that leaf), the fuzzer TLS settings otherwise."""
+    from ocsp_ca import TestCA
+    ca = TestCA()
+    started = {}
+    try:
+        leaf = ca.issue(key_type="rsa")
+        resp = ca.response_file(leaf["leaf"], os.path.join(ca.dir, "staple.der"))
+        p = _edgeproxy(leaf["chain"], leaf["key"], FUZZER_TLS, cert_extra=f'ocsp = "file:{resp}"')
+        p.wait_log(r"OCSP: stapling a good response")  # read by the stapler thread right after start
+        started["edgeproxy"] = _Server("edgeproxy", p.port, p.stop, p)
+        n = w.Nginx(leaf["chain"], leaf["key"], [], ciphers="HIGH:!aNULL:!MD5:@SECLEVEL=0",
+                    extra=f"        ssl_stapling on;\n        ssl_stapling_file {resp};")
+        started["nginx"] = _Server("nginx", n.port, n.stop)
+        yield started
+    finally:
+        for s in started.values():
+            s.stop()
+        ca.cleanup()
+
+
+@pytest.mark.parametrize("name", ["edgeproxy", "nginx"])
+def test_ocsp_stapling(stapling_servers, name):
     """tlsfuzzer test-ocsp-stapling.py, "sanity": status_request → ExpectServerHello with status_request,
-    ExpectCertificate, ExpectCertificateStatus."""
+    ExpectCertificate, ExpectCertificateStatus. Both servers staple the same file."""
+    server = stapling_servers[name]
     status_request = TLSExtension(extType=5).create(bytearray(b"\x01\x00\x00\x00\x00"))
     a = w.probe_hello(server.port, fuzzer_hello([status_request]), timeout=5)
     assert 22 in a.types, f"{server}: no CertificateStatus: {a}"
+    assert a.types.index(11) < a.types.index(22) < a.types.index(14), f"{server}: {a}"
+
+
+def test_no_certificate_status_without_status_request(stapling_servers):
+    """tlsfuzzer test-ocsp-stapling.py's counterpart: a hello without status_request gets no CertificateStatus
+    (RFC 6066 §8: only in response to the extension)."""
+    for server in stapling_servers.values():
+        a = w.probe_hello(server.port, fuzzer_hello([]), timeout=5)
+        assert 11 in a.types and 22 not in a.types, f"{server}: {a}"
+
+
+# -- expected failures shared with nginx -------------------------------------------------------------------------------
 
 
 @pytest.mark.xfail(strict=True, reason="record_size_limit (RFC 8449) is not implemented by OpenSSL 3.0, so neither "

@@ -393,7 +393,7 @@ def nginx_binary():
 class Nginx:
     """A throwaway nginx (daemon off, everything in a temp dir) serving TLS on a free loopback port."""
 
-    def __init__(self, cert, key, ticket_key_files, protocols="TLSv1.2 TLSv1.3", ciphers=None):
+    def __init__(self, cert, key, ticket_key_files, protocols="TLSv1.2 TLSv1.3", ciphers=None, extra=""):
         self.dir = tempfile.mkdtemp(prefix="edgeproxy-nginx-")
         self.port = free_port()
         keys_conf = "\n".join(f"        ssl_session_ticket_key {p};" for p in ticket_key_files)
@@ -425,6 +425,7 @@ http {{
         ssl_prefer_server_ciphers on;
         ssl_conf_command Ciphersuites TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256;
 {keys_conf}
+{extra}
         location / {{ return 200 "nginx\\n"; }}
     }}
 }}

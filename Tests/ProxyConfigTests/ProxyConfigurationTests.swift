@@ -71,6 +71,7 @@ final class ProxyConfigurationTests: XCTestCase {
             [[certificates]]
             cert = "b.crt"
             key = "b.key"
+            ocsp = "file:/var/lib/edgeproxy/b.ocsp"
 
             [tls]
             min_version = "1.0"
@@ -132,7 +133,10 @@ final class ProxyConfigurationTests: XCTestCase {
         XCTAssertTrue(c.adminTokenExemptReadOnly)
         XCTAssertEqual(
             c.certificates,
-            [.init(cert: "/etc/a.crt", key: "/etc/a.key"), .init(cert: "b.crt", key: "b.key")]
+            [
+                .init(cert: "/etc/a.crt", key: "/etc/a.key", ocsp: .auto),
+                .init(cert: "b.crt", key: "b.key", ocsp: .file("/var/lib/edgeproxy/b.ocsp")),
+            ]
         )
         XCTAssertEqual(c.tls.minVersion, .v1_0)
         XCTAssertEqual(c.tls.maxVersion, .v1_2)
@@ -497,6 +501,7 @@ final class ProxyConfigurationTests: XCTestCase {
             [[certificates]]
             cert = "certs/a.crt"
             key = "/abs/a.key"
+            ocsp = "file:ocsp/a.der"
             [access_log]
             path = "logs/access.log"
             [tickets]
@@ -506,7 +511,10 @@ final class ProxyConfigurationTests: XCTestCase {
         try text.write(toFile: path, atomically: true, encoding: .utf8)
         let c = try ProxyConfiguration.load(path: path)
         XCTAssertEqual(c.policies.dir, dir.path + "/policies")
-        XCTAssertEqual(c.certificates, [.init(cert: dir.path + "/certs/a.crt", key: "/abs/a.key")])
+        XCTAssertEqual(
+            c.certificates,
+            [.init(cert: dir.path + "/certs/a.crt", key: "/abs/a.key", ocsp: .file(dir.path + "/ocsp/a.der"))]
+        )
         XCTAssertEqual(c.accessLog, .file(dir.path + "/logs/access.log"))
         XCTAssertEqual(c.tickets.files, [dir.path + "/keys/k1"])
 
@@ -514,6 +522,18 @@ final class ProxyConfigurationTests: XCTestCase {
         XCTAssertThrowsError(try ProxyConfiguration.load(path: path)) { error in
             XCTAssertTrue("\(error)".hasPrefix("\(path):2:1: limits.max_headers: expected an integer"), "\(error)")
         }
+    }
+
+    func testCertificateOCSPValues() {
+        let base = "[[certificates]]\ncert = \"a.crt\"\nkey = \"a.key\"\n"
+        XCTAssertEqual(parsed(base)?.certificates.first?.ocsp, .auto)
+        XCTAssertEqual(parsed(base + "ocsp = \"off\"\n")?.certificates.first?.ocsp, .off)
+        XCTAssertEqual(parsed(base + "ocsp = \"auto\"\n")?.certificates.first?.ocsp, .auto)
+        XCTAssertEqual(parsed(base + "ocsp = \"file:/x/y.der\"\n")?.certificates.first?.ocsp, .file("/x/y.der"))
+        assertSingleError(base + "ocsp = \"on\"\n", at: "4:1", "\"on\" is not one of \"auto\", \"off\", \"file:PATH\"")
+        assertSingleError(base + "ocsp = \"file:\"\n", at: "4:1", "\"file:\" needs a path")
+        assertSingleError(base + "ocsp = 1\n", at: "4:1", "expected a string")
+        assertSingleError(base + "ocsp_file = \"x\"\n", at: "4:1", "unknown key \"ocsp_file\"")
     }
 
     func testLoadOfMissingFileNamesIt() {
@@ -611,6 +631,7 @@ final class ProxyConfigurationTests: XCTestCase {
         for key in keys { XCTAssertNotNil(locator.position(of: key), "\(key) is not in the example file") }
         // [[certificates]] is shown commented out (the default is none); its keys must still be documented.
         XCTAssertTrue(text.contains("# [[certificates]]\n# cert = "))
+        XCTAssertTrue(text.contains("\n# ocsp = \"auto\""))
         // The token keys have no default value to show; they are shown commented out.
         XCTAssertTrue(text.contains("\n# admin_token_file = "))
         XCTAssertTrue(text.contains("\n# admin_token_env = "))

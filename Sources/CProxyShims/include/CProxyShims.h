@@ -52,6 +52,10 @@ long cps_SSL_CTX_set1_chain(SSL_CTX *ctx, STACK_OF(X509) *chain);
 STACK_OF(X509) *cps_sk_X509_new_null(void);
 int cps_sk_X509_push(STACK_OF(X509) *sk, X509 *x);
 void cps_sk_X509_pop_free(STACK_OF(X509) *sk);
+// OCSP stapling (server side).
+long cps_SSL_CTX_set_tlsext_status_cb(SSL_CTX *ctx, int (*cb)(SSL *, void *));
+long cps_SSL_set_tlsext_status_ocsp_resp(SSL *ssl, unsigned char *der, long len);  // takes ownership of der
+void *cps_OPENSSL_malloc(size_t n);
 
 // SSL_OP_* constants.
 uint64_t cps_SSL_OP_NO_COMPRESSION(void);
