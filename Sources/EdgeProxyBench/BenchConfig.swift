@@ -39,6 +39,8 @@ struct HelloShape: Sendable {
     var statusRequest = false
     /// Leave out encrypt_then_mac (SChannel never sends it).
     var noEncryptThenMac = false
+    /// Leave out session_ticket (SChannel on Windows 7/8): a resumption then presents the session ID.
+    var noTicket = false
     /// OpenSSL security level for this client (0 lets SHA-1 signature schemes into the hello, as SChannel lists).
     var securityLevel: Int32?
     /// Highest version this shape offers, capped by the run's choice (Windows 10 SChannel stops at TLS 1.2).

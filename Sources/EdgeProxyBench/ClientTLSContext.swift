@@ -57,6 +57,7 @@ final class ClientTLSContext {
             }
         }
         if shape.noEncryptThenMac { _ = SSL_CTX_set_options(ctx, cps_SSL_OP_NO_ENCRYPT_THEN_MAC()) }
+        if shape.noTicket { _ = SSL_CTX_set_options(ctx, cps_SSL_OP_NO_TICKET()) }
         SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, nil)
         if !config.verifyChain {
             // A load generator need not build and check the server's X.509 chain (OpenSSL does it even with

@@ -45,6 +45,8 @@ struct EdgeProxyBench: ParsableCommand {
     @Option(name: .long, help: "signature_algorithms, in order.") var sigalgs: String?
     @Option(name: .long, help: "ALPN protocols, comma-separated.") var alpn = "http/1.1"
     @Flag(name: .long, help: "Send no ALPN extension.") var noAlpn = false
+    @Flag(name: .long, help: "Send no session_ticket extension: resumed mode then resumes by session ID.")
+    var noTicket = false
     @Option(name: .long, help: "Share of connections sent with the SChannel-like hello (0...1).")
     var schannelShare = 0.0
     @Option(name: .long, help: "Hold mode: open --connections, keep them idle this many seconds, exit.")
@@ -85,6 +87,7 @@ struct EdgeProxyBench: ParsableCommand {
         shape.groups = groups
         shape.sigalgs = sigalgs
         shape.alpn = noAlpn ? [] : alpn.split(separator: ",").map(String.init)
+        shape.noTicket = noTicket
         let config = BenchConfig(
             address: addr,
             hostHeader: sni ?? addr.description,

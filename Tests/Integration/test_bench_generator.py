@@ -21,7 +21,7 @@ import pytest
 from conftest import ROOT
 import tls_wire as w
 
-RESUMED_OUTCOMES = {"resumed", "resumed_renewed_inline", "stale_resumed_no_renewal"}
+RESUMED_OUTCOMES = {"resumed", "resumed_renewed_inline", "stale_resumed_no_renewal", "resumed_session_id"}
 
 
 def bench_bin():
@@ -50,6 +50,8 @@ def server_counts(proxy):
 CASES = {
     "tls13-resumed": ["--tls", "1.3", "--mode", "resumed"],
     "tls12-resumed": ["--tls", "1.2", "--mode", "resumed"],
+    # bench/run's sid12 row: no session_ticket extension, so every resumption is by session ID.
+    "tls12-resumed-session-id": ["--tls", "1.2", "--mode", "resumed", "--no-ticket"],
     "tls13-full-k3": ["--tls", "1.3", "--mode", "full", "-k", "3"],
     "any-mix-schannel": ["--tls", "any", "--mode", "mix", "--resume-ratio", "0.5", "--schannel-share", "0.25"],
     # A 1 s key rotation during a TLS 1.2 resumed run: tickets under the previous key are renewed inline.
@@ -97,6 +99,8 @@ def test_generator_counts_match_server_counters(case, proxies, certs, tmp_path):
         share = shapes["schannel-like"]["connections"] / rep["window"]["connections"]
         assert share == pytest.approx(0.25, abs=0.05), detail
         assert 0.3 < rep["window"]["resumed_fraction"] < 0.7, detail
+    if "session-id" in case:
+        assert by_outcome.get("resumed_session_id", 0) == resumed > 0 and tickets == 0, detail
     if "rotation" in case:
         # the renewal path really ran, and the wire count caught tickets the new-session callback cannot see
         assert by_outcome.get("resumed_renewed_inline", 0) > 0, detail
