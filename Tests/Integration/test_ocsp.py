@@ -83,8 +83,11 @@ def ocsp_state(proxy, i=0):
 
 
 def wait_status(proxy, status, timeout=20.0, i=0):
-    return wait_for(lambda: ocsp_state(proxy, i)["status"] == status and ocsp_state(proxy, i), timeout=timeout,
-                    what=f"OCSP status {status} (now {ocsp_state(proxy, i)})")
+    try:
+        return wait_for(lambda: ocsp_state(proxy, i)["status"] == status and ocsp_state(proxy, i), timeout=timeout,
+                        what=f"OCSP status {status}")
+    except AssertionError as e:
+        raise AssertionError(f"{e}; now {ocsp_state(proxy, i)}\n{proxy.output()[-3000:]}") from None
 
 
 def test_auto_fetches_validates_and_staples(ca, responders, proxies):
@@ -106,6 +109,13 @@ def test_auto_fetches_validates_and_staples(ca, responders, proxies):
     assert w.metric_sum(p, "edgeproxy_ocsp_next_refresh_seconds") > 0
     assert 0 <= w.metric_sum(p, "edgeproxy_ocsp_staple_age_seconds") < 120
     assert w.metric_sum(p, "edgeproxy_ocsp_fetch_failures_total") == 0
+    # A reload with the same certificate keeps its staple (no refetch, no gap).
+    asked = r.requests()
+    before = p.output().count("reload complete")
+    p.signal(signal.SIGHUP)
+    wait_for(lambda: p.output().count("reload complete") > before, what="reload")
+    assert staple(p.port) == "good" and ocsp_state(p)["this_update"] == st["this_update"]
+    assert r.requests() == asked
 
 
 def test_revoked_is_not_stapled_and_is_logged(ca, responders, proxies):
@@ -114,6 +124,21 @@ def test_revoked_is_not_stapled_and_is_logged(ca, responders, proxies):
     ca.revoke(leaf["serial"])
     p = proxies(["--config", config([leaf])])
     wait_status(p, "revoked")
+    assert staple(p.port, "1.2") is None and staple(p.port, "1.3") is None
+    p.wait_log(r"OCSP: certificate is REVOKED: not stapling")
+
+
+def test_revocation_seen_at_refresh_withdraws_the_staple(ca, responders, proxies):
+    """Responses valid for one minute: the refresh after 30 s finds the certificate revoked; the good staple, still
+    unexpired, is withdrawn at once rather than served until its nextUpdate."""
+    r = responders(ca, ("-nmin", "1"))
+    leaf = ca.issue(ocsp_url=r.url)
+    p = proxies(["--config", config([leaf])])
+    st = wait_status(p, "good")
+    assert staple(p.port) == "good"
+    ca.revoke(leaf["serial"])
+    now = wait_status(p, "revoked", timeout=60)
+    assert now["this_update"] != st["this_update"] and now["stapled"] is False, now
     assert staple(p.port, "1.2") is None and staple(p.port, "1.3") is None
     p.wait_log(r"OCSP: certificate is REVOKED: not stapling")
 
