@@ -107,6 +107,9 @@ public final class OCSPCertificate: @unchecked Sendable {
     // SAFETY: the X509 pointers are owned references (X509_up_ref) only read after init; mutable fields are in the
     // Mutex.
     public let fingerprint: String
+    /// Leaf, chain and source: an entry is reused by a reload only when all three are unchanged (a chain file that
+    /// gained its issuer must give the certificate a new chance).
+    let identity: String
     public let names: [String]
     public let keyType: String
     public let notAfter: Int64?
@@ -166,6 +169,7 @@ public final class OCSPCertificate: @unchecked Sendable {
         names = cert.names
         keyType = cert.keyType
         fingerprint = Self.sha256Hex(cert.leaf)
+        identity = ([fingerprint] + cert.chain.map(Self.sha256Hex) + [source.label]).joined(separator: "|")
         notAfter = asn1Seconds(X509_get0_notAfter(cert.leaf))
         responderURL = Self.ocspURL(cert.leaf)
         self.source = source
@@ -222,11 +226,11 @@ public final class OCSPStapler: Sendable {
     static let maxResponseBytes = 64 * 1024
 
     private struct Registry {
-        /// Every certificate known, by fingerprint + source (context sets being built or alive).
+        /// Every certificate known, by identity (context sets being built or alive).
         var known: [String: OCSPCertificate] = [:]
         /// The certificates of the context set in service (what is fetched and reported).
         var active: [OCSPCertificate] = []
-        /// Staples swapped out, released after the grace period.
+        /// Staples swapped out, with the monotonic second they were, released after the grace period.
         var retired: [(OCSPStaple, Int64)] = []
         /// File-mode certificates to (re)read at the next pass (activation = start or reload).
         var filesToRead: [OCSPCertificate] = []
@@ -243,10 +247,9 @@ public final class OCSPStapler: Sendable {
     /// already served with the same source).
     func entry(for cert: LoadedCertificate, source: OCSPSource) -> OCSPCertificate {
         let candidate = OCSPCertificate(cert, source: source)
-        let key = candidate.fingerprint + "|" + source.label
         return registry.withLock { r in
-            if let e = r.known[key] { return e }
-            r.known[key] = candidate
+            if let e = r.known[candidate.identity] { return e }
+            r.known[candidate.identity] = candidate
             return candidate
         }
     }
@@ -258,7 +261,7 @@ public final class OCSPStapler: Sendable {
         registry.withLock { r in
             r.active = entries
             var keep: [String: OCSPCertificate] = [:]
-            for e in entries { keep[e.fingerprint + "|" + e.source.label] = e }
+            for e in entries { keep[e.identity] = e }
             r.known = keep
             r.filesToRead = entries.filter { if case .file = $0.source { return true } else { return false } }
         }
@@ -273,7 +276,8 @@ public final class OCSPStapler: Sendable {
         let (active, files) = registry.withLock { r -> ([OCSPCertificate], [OCSPCertificate]) in
             let f = r.filesToRead
             r.filesToRead = []
-            r.retired.removeAll { $0.1 + Self.retireGraceSeconds <= now }
+            let mono = Self.monotonicSeconds()
+            r.retired.removeAll { $0.1 + Self.retireGraceSeconds <= mono }
             return (r.active, f)
         }
         for e in files { readFile(e, now: now) }
@@ -298,7 +302,17 @@ public final class OCSPStapler: Sendable {
     }
 
     private func publish(_ e: OCSPCertificate, _ staple: OCSPStaple?, now: Int64) {
-        if let old = e.slot.exchange(staple) { registry.withLock { $0.retired.append((old, now)) } }
+        if let old = e.slot.exchange(staple) {
+            let mono = Self.monotonicSeconds()
+            registry.withLock { $0.retired.append((old, mono)) }
+        }
+    }
+
+    /// Retirement is timed on the monotonic clock: a wall-clock step must not release a staple early.
+    private static func monotonicSeconds() -> Int64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return Int64(ts.tv_sec)
     }
 
     // MARK: sources

@@ -253,3 +253,21 @@ def test_unknown_certificate_key_is_an_error(ca, tmp_path):
     r = subprocess.run([edgeproxy_bin(), "check", "--config", conf], capture_output=True, timeout=30)
     out = r.stdout.decode() + r.stderr.decode()
     assert r.returncode != 0 and f"{conf}:4:1:" in out and "ocsp_url" in out, out
+
+
+def test_issuer_missing_then_added_by_reload(ca, responders, proxies, tmp_path):
+    """A chain file without the issuer cannot be checked (no_issuer, nothing stapled); once the operator adds the
+    issuer and reloads, the same leaf is fetched and stapled."""
+    r = responders(ca)
+    leaf = ca.issue(ocsp_url=r.url)
+    chain = str(tmp_path / "chain.pem")
+    with open(chain, "w") as f:
+        f.write(open(leaf["leaf"]).read())
+    p = proxies(["--config", config([dict(leaf, chain=chain)])])
+    wait_status(p, "no_issuer")
+    assert staple(p.port) is None
+    with open(chain, "w") as f:
+        f.write(open(leaf["chain"]).read())
+    p.signal(signal.SIGHUP)
+    wait_status(p, "good")
+    assert staple(p.port) == "good"
