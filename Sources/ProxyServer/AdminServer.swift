@@ -18,7 +18,7 @@ import ProxyHTTP1
 final class AdminServer: EventHandler {
     private let loop: EventLoop
     private var fd: Int32
-    unowned let handler: EdgeProxyServer
+    unowned let handler: any AdminHandler
     let boundAddress: SocketAddress?
     private let logger: Logger
     private var connections: [Int32: AdminConnection] = [:]
@@ -47,7 +47,7 @@ final class AdminServer: EventHandler {
         address: SocketAddress,
         config: ProxyConfiguration,
         logger: Logger,
-        handler: EdgeProxyServer
+        handler: any AdminHandler
     ) throws {
         self.loop = loop
         self.handler = handler
@@ -174,7 +174,7 @@ final class AdminServer: EventHandler {
         case (.get, "/keys"):
             return (200, "application/json", handler.keysJSON())
         case (.get, "/certificates"):
-            return (200, "application/json", handler.ocsp.certificatesJSON())
+            return (200, "application/json", handler.certificatesJSON())
         case (.get, "/test/ticket-key-material"):
             guard let body = handler.keyMaterialJSON() else { return (404, "text/plain", Array("not found\n".utf8)) }
             return (200, "application/json", body)

@@ -20,16 +20,27 @@ public final class RuntimeSnapshot: Sendable {
         }
     }
 
-    /// Timeouts in nanoseconds.
+    /// Timeouts in nanoseconds (`[timeouts]`; the defaults are ProxyConfiguration's, see ConfigMapping).
     public struct Timeouts: Sendable {
-        public var handshake: UInt64 = 10_000_000_000
-        public var headerRead: UInt64 = 15_000_000_000
-        public var idle: UInt64 = 60_000_000_000
-        public var upstreamConnect: UInt64 = 5_000_000_000
-        public var upstreamRead: UInt64 = 60_000_000_000
-        public var upstreamSend: UInt64 = 60_000_000_000
-        public var drain: UInt64 = 30_000_000_000
-        public init() {}
+        public var handshake: UInt64
+        public var headerRead: UInt64
+        public var idle: UInt64
+        public var upstreamConnect: UInt64
+        public var upstreamRead: UInt64
+        public var upstreamSend: UInt64
+        public var drain: UInt64
+        /// The defaults of `[timeouts]`.
+        public init() { self.init(ProxyConfiguration.Timeouts()) }
+
+        init(_ c: ProxyConfiguration.Timeouts) {
+            handshake = ConfigMapping.nanos(c.handshake)
+            headerRead = ConfigMapping.nanos(c.headerRead)
+            idle = ConfigMapping.nanos(c.idle)
+            upstreamConnect = ConfigMapping.nanos(c.upstreamConnect)
+            upstreamRead = ConfigMapping.nanos(c.upstreamRead)
+            upstreamSend = ConfigMapping.nanos(c.upstreamSend)
+            drain = ConfigMapping.nanos(c.drain)
+        }
     }
 
     /// Opt-in request headers toward the origin carrying the fingerprint and policy (`[policies.headers]`).

@@ -53,9 +53,9 @@ final class SessionCacheHolder {
             guard let r = c.redis, let url = r.url else {
                 throw SyscallErrorLike("sessions.cache = redis needs a valid [redis] section")
             }
-            let wrapper = try EdgeProxyServer.ticketKeyWrapper(r)
+            let wrapper = try ConfigMapping.ticketKeyWrapper(r)
             let store = RedisSessionStore(
-                endpoint: EdgeProxyServer.endpoint(url),
+                endpoint: ConfigMapping.endpoint(url),
                 connectTimeoutNanoseconds: r.connectTimeout.milliseconds * 1_000_000,
                 commandTimeoutNanoseconds: r.commandTimeout.milliseconds * 1_000_000
             )

@@ -1,6 +1,7 @@
 // `edgeproxy classify`: fingerprint one ClientHello and show the policy decision.
 import ArgumentParser
 import Glibc
+import ProxyConfig
 import ProxyPolicy
 
 struct Classify: ParsableCommand {
@@ -62,7 +63,7 @@ struct Classify: ParsableCommand {
         }
     }
 
-    static let defaultPolicies = "policies"
+    static let defaultPolicies = ProxyConfiguration.Policies().dir
 
     static func isDirectory(_ path: String) -> Bool {
         var st = stat()

@@ -3,12 +3,13 @@ import ArgumentParser
 import Glibc
 import ProxyConfig
 
-/// Options shared by `run` and `check`: the configuration file and the quick-start flags that override it.
+/// Options shared by `run` and `check`: the configuration file and the quick-start flags that override it. The
+/// defaults the help names are ProxyConfiguration's (the one source of defaults), not repeated here.
 struct ConfigOptions: ParsableArguments {
     @Option(name: .long, help: "TOML configuration file (see edgeproxy.example.toml).")
     var config: String?
 
-    @Option(name: .long, help: "Listen address HOST:PORT (default 127.0.0.1:8443).")
+    @Option(name: .long, help: "Listen address HOST:PORT (default \(ProxyConfiguration().listen)).")
     var listen: String?
 
     @Option(name: .long, help: "Origin URL http://host:port (repeatable; round-robin).")
@@ -35,7 +36,7 @@ struct ConfigOptions: ParsableArguments {
     @Option(name: .long, help: "How long a ticket key still decrypts after it stopped encrypting, e.g. 18h.")
     var ticketLifetime: String?
 
-    @Option(name: .long, help: "Directory of policy files (default: policies).")
+    @Option(name: .long, help: "Directory of policy files (default: \(ProxyConfiguration.Policies().dir)).")
     var policies: String?
 
     func overrides() throws -> ConfigOverrides {

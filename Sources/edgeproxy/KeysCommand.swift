@@ -55,12 +55,12 @@ struct Keys: ParsableCommand {
                 throw ExitCode(1)
             }
             let wrapper: TicketKeyWrapper
-            do { wrapper = try EdgeProxyServer.ticketKeyWrapper(r) } catch {
+            do { wrapper = try ConfigMapping.ticketKeyWrapper(r) } catch {
                 FileHandleStderr.write("edgeproxy keys: \(error)\n")
                 throw ExitCode(1)
             }
             let conn = RedisConnection(
-                endpoint: EdgeProxyServer.endpoint(url),
+                endpoint: ConfigMapping.endpoint(url),
                 connectTimeoutNanoseconds: r.connectTimeout.milliseconds * 1_000_000,
                 commandTimeoutNanoseconds: max(r.commandTimeout.milliseconds, 2000) * 1_000_000
             )
