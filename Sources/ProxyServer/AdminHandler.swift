@@ -21,6 +21,8 @@ extension EdgeProxyServer: AdminHandler {
     func metricsText() -> [UInt8] {
         var buf: [UInt8] = []
         registry.emit(into: &buf)
+        buf = MetricHelp.annotate(buf)
+        latency.emit(into: &buf)
         return buf
     }
 

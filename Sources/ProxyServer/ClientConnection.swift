@@ -360,7 +360,7 @@ final class ClientConnection: EventHandler, TimerHandler {
             canRead = true
             tlsVersion = tls.version
             outcome = tlsState.finalOutcome(resumed: tls.resumed)
-            worker.metrics.handshake(version: tlsVersion, outcome: outcome)
+            worker.metrics.handshake(version: tlsVersion, outcome: outcome, nanoseconds: worker.loop.now &- acceptedAt)
             if tlsVersion == 0x0304 && tls.resumed && tlsState.ticketsEnabled && tlsState.tls13Tickets > 1
                 && outcome != .staleResumedNoRenewal
             {
@@ -701,7 +701,7 @@ final class ClientConnection: EventHandler, TimerHandler {
     // MARK: logging
 
     private func logExchange() {
-        worker.metrics.request(status: ex.status)
+        worker.metrics.request(status: ex.status, pool: ex.originPool, nanoseconds: worker.loop.now &- ex.startedAt)
         guard worker.accessLog != nil else { return }
         AccessLogLine.append(
             connection: self,

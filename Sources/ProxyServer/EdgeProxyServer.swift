@@ -45,6 +45,8 @@ public final class EdgeProxyServer: @unchecked Sendable {
     private let snapshotBuilder: SnapshotBuilder
     /// OCSP stapling (`[[certificates]] ocsp`): its thread, metrics and `/certificates` (OCSPService.swift).
     private(set) lazy var ocsp = OCSPService(logger: logger)
+    /// Latency histograms: declared here, recorded by the workers, merged on `GET /metrics`.
+    let latency = LatencyMetrics()
     private let reloadFailures: Metrics.Counter
     private let reloads: Metrics.Counter
     /// The addresses actually bound (port 0 resolved), for logs and tests.
@@ -138,6 +140,7 @@ public final class EdgeProxyServer: @unchecked Sendable {
                 upstreams: upstreamRuntime.box,
                 ticketStore: tickets.store,
                 accessLog: accessLog,
+                latency: latency,
                 logger: logger,
                 onExit: { [weak self] _ in self?.workerExited() }
             )

@@ -730,7 +730,11 @@ final class H2Connection: H2SessionHandler, TimerHandler {
         s.logged = true
         // What reached the client, not what the origin sent: a stream cut by a reset or shutdown says so.
         s.ex.responseBodyBytes = s.bytesDelivered
-        worker.metrics.request(status: s.ex.status)
+        worker.metrics.request(
+            status: s.ex.status,
+            pool: s.ex.originPool,
+            nanoseconds: worker.loop.now &- s.ex.startedAt
+        )
         guard worker.accessLog != nil else { return }
         AccessLogLine.append(
             connection: conn,

@@ -32,15 +32,18 @@ final class WorkerMetrics: TLSObserver {
     /// Per policy name: (matched, enforced, observed), created on first match (names change on reload).
     private var policyCounters: [String: (Counter, Counter, Counter)] = [:]
     let worker: String
+    /// Latency histograms (LatencyMetrics): this worker's cells, merged with the other workers' at scrape time.
+    let latency: WorkerLatency
 
     static let versions = ["TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3"]
     static let upstreamErrorKinds = [
         "connect", "timeout", "reset_before_headers", "reset_mid_body", "bad_response", "no_server", "unsupported",
     ]
 
-    init(worker: Int) {
+    init(worker: Int, latency: LatencyMetrics) {
         let w = String(worker)
         self.worker = w
+        self.latency = WorkerLatency(metrics: latency, worker: worker)
         connectionsAccepted = Counter(label: "edgeproxy_connections_accepted_total", dimensions: [("worker", w)])
         connectionsActive = Gauge(label: "edgeproxy_connections_active", dimensions: [("worker", w)])
         handshakeFailures = Counter(label: "edgeproxy_tls_handshake_failures_total", dimensions: [("worker", w)])
@@ -73,7 +76,8 @@ final class WorkerMetrics: TLSObserver {
         )
     }
 
-    func handshake(version: Int32, outcome: TicketOutcome) {
+    /// A completed handshake; `nanoseconds` since the connection was accepted (loop clock).
+    func handshake(version: Int32, outcome: TicketOutcome, nanoseconds: UInt64) {
         let vi: Int
         switch version {
         case 0x0304: vi = 3
@@ -82,11 +86,19 @@ final class WorkerMetrics: TLSObserver {
         default: vi = 0
         }
         handshakes[vi][outcome.rawValue].increment()
+        latency.handshake(outcome.handshakeKind, nanoseconds: nanoseconds)
     }
 
     func request(status: Int) {
         let c = status / 100 - 1
         if c >= 0 && c < 5 { requests[c].increment() }
+    }
+
+    /// A finished exchange: the status counter and the request-duration histogram. `pool`: `Exchange.originPool`;
+    /// `nanoseconds`: since the request head arrived (loop clock).
+    func request(status: Int, pool: Int, nanoseconds: UInt64) {
+        request(status: status)
+        latency.request(pool: pool, nanoseconds: nanoseconds)
     }
 
     func upstreamError(_ kind: String) { upstreamErrors[kind]?.increment() }

@@ -35,6 +35,12 @@ final class UpstreamConnection: EventHandler, TimerHandler, OriginTransport {
     var inBuf: ByteBuffer?
     private var idleDeadline: UInt64 = 0
     var timerSlot = TimerSlot()
+    /// Latency histograms of this connection's pool (LatencyMetrics): connect, and first response byte of each
+    /// request, measured on the loop clock from `readySince` (connected, or handed to a forwarder while connected).
+    private let latency: (connect: HistogramCells, firstByte: HistogramCells)
+    private let connectStartedAt: UInt64
+    private var readySince: UInt64 = 0
+    private var awaitingFirstByte = false
 
     init(worker: Worker, fd: Int32, pool: PoolSnapshot, origin: Int, connected: Bool) {
         self.worker = worker
@@ -45,6 +51,9 @@ final class UpstreamConnection: EventHandler, TimerHandler, OriginTransport {
         self.address = endpoint.address
         self.connected = connected
         self.canWrite = connected
+        latency = worker.metrics.latency.upstreamCells(pool: pool.name)
+        connectStartedAt = worker.loop.now
+        if connected { latency.connect.record(nanoseconds: 0) }
     }
 
     /// Starts a non-blocking connect to `address` and registers with the loop.
@@ -86,7 +95,12 @@ final class UpstreamConnection: EventHandler, TimerHandler, OriginTransport {
     /// Completes a pending connect. Returns the errno when it failed.
     func finishConnect() -> Int32 {
         let e = Socket.pendingError(fd)
-        if e == 0 { connected = true }
+        if e == 0 {
+            connected = true
+            let now = worker.loop.now
+            latency.connect.record(nanoseconds: now &- connectStartedAt)
+            if owner != nil { readySince = now }
+        }
         return e
     }
 
@@ -118,6 +132,10 @@ final class UpstreamConnection: EventHandler, TimerHandler, OriginTransport {
         case .processed(let n):
             if n < room.count && !sawHangup { canRead = false }
             b.commit(n)
+            if awaitingFirstByte {
+                awaitingFirstByte = false
+                latency.firstByte.record(nanoseconds: worker.loop.now &- readySince)
+            }
             return .read(n)
         }
     }
@@ -141,7 +159,12 @@ final class UpstreamConnection: EventHandler, TimerHandler, OriginTransport {
     var isConnected: Bool { connected }
     var wasReused: Bool { reused }
     var server: Int { origin }
-    func setOwner(_ forwarder: OriginForwarder?) { owner = forwarder }
+    func setOwner(_ forwarder: OriginForwarder?) {
+        owner = forwarder
+        // A forwarder takes the connection for a request: its first response byte is that request's.
+        awaitingFirstByte = forwarder != nil
+        if forwarder != nil && connected { readySince = worker.loop.now }
+    }
 
     /// A pooled connection is usable only if the origin has not closed it (or sent unsolicited bytes) meanwhile.
     /// Events seen while it was idle already closed it; `peek` also asks the socket, for a FIN that arrived after
@@ -157,6 +180,7 @@ final class UpstreamConnection: EventHandler, TimerHandler, OriginTransport {
 
     func becomeIdle(deadline: UInt64) {
         owner = nil
+        awaitingFirstByte = false
         reused = true
         if let b = inBuf {
             worker.bufferPool.release(b)

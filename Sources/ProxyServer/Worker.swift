@@ -52,6 +52,7 @@ final class Worker: EventHandler, @unchecked Sendable {
     private var drainTimer: DrainTimer?
     private var thread: OSThread?
     private let onExit: @Sendable (Int) -> Void
+    private let latencyMetrics: LatencyMetrics
     /// Rate limit for accept-error warnings.
     private var lastAcceptWarning: UInt64 = 0
     private var acceptErrorsSinceWarning = 0
@@ -73,9 +74,11 @@ final class Worker: EventHandler, @unchecked Sendable {
         upstreams: UpstreamSnapshotBox,
         ticketStore: TicketKeyStore?,
         accessLog: AccessLogSink?,
+        latency: LatencyMetrics,
         logger: Logger,
         onExit: @escaping @Sendable (Int) -> Void
     ) throws(SyscallError) {
+        self.latencyMetrics = latency
         self.index = index
         self.listenAddress = listenAddress
         self.snapshots = snapshots
@@ -120,7 +123,8 @@ final class Worker: EventHandler, @unchecked Sendable {
             onExit(index)
             return
         }
-        metrics = WorkerMetrics(worker: index)
+        metrics = WorkerMetrics(worker: index, latency: latencyMetrics)
+        metrics.latency.poolsChanged(upstreams.snapshot.pools)
         tlsWorker = TLSWorkerContext(observer: metrics)
         pickUpSnapshots()
         do {
@@ -147,6 +151,7 @@ final class Worker: EventHandler, @unchecked Sendable {
         }
         if upstreams.refresh() {
             for u in idleUpstreams.removeRetired() { u.close() }
+            metrics.latency.poolsChanged(upstreams.snapshot.pools)
         }
         if let store = ticketStore {
             let rg = store.generation
