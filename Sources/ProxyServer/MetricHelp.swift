@@ -22,6 +22,9 @@ enum MetricHelp {
         "edgeproxy_policy_enforced_total": "Handshakes whose ticket decision a policy in enforce mode made, by policy.",
         "edgeproxy_policy_matched_total": "Handshakes whose ClientHello matched a policy, by policy.",
         "edgeproxy_policy_observed_total": "Handshakes matched by a policy in observe mode (logged, not applied).",
+        "edgeproxy_proxy_protocol_headers_total": "PROXY protocol headers accepted, by version (1 or 2).",
+        "edgeproxy_proxy_protocol_rejected_total":
+            "Connections closed for their PROXY header: peer not in proxy_protocol_from, or a bad header.",
         "edgeproxy_reload_failures_total": "Reloads rejected (the running configuration stayed in force).",
         "edgeproxy_reloads_total": "Reloads applied.",
         "edgeproxy_session_cache_entries": "Sessions in the session-ID cache.",

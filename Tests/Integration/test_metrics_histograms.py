@@ -277,3 +277,19 @@ def test_dashboard_is_valid_json_and_uses_only_exported_metrics(setup):
     assert not missing, f"the dashboard uses metrics /metrics does not export: {missing}"
     for family in HISTOGRAMS:
         assert family + "_bucket" in used, f"the dashboard does not use {family}"
+
+
+def test_every_metric_in_the_sources_has_help_text():
+    """promtool rejects a family without HELP; series created lazily (PROXY protocol, HTTP/2, policies) may be absent
+    from the scrapes above, so every metric name the sources register must have its text in MetricHelp.swift."""
+    names = set()
+    for d, _, files in os.walk(os.path.join(ROOT, "Sources")):
+        for f in files:
+            if f.endswith(".swift"):
+                with open(os.path.join(d, f)) as src:
+                    names.update(re.findall(r'label: "(edgeproxy_[a-z0-9_]+)"', src.read()))
+    with open(os.path.join(ROOT, "Sources", "ProxyServer", "MetricHelp.swift")) as f:
+        helped = set(re.findall(r'"(edgeproxy_[a-z0-9_]+)":', f.read()))
+    assert len(names) >= 40, names
+    missing = sorted(names - helped)
+    assert not missing, f"metrics without help text in Sources/ProxyServer/MetricHelp.swift: {missing}"
