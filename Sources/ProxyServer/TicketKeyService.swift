@@ -148,9 +148,13 @@ final class TicketKeyService {
             logger.error("ticket keys: \(error) (keeping the previous keys)")
         }
         if let ring = store?.current() {
-            let age =
-                Double(now.nanosecondsSinceEpoch - ring.encryptionKey(at: now).encryptFrom.nanosecondsSinceEpoch) / 1e9
-            keyAge.record(ring.encryptionKey(at: now).encryptFrom == .distantPast ? 0 : age)
+            // Key files have no start time (distantPast, Int64.min): their age is 0, and the difference must not be
+            // computed at all (it overflows and traps; found when the release build of this split crashed 1 s after
+            // a files-source start, where the old inlined copy had the subtraction optimised away).
+            let from = ring.encryptionKey(at: now).encryptFrom
+            keyAge.record(
+                from == .distantPast ? 0 : Double(now.nanosecondsSinceEpoch &- from.nanosecondsSinceEpoch) / 1e9
+            )
         }
     }
 
