@@ -641,9 +641,9 @@ final class ClientConnection: EventHandler, TimerHandler {
         fwd?.abandon()
         ex.status = status
         ex.local = true
-        logExchange()
+        logExchange()  // counts the request (with its pool and duration)
         ex.active = false
-        sendErrorAndClose(status: status)
+        sendErrorAndClose(status: status, counted: true)
     }
 
     private func finishExchange() {
@@ -682,11 +682,12 @@ final class ClientConnection: EventHandler, TimerHandler {
         finishExchange()
     }
 
-    private func sendErrorAndClose(status: Int) {
+    /// `counted`: the caller already counted the request (`logExchange`); a proxy-made error counted twice before.
+    private func sendErrorAndClose(status: Int, counted: Bool = false) {
         let out = ensureOutBuf()
         out.clear()
         HTTPGlue.writeErrorResponse(status: status, into: out, scratch: &worker.scratch)
-        worker.metrics.request(status: status)
+        if !counted { worker.metrics.request(status: status) }
         closeAfterResponse = true
         phase = .closing
     }

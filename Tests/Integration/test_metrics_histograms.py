@@ -293,3 +293,17 @@ def test_every_metric_in_the_sources_has_help_text():
     assert len(names) >= 40, names
     missing = sorted(names - helped)
     assert not missing, f"metrics without help text in Sources/ProxyServer/MetricHelp.swift: {missing}"
+
+
+def test_a_proxy_made_error_is_counted_once(proxies, tmp_path):
+    """A 502 the proxy answers itself (origin refused) is one request in edgeproxy_http_requests_total: it was
+    counted twice (once with the exchange's log, once when the error response was written)."""
+    from conftest import dead_port
+
+    cfg = write_file(tmp_path, "e.toml", f'upstreams = ["http://127.0.0.1:{dead_port()}"]\n')
+    p = proxies(["--config", cfg, "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--workers", "1"])
+    r = curl("--http1.1", "-o", "/dev/null", "-w", "%{http_code}", p.base + "/x")
+    assert r.stdout == "502", r
+    samples = parse(scrape(p))
+    fivexx = sum(v for n, l, v in samples if n == "edgeproxy_http_requests_total" and l.get("status_class") == "5xx")
+    assert fivexx == 1, fivexx
