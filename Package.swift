@@ -77,7 +77,7 @@ let package = Package(
         ),
         .target(
             name: "ProxyTLS",
-            dependencies: ["ProxyCore", "CProxyShims", "COpenSSL", "ProxyTickets", "ProxyFingerprint", "ProxyPolicy"],
+            dependencies: ["ProxyCore", "CProxyShims", "COpenSSL", "ProxyTickets"],
             swiftSettings: hotPath
         ),
         .target(

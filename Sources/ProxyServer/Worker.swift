@@ -26,6 +26,8 @@ final class Worker: EventHandler, @unchecked Sendable {
     private var ringGeneration: UInt64 = 0
     private(set) var tlsWorker: TLSWorkerContext!
     private(set) var metrics: WorkerMetrics!
+    /// The TLS layer's delegate (fingerprints, policies); `tlsWorker` holds it unretained.
+    private(set) var classifier: HandshakeClassifier!
     let bufferPool = BufferPool(bufferSize: 16 * 1024)
     let bigBufferPool = BufferPool(bufferSize: 32 * 1024)
     private var connections: [ClientConnection?] = []
@@ -121,7 +123,8 @@ final class Worker: EventHandler, @unchecked Sendable {
             return
         }
         metrics = WorkerMetrics(worker: index)
-        tlsWorker = TLSWorkerContext(observer: metrics)
+        classifier = HandshakeClassifier(metrics: metrics)
+        tlsWorker = TLSWorkerContext(delegate: classifier)
         pickUpSnapshots()
         do {
             try loop.register(fd: listenFd, interest: EventLoop.readable, handler: self)
@@ -143,7 +146,7 @@ final class Worker: EventHandler, @unchecked Sendable {
         if g != snapshotGeneration {
             snapshotGeneration = g
             snapshot = snapshots.load()
-            tlsWorker.policies = snapshot.policies
+            classifier.policies = snapshot.policies
         }
         if upstreams.refresh() {
             for u in idleUpstreams.removeRetired() { u.close() }
