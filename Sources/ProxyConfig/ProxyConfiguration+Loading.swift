@@ -169,6 +169,10 @@ extension ProxyConfiguration {
             if let v: LogLevel = t.choice("level") { logLevel = v }
             t.finish()
         }
+        if var t = root.table("detector") {
+            readDetector(&t)
+            t.finish()
+        }
         if var t = root.table("tickets") {
             if let v = t.bool("enabled") { tickets.enabled = v }
             if let v: TicketKeySource = t.choice("source") { tickets.source = v }

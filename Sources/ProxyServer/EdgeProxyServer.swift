@@ -43,6 +43,8 @@ public final class EdgeProxyServer: @unchecked Sendable {
     private var admin: AdminServer?
     private var signalHandler: SignalHandler?
     private var ticker: Ticker?
+    /// The renewal-intolerance detector (DetectorRuntime.swift); control thread.
+    var detector: DetectorRuntime?
     private let exitedWorkers = Mutex<Int>(0)
     private var draining = false
     private var policyGeneration: UInt64 = 0
@@ -142,6 +144,7 @@ public final class EdgeProxyServer: @unchecked Sendable {
         var listenAddr = try inherited?.check(against: listen) ?? listen
         // After an upgrade, every inherited listener gets a worker (its queue must be served).
         let n = max(config.effectiveWorkers, inherited?.fds.count ?? 0)
+        detector = DetectorRuntime(config: config.detector, logger: logger)
         for i in 0..<n {
             let w = try Worker(
                 index: i,
@@ -151,6 +154,7 @@ public final class EdgeProxyServer: @unchecked Sendable {
                 upstreams: upstreamRuntime.box,
                 ticketStore: ticketStore,
                 accessLog: accessLog,
+                detector: detector!,
                 logger: logger,
                 onExit: { [weak self] _ in self?.workerExited() }
             )
@@ -439,6 +443,7 @@ public final class EdgeProxyServer: @unchecked Sendable {
     fileprivate func tick() {
         let now = Timestamp.wallClockNow()
         sessionCaches.tick(now: monotonicNanos())
+        detector?.tick()
         do {
             if let m = memorySource { try m.tick(now: now) }
             if let f = fileSource, try f.tick(now: now) { logger.notice("ticket key files changed: reloaded") }
@@ -533,6 +538,7 @@ public final class EdgeProxyServer: @unchecked Sendable {
             ocsp.activate(s.tls)
             upstreamRuntime.reload(pools: newConfig.upstreamPools, routes: newConfig.routes)
             config = newConfig
+            detector?.update(config: newConfig.detector)
         } catch let e as PolicyReloadError {
             reloadFailures.increment()
             logger.error("policy reload rejected, previous policies stay in force:\n\(e.underlying)")
