@@ -26,6 +26,8 @@ extension ProxyConfiguration {
         public var quarantineTTL = ConfigDuration.hours(7 * 24)
         /// Fingerprints flagged at once, at most, 1..100000.
         public var maxQuarantined = 1000
+        /// Where flags are kept across restarts (relative to the configuration file's directory); nil: not kept.
+        public var stateFile: String? = nil
 
         public init() {}
     }
@@ -41,6 +43,7 @@ extension ProxyConfiguration {
         if let v = t.duration("fallback_window") { detector.fallbackWindow = v }
         if let v = t.duration("quarantine_ttl") { detector.quarantineTTL = v }
         if let v = t.int("max_quarantined") { detector.maxQuarantined = v }
+        if let v = t.string("state_file") { detector.stateFile = v }
     }
 
     func detectorProblems() -> [Problem] {
@@ -73,6 +76,9 @@ extension ProxyConfiguration {
         range("window", d.window, .minutes(1), .hours(30 * 24))
         range("fallback_window", d.fallbackWindow, .seconds(1), .minutes(1))
         range("quarantine_ttl", d.quarantineTTL, .minutes(1), .hours(365 * 24))
+        if d.stateFile?.isEmpty == true {
+            out.append(Problem(paths: [["detector", "state_file"]], message: "detector.state_file must not be empty"))
+        }
         return out
     }
 }

@@ -109,6 +109,30 @@ public struct FlaggedFingerprint: Sendable {
     public var fallbacks: Double
     /// Whether the flag came from this instance's own observations (false: loaded from the fleet or a state file).
     public var local: Bool
+
+    public init(
+        key: UInt64,
+        labels: FingerprintLabels,
+        flaggedAt: Double,
+        expiresAt: Double,
+        aborts: Double,
+        abortRate: Double,
+        baselineAbortRate: Double,
+        prefixes: Int,
+        fallbacks: Double,
+        local: Bool
+    ) {
+        self.key = key
+        self.labels = labels
+        self.flaggedAt = flaggedAt
+        self.expiresAt = expiresAt
+        self.aborts = aborts
+        self.abortRate = abortRate
+        self.baselineAbortRate = baselineAbortRate
+        self.prefixes = prefixes
+        self.fallbacks = fallbacks
+        self.local = local
+    }
 }
 
 public final class Detector {

@@ -39,6 +39,9 @@ final class DetectorRuntime: @unchecked Sendable {
     private let flaggedGauge = Gauge(label: "edgeproxy_detector_flagged")
     private let quarantinedGauge = Gauge(label: "edgeproxy_detector_quarantined")
     private var perFlagged: [UInt64: Gauge] = [:]
+    /// `[detector] state_file` (nil: flags are not kept across restarts).
+    private var stateFile: String?
+    private var savedGeneration: UInt64 = 0
 
     init(config: ProxyConfiguration.Detector, logger: Logger) {
         let s = Self.settings(config)
@@ -46,6 +49,8 @@ final class DetectorRuntime: @unchecked Sendable {
         mode = s.mode
         self.logger = logger
         published = SnapshotBox(DetectorPublished(mode: s.mode, quarantined: []))
+        stateFile = config.stateFile
+        restore()
         for k in HandshakeObservation.Kind.allCases {
             var row: [Counter] = []
             for r in HandshakeObservation.Result.allCases {
@@ -109,7 +114,33 @@ final class DetectorRuntime: @unchecked Sendable {
         if publishIfChanged(force: false) {
             for m in messengers { m.send {} }
         }
+        save()
         reportMetrics()
+    }
+
+    /// Flags kept by a previous run (expired ones dropped); published before the workers start.
+    private func restore() {
+        guard let path = stateFile, let text = DetectorStateFile.read(path) else { return }
+        let wall = Double(Timestamp.wallClockNow().nanosecondsSinceEpoch) / 1e9
+        let (flags, skipped) = DetectorStateFile.parse(text)
+        var restored = 0
+        for f in flags where detector.adopt(f, wall: wall) { restored += 1 }
+        if skipped > 0 { logger.warning("detector state file \(path): \(skipped) unreadable line(s) skipped") }
+        if restored > 0 {
+            logger.notice("detector: \(restored) flagged fingerprint(s) restored from \(path)")
+        }
+        savedGeneration = detector.flaggedGeneration
+        _ = publishIfChanged(force: true)
+    }
+
+    /// Rewrites the state file when the flags changed.
+    private func save() {
+        guard let path = stateFile, detector.flaggedGeneration != savedGeneration else { return }
+        if let e = DetectorStateFile.write(DetectorStateFile.render(Array(detector.flagged.values)), to: path) {
+            logger.error("detector state file: \(e)")
+            return
+        }
+        savedGeneration = detector.flaggedGeneration
     }
 
     private func announce(_ f: FlaggedFingerprint) {
@@ -212,7 +243,7 @@ final class DetectorRuntime: @unchecked Sendable {
             w.number("baseline_abort_rate", f.baselineAbortRate)
             w.field("distinct_client_prefixes", f.prefixes)
             w.number("fallbacks", f.fallbacks)
-            w.field("source", f.local ? "local" : "shared")
+            w.field("source", f.local ? "local" : "restored")
             w.endObject()
         }
         w.endArray()

@@ -8,11 +8,11 @@ keys are rotated through the admin API so every resumption presents a stale tick
 """
 import http.client
 import json
-import os
+import subprocess
 
 import pytest
 
-from conftest import ROOT
+from conftest import edgeproxy_bin
 
 tlslite = pytest.importorskip("tlslite", reason="tlslite-ng is not installed (pip install tlslite-ng)")
 
@@ -45,7 +45,7 @@ def rotate(proxy):
 
 def start(proxies, certs, tmp_path, mode="quarantine", extra=""):
     empty = tmp_path / "no-policies"
-    empty.mkdir()
+    empty.mkdir(exist_ok=True)
     cfg = tmp_path / "edgeproxy.toml"
     cfg.write_text(f'[detector]\nmode = "{mode}"\n{extra}')
     crt, key = certs["a-ec"]
@@ -124,7 +124,42 @@ def check_flag_and_protection(p, emus):
 def test_schannel_emulator_from_several_prefixes_is_flagged_then_protected(proxies, certs, tmp_path):
     p = start(proxies, certs, tmp_path)
     emus = [SChannelEmulator(p.port, SCHANNEL, source=s) for s in SOURCES]
-    check_flag_and_protection(p, emus)
+    ja4, _ = check_flag_and_protection(p, emus)
+
+    # `edgeproxy detector status|export`: the export is a policy file matching the flagged JA4...
+    admin_addr = f"127.0.0.1:{p.admin_port}"
+    st = subprocess.run([edgeproxy_bin(), "detector", "status", "--admin", admin_addr], capture_output=True,
+                        text=True, timeout=30)
+    assert st.returncode == 0 and ja4 in st.stdout and "quarantined" in st.stdout, st
+    pol = tmp_path / "exported"
+    pol.mkdir()
+    ex = subprocess.run([edgeproxy_bin(), "detector", "export", "--admin", admin_addr, "--output",
+                         str(pol / "flagged.toml")], capture_output=True, text=True, timeout=30)
+    assert ex.returncode == 0, ex
+    text = (pol / "flagged.toml").read_text()
+    assert f'ja4 = ["{ja4}"]' in text and 'stale_ticket = "full-handshake"' in text, text
+    # ...that protects the same clients on an instance whose detector is off.
+    crt, key = certs["a-ec"]
+    cfg = tmp_path / "off.toml"
+    cfg.write_text('[detector]\nmode = "off"\n')
+    q = proxies(["--config", str(cfg), "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--workers", "1",
+                 "--cert", crt, "--key", key, "--policies", str(pol)])
+    emu = SChannelEmulator(q.port, SCHANNEL, source="127.0.8.1")
+    s = emu.visit()
+    for _ in range(2):
+        rotate(q)
+        s = emu.visit(s)
+    assert emu.fallbacks == [] and len(emu.handshakes) == 3
+    assert all(h.certificate_sent and not h.inline_renewal for h in emu.handshakes)
+    assert emu.handshakes[-1].json_body()["policy"] == "detector-renewal-intolerant"
+    assert detector(q)["totals"]["renewal_aborted"] == 0
+
+
+def test_export_with_nothing_flagged_fails_clearly(proxies, certs, tmp_path):
+    p = start(proxies, certs, tmp_path)
+    ex = subprocess.run([edgeproxy_bin(), "detector", "export", "--admin", f"127.0.0.1:{p.admin_port}"],
+                        capture_output=True, text=True, timeout=30)
+    assert ex.returncode == 1 and "no fingerprint is flagged" in ex.stderr, ex
 
 
 def test_non_schannel_fingerprint_with_the_same_bug_is_flagged_the_same_way(proxies, certs, tmp_path):
@@ -288,3 +323,25 @@ def test_normal_clients_with_random_drops_are_never_flagged(proxies, certs, tmp_
     worst = max(report["fingerprints"], key=lambda f: f["abort_rate"])
     print(f"\n{n} handshakes, {drops} dropped at random; totals {t}; highest renewal abort rate "
           f"{worst['abort_rate']} ({worst['ja4']}); nothing flagged")
+
+
+def test_flags_survive_a_restart_through_the_state_file(proxies, certs, tmp_path):
+    state = tmp_path / "detector.tsv"
+    p = start(proxies, certs, tmp_path, extra=f'state_file = "{state}"\n')
+    emus = [SChannelEmulator(p.port, SCHANNEL, source=s) for s in SOURCES]
+    ja4, _, flagged_round, _ = run_population(p, emus, after_flag_rounds=0)
+    assert flagged_round is not None
+    p.stop()
+    assert ja4 in state.read_text()
+
+    q = start(proxies, certs, tmp_path, extra=f'state_file = "{state}"\n')
+    report = detector(q)
+    assert [(f["ja4"], f["state"], f["source"]) for f in report["flagged"]] == [(ja4, "quarantined", "restored")]
+    assert "restored from" in q.output()
+    # Protected from the first stale ticket on, before this instance saw a single abort.
+    emu = SChannelEmulator(q.port, SCHANNEL, source="127.0.6.1")
+    s = emu.visit()
+    for _ in range(2):
+        rotate(q)
+        s = emu.visit(s)
+    assert emu.fallbacks == [] and all(h.certificate_sent and not h.inline_renewal for h in emu.handshakes)

@@ -17,8 +17,9 @@ final class DetectorConfigTests: XCTestCase {
             fallback_window = "10s"
             quarantine_ttl = "24h"
             max_quarantined = 7
+            state_file = "state/detector.tsv"
             """
-        let d = try ProxyConfiguration.parse(text: text, fileName: "t.toml").detector
+        let d = try ProxyConfiguration.parse(text: text, fileName: "t.toml", baseDirectory: "/etc/ep").detector
         XCTAssertEqual(d.mode, .quarantine)
         XCTAssertEqual(d.fingerprints, 500)
         XCTAssertEqual(d.window, .minutes(30))
@@ -29,6 +30,8 @@ final class DetectorConfigTests: XCTestCase {
         XCTAssertEqual(d.fallbackWindow, .seconds(10))
         XCTAssertEqual(d.quarantineTTL, .hours(24))
         XCTAssertEqual(d.maxQuarantined, 7)
+        XCTAssertEqual(d.stateFile, "/etc/ep/state/detector.tsv", "relative to the configuration file")
+        XCTAssertNil(ProxyConfiguration().detector.stateFile)
     }
 
     func testErrorsArePositioned() {
@@ -37,5 +40,6 @@ final class DetectorConfigTests: XCTestCase {
         assertSingleError("[detector]\nmin_prefixes = 1\n", at: "2:1", "detector.min_prefixes must be between 2")
         assertSingleError("[detector]\nmin_abort_percent = 101\n", at: "2:1", "between 1 and 100")
         assertSingleError("[detector]\nwindow = \"1s\"\n", at: "2:1", "detector.window must be between")
+        assertSingleError("[detector]\nstate_file = \"\"\n", at: "2:1", "detector.state_file must not be empty")
     }
 }
