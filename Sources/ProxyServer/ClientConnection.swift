@@ -142,7 +142,10 @@ final class ClientConnection: EventHandler, TimerHandler {
             }
             awaitingProxyHeader = false
             worker.metrics.proxyProtocol.accepted(version: version)
-            if let source, let a = SocketAddress(literal: source.host, port: Int(source.port)) { peer = a }
+            if let source, let a = SocketAddress(literal: source.host, port: Int(source.port)) {
+                peer = a
+                tlsState.peer = a  // the detector counts the client's prefix, not the balancer's
+            }
             return true
         }
     }

@@ -9,8 +9,9 @@ import ProxyTLS
 /// The server's per-connection TLS facts: ProxyTLS's plumbing state plus what the classifier learned from the
 /// ClientHello (fingerprints, the policy that matched). One object per connection, as before the split.
 final class ServerTLSState: TLSConnectionState {
-    /// The client's address (the detector counts prefixes and fallbacks per address).
-    let peer: SocketAddress
+    /// The client's address (the detector counts prefixes and fallbacks per address): the socket's peer, or the
+    /// address a PROXY protocol header named.
+    var peer: SocketAddress
     var helloParsed = false
     /// The policy that matched (enforced or observed), its mode and tag.
     var policyName: String?
