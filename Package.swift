@@ -51,6 +51,8 @@ let package = Package(
             ]
         ),
         .target(name: "ProxyTickets", dependencies: ["ProxyCore", "COpenSSL"]),
+        // The renewal-intolerance detector (issue #14): observations in, flags out; no I/O, no OpenSSL.
+        .target(name: "ProxyDetector", dependencies: ["ProxyCore"]),
         // Redis I/O for fleet-wide ticket keys (the only hiredis user); ProxyTickets stays sans-IO.
         .target(name: "ProxyTicketStore", dependencies: ["ProxyCore", "ProxyTickets", "CHiredis"]),
         .target(name: "ProxyHTTP1", dependencies: ["ProxyCore"], swiftSettings: hotPath),
@@ -77,7 +79,7 @@ let package = Package(
         ),
         .target(
             name: "ProxyTLS",
-            dependencies: ["ProxyCore", "CProxyShims", "COpenSSL", "ProxyTickets", "ProxyFingerprint", "ProxyPolicy"],
+            dependencies: ["ProxyCore", "CProxyShims", "COpenSSL", "ProxyTickets"],
             swiftSettings: hotPath
         ),
         .target(
@@ -85,7 +87,7 @@ let package = Package(
             dependencies: [
                 "ProxyCore", "ProxyEventLoop", "ProxyTLS", "ProxyHTTP1", "ProxyHTTP2", "ProxyForwarder", "ProxyTickets",
                 "ProxyFingerprint",
-                "ProxyPolicy", "ProxyConfig", "CProxyShims", "ProxyTicketStore", "ProxyUpstreams",
+                "ProxyPolicy", "ProxyConfig", "CProxyShims", "ProxyTicketStore", "ProxyUpstreams", "ProxyDetector",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
@@ -116,6 +118,7 @@ let package = Package(
         .testTarget(name: "ProxyFingerprintTests", dependencies: ["ProxyFingerprint"]),
         .testTarget(name: "ProxyPolicyTests", dependencies: ["ProxyPolicy", "ProxyFingerprint"]),
         .testTarget(name: "ProxyTicketsTests", dependencies: ["ProxyTickets", "ProxyCore"]),
+        .testTarget(name: "ProxyDetectorTests", dependencies: ["ProxyDetector", "ProxyCore"]),
         .testTarget(name: "ProxyHTTP1Tests", dependencies: ["ProxyHTTP1"]),
         // Drives the server session with a real nghttp2 client session (bytes in, events out).
         .testTarget(name: "ProxyHTTP2Tests", dependencies: ["ProxyHTTP2", "ProxyHTTP1", "CNGHTTP2"]),

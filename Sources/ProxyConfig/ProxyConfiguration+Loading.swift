@@ -84,6 +84,7 @@ extension ProxyConfiguration {
             return CertificatePair(cert: resolve($0.cert), key: resolve($0.key), ocsp: ocsp)
         }
         tickets.files = tickets.files.map(resolve)
+        detector.stateFile = detector.stateFile.map(resolve)
         adminTokenFile = adminTokenFile.map(resolve)
         if var r = redis {
             r.wrappingKeyFile = r.wrappingKeyFile.map(resolve)
@@ -167,6 +168,10 @@ extension ProxyConfiguration {
         }
         if var t = root.table("log") {
             if let v: LogLevel = t.choice("level") { logLevel = v }
+            t.finish()
+        }
+        if var t = root.table("detector") {
+            readDetector(&t)
             t.finish()
         }
         if var t = root.table("tickets") {

@@ -38,6 +38,7 @@ extension ProxyConfiguration {
             }
         }
         out += upstreamProblems()
+        out += detectorProblems()
         for (i, pair) in certificates.enumerated() {
             let path = TOMLPath(arrayLiteral: "certificates").appending(index: i)
             if pair.cert.isEmpty { add([path.appending("cert")], "\(path.appending("cert")) must not be empty") }

@@ -64,6 +64,8 @@ public struct ProxyConfiguration: Sendable, Equatable {
     public var http2 = HTTP2()
     /// `[sessions]`.
     public var sessions = Sessions()
+    /// `[detector]` (ProxyConfiguration+Detector.swift).
+    public var detector = Detector()
 
     /// The defaults described on the type.
     public init() {}

@@ -11,6 +11,8 @@ protocol AdminHandler: AnyObject {
     func keyMaterialJSON() -> [UInt8]?
     /// `GET /certificates`: the certificates and their OCSP staples.
     func certificatesJSON() -> [UInt8]
+    /// `GET /detector`: the renewal-intolerance detector's fingerprints, evidence and flags.
+    func detectorJSON() -> [UInt8]
     /// `POST /keys/rotate`.
     func rotateKeys() -> (ok: Bool, message: String)
     /// `POST /reload`.

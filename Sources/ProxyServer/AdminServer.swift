@@ -175,6 +175,8 @@ final class AdminServer: EventHandler {
             return (200, "application/json", handler.keysJSON())
         case (.get, "/certificates"):
             return (200, "application/json", handler.certificatesJSON())
+        case (.get, "/detector"):
+            return (200, "application/json", handler.detectorJSON())
         case (.get, "/test/ticket-key-material"):
             guard let body = handler.keyMaterialJSON() else { return (404, "text/plain", Array("not found\n".utf8)) }
             return (200, "application/json", body)
@@ -185,7 +187,7 @@ final class AdminServer: EventHandler {
             let r = handler.reload()
             return (r.ok ? 200 : 422, "text/plain", Array((r.message + "\n").utf8))
         case (_, "/metrics"), (_, "/healthz"), (_, "/keys"), (_, "/keys/rotate"), (_, "/reload"), (_, "/upstreams"),
-            (_, "/certificates"):
+            (_, "/certificates"), (_, "/detector"):
             return (405, "text/plain", Array("method not allowed\n".utf8))
         default:
             return (404, "text/plain", Array("not found\n".utf8))

@@ -28,7 +28,7 @@ final class ClientConnection: EventHandler, TimerHandler {
     private var awaitingProxyHeader = false
     let snapshot: RuntimeSnapshot
     private(set) var tls: TLSStream?
-    let tlsState: TLSConnectionState
+    let tlsState: ServerTLSState
     private(set) var phase = Phase.handshaking
     private var canRead = true
     private var canWrite = true
@@ -102,7 +102,7 @@ final class ClientConnection: EventHandler, TimerHandler {
         self.fd = fd
         self.peer = peer
         self.snapshot = worker.snapshot
-        self.tlsState = TLSConnectionState(worker: worker.tlsWorker, contextSet: worker.snapshot.tls)
+        self.tlsState = ServerTLSState(worker: worker.tlsWorker, contextSet: worker.snapshot.tls, peer: peer)
         self.acceptedAt = worker.loop.now
     }
 
@@ -142,7 +142,10 @@ final class ClientConnection: EventHandler, TimerHandler {
             }
             awaitingProxyHeader = false
             worker.metrics.proxyProtocol.accepted(version: version)
-            if let source, let a = SocketAddress(literal: source.host, port: Int(source.port)) { peer = a }
+            if let source, let a = SocketAddress(literal: source.host, port: Int(source.port)) {
+                peer = a
+                tlsState.peer = a  // the detector counts the client's prefix, not the balancer's
+            }
             return true
         }
     }
@@ -361,11 +364,7 @@ final class ClientConnection: EventHandler, TimerHandler {
             tlsVersion = tls.version
             outcome = tlsState.finalOutcome(resumed: tls.resumed)
             worker.metrics.handshake(version: tlsVersion, outcome: outcome, nanoseconds: worker.loop.now &- acceptedAt)
-            if tlsVersion == 0x0304 && tls.resumed && tlsState.ticketsEnabled && tlsState.tls13Tickets > 1
-                && outcome != .staleResumedNoRenewal
-            {
-                tls.issueExtraTickets(tlsState.tls13Tickets - 1)
-            }
+            tls.issueExtraTickets(tlsState.extraTicketsAfterHandshake(version: tlsVersion, resumed: tls.resumed))
             setDeadline(worker.loop.now &+ snapshot.timeouts.idle)
             if startH2IfNegotiated() { return false }
             return true

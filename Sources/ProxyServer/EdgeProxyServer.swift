@@ -39,6 +39,8 @@ public final class EdgeProxyServer: @unchecked Sendable {
     private var admin: AdminServer?
     private var signalHandler: SignalHandler?
     private var ticker: Ticker?
+    /// The renewal-intolerance detector (DetectorRuntime.swift); control thread.
+    var detector: DetectorRuntime?
     private let exitedWorkers = Mutex<Int>(0)
     private(set) var draining = false
     /// Config → snapshot (and the state kept across reloads: session cache, policy directory history).
@@ -131,6 +133,7 @@ public final class EdgeProxyServer: @unchecked Sendable {
         var listenAddr = try inherited?.check(against: listen) ?? listen
         // After an upgrade, every inherited listener gets a worker (its queue must be served).
         let n = max(config.effectiveWorkers, inherited?.fds.count ?? 0)
+        detector = DetectorRuntime(config: config.detector, logger: logger)
         for i in 0..<n {
             let w = try Worker(
                 index: i,
@@ -141,6 +144,7 @@ public final class EdgeProxyServer: @unchecked Sendable {
                 ticketStore: tickets.store,
                 accessLog: accessLog,
                 latency: latency,
+                detector: detector!,
                 logger: logger,
                 onExit: { [weak self] _ in self?.workerExited() }
             )
@@ -189,6 +193,7 @@ public final class EdgeProxyServer: @unchecked Sendable {
     /// Once a second on the control loop: expire session-cache entries, advance the ticket-key schedule.
     fileprivate func tick() {
         snapshotBuilder.sessionCaches.tick(now: monotonicNanos())
+        detector?.tick()
         tickets.tick(now: Timestamp.wallClockNow())
     }
 
@@ -245,6 +250,7 @@ public final class EdgeProxyServer: @unchecked Sendable {
             ocsp.activate(s.tls)
             upstreamRuntime.reload(pools: newConfig.upstreamPools, routes: newConfig.routes)
             config = newConfig
+            detector?.update(config: newConfig.detector)
         } catch let e as PolicyReloadError {
             reloadFailures.increment()
             logger.error("policy reload rejected, previous policies stay in force:\n\(e.underlying)")

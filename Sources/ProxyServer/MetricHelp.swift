@@ -17,6 +17,15 @@ enum MetricHelp {
         "edgeproxy_h2_connections_total": "HTTP/2 connections (ALPN h2).",
         "edgeproxy_h2_goaway_total": "HTTP/2 connections closed by the proxy with GOAWAY, by reason.",
         "edgeproxy_h2_streams_total": "HTTP/2 streams opened by clients.",
+        "edgeproxy_detector_dropped_observations_total":
+            "Handshake observations the detector dropped because a worker's ring was full.",
+        "edgeproxy_detector_fallbacks_total":
+            "Reconnects offering a lower TLS version or TLS_FALLBACK_SCSV soon after an abort after renewal.",
+        "edgeproxy_detector_fingerprints": "Fingerprints the detector tracks (top-K, decaying counts).",
+        "edgeproxy_detector_flagged": "Fingerprints flagged as intolerant of inline ticket renewal.",
+        "edgeproxy_detector_flagged_renewal_aborts": "Decayed aborts after inline renewal of a flagged fingerprint.",
+        "edgeproxy_detector_handshakes_total": "Handshakes the detector observed, by kind and result.",
+        "edgeproxy_detector_quarantined": "Flagged fingerprints given full handshakes on stale tickets (quarantine).",
         "edgeproxy_http_requests_total": "Requests answered, by status class.",
         "edgeproxy_loop_busy_seconds": "Time the worker's event loop spent handling events since start.",
         "edgeproxy_ocsp_fetch_failures_total": "OCSP responder fetches that failed, by certificate.",

@@ -4,7 +4,7 @@ import ProxyTLS
 
 /// One worker's metrics, created once at worker start with fixed labels (swift-metrics handles backed by the
 /// Prometheus registry). Hot-path code only calls `increment`, which is an atomic add in the backend.
-final class WorkerMetrics: TLSObserver {
+final class WorkerMetrics {
     let connectionsAccepted: Counter
     let connectionsActive: Gauge
     var activeCount = 0
@@ -103,9 +103,6 @@ final class WorkerMetrics: TLSObserver {
 
     func upstreamError(_ kind: String) { upstreamErrors[kind]?.increment() }
 
-    // MARK: TLSObserver
-    func clientHelloRejected(reason: String) { clientHelloRejected.increment() }
-    func ticketIssued() { ticketsIssued.increment() }
     func policyApplied(name: String, enforced: Bool) {
         let c: (Counter, Counter, Counter)
         if let existing = policyCounters[name] {

@@ -2,6 +2,7 @@ import CProxyShims
 import Glibc
 import Logging
 import ProxyCore
+import ProxyDetector
 import ProxyEventLoop
 import ProxyTLS
 import ProxyTickets
@@ -26,6 +27,12 @@ final class Worker: EventHandler, @unchecked Sendable {
     private var ringGeneration: UInt64 = 0
     private(set) var tlsWorker: TLSWorkerContext!
     private(set) var metrics: WorkerMetrics!
+    /// The TLS layer's delegate (fingerprints, policies, detector); `tlsWorker` holds it unretained.
+    private(set) var classifier: HandshakeClassifier!
+    /// This worker's detector observations (SPSC to the control thread) and the published quarantine set.
+    private let detectorQueue: ObservationQueue
+    private let detectorBox: SnapshotBox<DetectorPublished>
+    private var detectorGeneration: UInt64 = 0
     let bufferPool = BufferPool(bufferSize: 16 * 1024)
     let bigBufferPool = BufferPool(bufferSize: 32 * 1024)
     private var connections: [ClientConnection?] = []
@@ -75,6 +82,7 @@ final class Worker: EventHandler, @unchecked Sendable {
         ticketStore: TicketKeyStore?,
         accessLog: AccessLogSink?,
         latency: LatencyMetrics,
+        detector: DetectorRuntime,
         logger: Logger,
         onExit: @escaping @Sendable (Int) -> Void
     ) throws(SyscallError) {
@@ -89,7 +97,10 @@ final class Worker: EventHandler, @unchecked Sendable {
         self.logger = logger
         self.onExit = onExit
         self.roundRobin = index
-        self.messenger = try LoopMessenger()
+        let messenger = try LoopMessenger()
+        self.messenger = messenger
+        self.detectorQueue = detector.makeQueue(messenger: messenger)
+        self.detectorBox = detector.published
         // Bind here (on the main thread) so a bad address fails start-up with a clear error.
         if let fd = inheritedListenFd {
             self.listenFd = fd
@@ -125,7 +136,8 @@ final class Worker: EventHandler, @unchecked Sendable {
         }
         metrics = WorkerMetrics(worker: index, latency: latencyMetrics)
         metrics.latency.poolsChanged(upstreams.snapshot.pools)
-        tlsWorker = TLSWorkerContext(observer: metrics)
+        classifier = HandshakeClassifier(metrics: metrics, observations: detectorQueue)
+        tlsWorker = TLSWorkerContext(delegate: classifier)
         pickUpSnapshots()
         do {
             try loop.register(fd: listenFd, interest: EventLoop.readable, handler: self)
@@ -147,7 +159,12 @@ final class Worker: EventHandler, @unchecked Sendable {
         if g != snapshotGeneration {
             snapshotGeneration = g
             snapshot = snapshots.load()
-            tlsWorker.policies = snapshot.policies
+            classifier.policies = snapshot.policies
+        }
+        let dg = detectorBox.generation
+        if dg != detectorGeneration {
+            detectorGeneration = dg
+            classifier.detector = detectorBox.load()
         }
         if upstreams.refresh() {
             for u in idleUpstreams.removeRetired() { u.close() }

@@ -1,129 +1,98 @@
 import ProxyCore
-import ProxyFingerprint
-import ProxyPolicy
 import ProxyTickets
 
-/// How a handshake ended with respect to session tickets (issue #3's outcome labels).
-public enum TicketOutcome: Int, Sendable, CaseIterable {
-    /// Full handshake, no ticket presented (or tickets off).
-    case full
-    /// Resumed with a ticket under the current key; no renewal needed.
-    case resumed
-    /// Resumed with a stale key's ticket and a NewSessionTicket sent inside the abbreviated handshake.
-    case resumedRenewedInline
-    /// Stale key, the connection's action refused the ticket: full handshake + fresh ticket.
-    case staleForcedFull
-    /// Stale key, resumed without a new ticket.
-    case staleResumedNoRenewal
-    /// The ticket's key name is not in the ring.
-    case unknownKey
-    /// The ticket's key is past its decrypt window.
-    case expiredKey
-    /// Resumed by session ID from the session cache (no ticket involved: SChannel on Windows 7/8, `tickets = "off"`).
-    case resumedSessionID
+/// The outcome labels live with the ticket decision (ProxyTickets); re-exported for ProxyTLS users.
+public typealias TicketOutcome = ProxyTickets.TicketOutcome
 
-    /// The label as static text (no allocation; for the access log).
-    public var staticLabel: StaticString {
-        switch self {
-        case .full: return "full"
-        case .resumed: return "resumed"
-        case .resumedRenewedInline: return "resumed_renewed_inline"
-        case .staleForcedFull: return "stale_forced_full"
-        case .staleResumedNoRenewal: return "stale_resumed_no_renewal"
-        case .unknownKey: return "unknown_key"
-        case .expiredKey: return "expired_key"
-        case .resumedSessionID: return "resumed_session_id"
-        }
-    }
-
-    public var label: String { staticLabel.description }
+/// What the delegate answers for one ClientHello: the connection's ticket behaviour (nil keeps the default).
+public struct TLSHelloAnswer: Sendable, Equatable {
+    /// Fail the handshake with a decode_error alert (the hello could not be parsed).
+    public var reject = false
+    public var staleTicket: StaleTicketAction?
+    public var tls13Tickets: Int?
+    public var sessionCacheEnabled: Bool?
+    /// false switches tickets off for this connection (nil or true keep the listener's setting).
+    public var ticketsEnabled: Bool?
+    public init() {}
+    public static let reject: TLSHelloAnswer = {
+        var a = TLSHelloAnswer()
+        a.reject = true
+        return a
+    }()
 }
 
-/// Receives per-handshake events from the TLS callbacks (implemented by the server with its metrics).
-/// Called on the connection's loop thread.
-public protocol TLSObserver: AnyObject {
-    func clientHelloRejected(reason: String)
+/// How a handshake that did not complete ended, as far as the TLS layer can tell.
+public enum TLSHandshakeFailure: Sendable, Equatable {
+    /// The peer sent a fatal alert.
+    case peerAlert
+    /// The peer closed or reset the connection without an alert.
+    case peerClosed
+    /// Anything else (a protocol error on our side of the check, an internal error).
+    case other
+}
+
+/// Where ProxyTLS reports ClientHellos and handshake events, and gets its per-connection answer.
+///
+/// ProxyTLS is plumbing: its OpenSSL callbacks are trampolines into this protocol. The server implements it
+/// (fingerprints, policies, metrics, the detector). Called on the connection's loop thread; must not block.
+public protocol TLSHandshakeDelegate: AnyObject {
+    /// Once per connection, from the ClientHello callback (before the ticket callback). The captured handshake
+    /// message is `connection.helloBytes` (empty when none was captured, e.g. an SSLv2-format hello).
+    func clientHello(_ connection: TLSConnectionState) -> TLSHelloAnswer
+    /// A ticket was sealed.
     func ticketIssued()
-    func policyApplied(name: String, enforced: Bool)
+    /// The handshake completed (`outcome` settled with `TicketOutcome.final`).
+    func handshakeCompleted(_ connection: TLSConnectionState, version: Int32, outcome: TicketOutcome)
+    /// The handshake failed after the ClientHello callback ran.
+    func handshakeFailed(_ connection: TLSConnectionState, version: Int32, failure: TLSHandshakeFailure)
 }
 
 /// Per-worker state the TLS callbacks read: the worker's current snapshots. Loop thread only.
 public final class TLSWorkerContext {
     /// The ticket key ring snapshot this worker uses now (replaced at the top of a loop tick on rotation).
     public var ring: TicketKeyRing?
-    /// The compiled policy set this worker uses now (nil: no policies loaded).
-    public var policies: CompiledPolicySet?
-    public unowned(unsafe) let observer: TLSObserver
+    public unowned(unsafe) let delegate: TLSHandshakeDelegate
 
-    /// - Parameter observer: must outlive this context (the server's worker owns both).
-    public init(observer: TLSObserver) {
-        self.observer = observer
+    /// - Parameter delegate: must outlive this context (the server's worker owns both).
+    public init(delegate: TLSHandshakeDelegate) {
+        self.delegate = delegate
     }
 }
 
 /// Everything the OpenSSL callbacks learn or decide about one connection.
 ///
 /// Created per connection before `SSL_accept`; reached from callbacks through SSL ex_data (unretained: the
-/// connection owns both this object and the SSL, and frees the SSL first).
-public final class TLSConnectionState {
-    unowned(unsafe) let worker: TLSWorkerContext
+/// connection owns both this object and the SSL, and frees the SSL first). Open so the delegate's module can keep
+/// its own per-connection facts (fingerprints, policy) in the same object, with no second allocation.
+open class TLSConnectionState {
+    public final unowned(unsafe) let worker: TLSWorkerContext
     /// The context set the SSL was created from (kept alive for the SNI callback across reloads).
-    let contextSet: TLSContextSet
-    /// The raw ClientHello handshake message, captured by the message callback. Kept (one allocation) instead of
-    /// the parsed form (some twenty small arrays): an idle connection should hold as little as possible, and the
-    /// parsed hello is only needed again for fingerprints in logs, the built-in page and origin headers.
-    var helloBytes: [UInt8] = []
-    var helloCaptured = false
-    var helloParsed = false
-    var decided = false
+    public final let contextSet: TLSContextSet
+    /// The raw ClientHello handshake message, captured by the message callback (empty until then). Kept (one
+    /// allocation) instead of a parsed form: an idle connection should hold as little as possible.
+    public final internal(set) var helloBytes: [UInt8] = []
+    final var helloCaptured = false
+    final var decided = false
+    /// The ClientHello callback ran (the hello was answered).
+    public final var helloAnswered: Bool { decided }
 
-    /// The ClientHello, parsed again from the captured bytes (nil when none was captured or it did not parse).
-    /// Not cached: call it rarely.
-    public var hello: ClientHello? {
-        guard helloParsed else { return nil }
-        return try? ClientHello.parse(handshake: helloBytes)
-    }
-    // JA3/JA4 are computed on first use (policy needing them, access log, page, origin headers) and cached:
-    // the handshake itself only needs the feature set, and hashing is most of the fingerprinting cost.
-    private var cachedJA3: JA3?
-    private var cachedJA4: String?
-    public var ja3String: String? { ja3Value?.string }
-    public var ja3Hash: String? { ja3Value?.md5 }
-    public var ja4: String? {
-        if cachedJA4 == nil { computeFingerprints(from: nil) }
-        return cachedJA4
-    }
-    private var ja3Value: JA3? {
-        if cachedJA3 == nil { computeFingerprints(from: nil) }
-        return cachedJA3
-    }
-
-    /// Fills both caches from `parsed` (or a fresh parse of the captured bytes).
-    func computeFingerprints(from parsed: ClientHello?) {
-        guard let h = parsed ?? hello else { return }
-        if cachedJA3 == nil { cachedJA3 = h.ja3 }
-        if cachedJA4 == nil { cachedJA4 = h.ja4Fingerprint }
-    }
     /// Effective per-connection ticket behaviour (config default, possibly changed by a policy).
-    public internal(set) var staleAction: StaleTicketAction
-    public internal(set) var ticketsEnabled: Bool
-    public internal(set) var tls13Tickets: Int
-    /// The policy that matched (enforced or observed), its mode and tag.
-    public internal(set) var policyName: String?
-    public internal(set) var policyEnforced = false
-    /// An observe-mode policy that matched (counted and logged; it changes nothing).
-    public internal(set) var observedPolicyName: String?
-    public internal(set) var tag: String?
+    public final internal(set) var staleAction: StaleTicketAction
+    public final internal(set) var ticketsEnabled: Bool
+    public final internal(set) var tls13Tickets: Int
     /// Whether this connection may use the session cache (`[sessions]` on, possibly switched by a policy).
-    public internal(set) var sessionCacheEnabled: Bool
+    public final internal(set) var sessionCacheEnabled: Bool
     /// The session cache returned a session for the client's session ID (OpenSSL may still refuse it).
-    var sessionCacheHit = false
+    final var sessionCacheHit = false
     /// Ticket outcome as seen by the decrypt callback; `finalOutcome(resumed:)` settles it after the handshake.
-    public internal(set) var ticketOutcome: TicketOutcome = .full
+    public final internal(set) var ticketOutcome: TicketOutcome = .full
+    /// The presented ticket's key state and what the callback told OpenSSL (`.none`/`.refuse`: no ticket decrypted).
+    public final internal(set) var presentedKey: PresentedTicketKey = .none
+    public final internal(set) var ticketCallback: TicketDecision.Callback = .refuse
     // Name of the key that decrypted the presented ticket, or else sealed the first issued one.
-    var keyNameHi: UInt64 = 0
-    var keyNameLo: UInt64 = 0
-    var hasKeyName = false
+    final var keyNameHi: UInt64 = 0
+    final var keyNameLo: UInt64 = 0
+    final var hasKeyName = false
 
     public init(worker: TLSWorkerContext, contextSet: TLSContextSet) {
         self.worker = worker
@@ -136,18 +105,25 @@ public final class TLSConnectionState {
 
     /// The outcome label once the handshake is done: a resumption the callback accepted but OpenSSL did not
     /// complete (e.g. cipher mismatch) counts as a full handshake.
-    public func finalOutcome(resumed: Bool) -> TicketOutcome {
-        // OpenSSL consults the cache only for a hello without a ticket, so a hit excludes every ticket outcome.
-        if resumed && sessionCacheHit { return .resumedSessionID }
-        switch ticketOutcome {
-        case .resumed, .resumedRenewedInline, .staleResumedNoRenewal: return resumed ? ticketOutcome : .full
-        default: return resumed ? .resumed : ticketOutcome
-        }
+    public final func finalOutcome(resumed: Bool) -> TicketOutcome {
+        TicketOutcome.final(recorded: ticketOutcome, resumed: resumed, sessionCacheHit: sessionCacheHit)
+    }
+
+    /// TLS 1.3 tickets to queue after a completed handshake (`TicketDecision`; 0 unless it resumed with tickets on).
+    public final func extraTicketsAfterHandshake(version: Int32, resumed: Bool) -> Int {
+        guard resumed, ticketsEnabled else { return 0 }
+        return TicketDecision.decide(
+            key: presentedKey,
+            stale: staleAction,
+            tls13: version == 0x0304,
+            tickets: tls13Tickets
+        )
+        .extraTicketsAfterResumption
     }
 
     private var cachedKeyName: String?
     /// The key name as 32 hex characters (computed on first use, off the handshake path, then cached).
-    public var keyName: String? {
+    public final var keyName: String? {
         guard hasKeyName else { return nil }
         if let k = cachedKeyName { return k }
         let k = hex64(keyNameHi) + hex64(keyNameLo)

@@ -224,8 +224,8 @@ private let messageCallback:
         SSL_set_msg_callback(ssl, nil)
     }
 
-/// Runs once per connection (twice after a HelloRetryRequest; the second call is ignored): fingerprint and
-/// policy decision, stored in the connection state for the ticket callback.
+/// Runs once per connection (twice after a HelloRetryRequest; the second call is ignored): a trampoline that hands
+/// the captured hello to the delegate and applies its answer, stored in the connection state for the ticket callback.
 private let clientHelloCallback:
     @convention(c) (OpaquePointer?, UnsafeMutablePointer<Int32>?, UnsafeMutableRawPointer?) -> Int32 = {
         ssl,
@@ -234,7 +234,7 @@ private let clientHelloCallback:
         guard let ssl, let state = connectionState(ssl) else { return 1 }
         if state.decided { return 1 }
         state.decided = true
-        if !state.decideFromClientHello(ssl: ssl) {
+        if !state.apply(state.worker.delegate.clientHello(state), ssl: ssl) {
             alert?.pointee = SSL_AD_DECODE_ERROR
             return 0
         }

@@ -36,14 +36,48 @@ public struct TLSStream {
 
     init(ssl: OpaquePointer) { self.ssl = ssl }
 
+    /// One handshake step. The end of the handshake (done or failed, once the ClientHello was answered) is
+    /// reported to the connection's `TLSHandshakeDelegate`.
     public func handshake() -> HandshakeResult {
         let r = SSL_do_handshake(ssl)
-        if r == 1 { return .done }
-        switch SSL_get_error(ssl, r) {
+        if r == 1 {
+            if let state = connectionState(ssl), state.decided {
+                state.worker.delegate.handshakeCompleted(
+                    state,
+                    version: SSL_version(ssl),
+                    outcome: state.finalOutcome(resumed: SSL_session_reused(ssl) == 1)
+                )
+            }
+            return .done
+        }
+        let e = SSL_get_error(ssl, r)
+        switch e {
         case SSL_ERROR_WANT_READ: return .wantRead
         case SSL_ERROR_WANT_WRITE: return .wantWrite
         case SSL_ERROR_WANT_CLIENT_HELLO_CB, SSL_ERROR_WANT_X509_LOOKUP: return .wantRead
-        default: return .failed(Self.drainErrors("handshake"))
+        default:
+            let failure = Self.classifyFailure(error: e, firstCode: ERR_peek_error())
+            if let state = connectionState(ssl), state.decided {
+                state.worker.delegate.handshakeFailed(state, version: SSL_version(ssl), failure: failure)
+            }
+            return .failed(Self.drainErrors("handshake"))
+        }
+    }
+
+    /// Whether the peer sent an alert, closed/reset without one, or something else failed.
+    static func classifyFailure(error: Int32, firstCode: UInt) -> TLSHandshakeFailure {
+        switch error {
+        case SSL_ERROR_SYSCALL, SSL_ERROR_ZERO_RETURN:
+            // EOF or ECONNRESET (errno), or (IGNORE_UNEXPECTED_EOF) an EOF taken as a close.
+            return .peerClosed
+        case SSL_ERROR_SSL:
+            let reason = ERR_GET_REASON(firstCode)
+            if reason == SSL_R_UNEXPECTED_EOF_WHILE_READING { return .peerClosed }
+            // Received alerts are reported as SSL_AD_REASON_OFFSET (1000) + the alert number.
+            if reason >= 1000 && reason < 1256 { return .peerAlert }
+            return .other
+        default:
+            return .other
         }
     }
 

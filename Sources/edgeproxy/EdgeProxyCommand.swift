@@ -8,7 +8,7 @@ struct EdgeProxyCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "edgeproxy",
         abstract: "A TLS-terminating reverse proxy that decides session-ticket renewal per client.",
-        subcommands: [Run.self, Check.self, Classify.self, Health.self, Keys.self],
+        subcommands: [Run.self, Check.self, Classify.self, Health.self, Keys.self, DetectorCommand.self],
         defaultSubcommand: Run.self
     )
 }

@@ -248,9 +248,10 @@ class _ShapedConnection(TLSConnection):
 class TicketClient:
     """A TLS 1.2 client with session tickets; `shape` None = tlslite-ng's own (non-SChannel) ClientHello."""
 
-    def __init__(self, port, shape=None, server_name="localhost", host="127.0.0.1"):
+    def __init__(self, port, shape=None, server_name="localhost", host="127.0.0.1", source=None):
         self.port = port
         self.host = host
+        self.source = source  # local address to connect from (any 127.x.y.z on Linux loopback), or None
         self.shape = shape
         self.server_name = server_name
 
@@ -267,7 +268,8 @@ class TicketClient:
 
         Returns (Handshake, session for the next connection). Exceptions from `on_event` propagate.
         """
-        raw = socket.create_connection((self.host, self.port), timeout=15)
+        raw = socket.create_connection((self.host, self.port), timeout=15,
+                                       source_address=(self.source, 0) if self.source else None)
         rec = WireRecorder(raw, on_event)
         conn = _ShapedConnection(rec)
         conn.shape = self.shape
@@ -318,8 +320,10 @@ class SChannelEmulator:
     makes it abort, and the browser then retries offering only TLS 1.0 (IE's fallback). Each such event is
     appended to `fallbacks` with the retry's result."""
 
-    def __init__(self, port, fixture_name, server_name="localhost"):
-        self.client = TicketClient(port, FixtureHello(load_fixture(fixture_name)), server_name)
+    def __init__(self, port, fixture_name, server_name="localhost", source=None):
+        # fixture_name None: tlslite-ng's own (non-SChannel) ClientHello with the same bug.
+        shape = FixtureHello(load_fixture(fixture_name)) if fixture_name else None
+        self.client = TicketClient(port, shape, server_name, source=source)
         self.fallbacks = []
         self.handshakes = []
 
@@ -344,7 +348,8 @@ class SChannelEmulator:
             # TLS 1.2 by default, so the retry is expected to be refused; its result is recorded either way.
             retry = {"reason": str(e)}
             try:
-                hs, _ = TicketClient(self.client.port, None, self.client.server_name).connect(
+                hs, _ = TicketClient(self.client.port, None, self.client.server_name,
+                                     source=self.client.source).connect(
                     None, settings=self.client.settings(max_version=(3, 1), min_version=(3, 1)))
                 retry["retry"] = "TLS 1.0 handshake completed"
             except Exception as e2:
