@@ -192,14 +192,7 @@ public final class TicketKeyWrapper: Sendable {
     /// Seals `key` (name, cipher, secrets; not its times) for storage under `slot`. Throws only if OpenSSL or the
     /// random source fails.
     public func seal(_ key: TicketKey, slot: String, created: Timestamp, notAfter: Timestamp? = nil) throws -> [UInt8] {
-        guard let gcm = fetchedAES256GCM else { throw WrapFailure.openssl }
         let plainLength = 2 + 16 + key.cipher.aesKeyLength + key.cipher.hmacKeyLength + 16
-        let id = Array(current.id.utf8)
-        var out = Self.magic + [UInt8(id.count)] + id
-        var nonce = [UInt8](repeating: 0, count: 12)
-        guard RAND_bytes(&nonce, 12) == 1 else { throw WrapFailure.openssl }
-        out += nonce
-        let aad = Self.magic + id + Array(slot.utf8)
         // SAFETY: owned here, wiped and freed by the defer.
         let plain = UnsafeMutableRawBufferPointer.allocate(byteCount: plainLength, alignment: 8)
         defer {
@@ -222,8 +215,70 @@ public final class TicketKeyWrapper: Sendable {
         p += key.cipher.hmacKeyLength
         Self.putMillis(created, plain, at: p)
         Self.putMillis(notAfter, plain, at: p + 8)
+        guard let out = sealEnvelope(magic: Self.magic, context: Array(slot.utf8), plain: UnsafeRawBufferPointer(plain))
+        else { throw WrapFailure.openssl }
+        return out
+    }
 
-        var cipherText = [UInt8](repeating: 0, count: plainLength + 16)
+    /// Opens an entry read from `slot`. Throws ``OpenError``; a non-OpenError failure (memory) is rethrown as
+    /// `.malformed` to keep the caller's accounting simple.
+    public func open(_ entry: [UInt8], slot: String) throws(OpenError) -> Opened {
+        // The smallest plaintext: version, cipher, name, AES-128 and HMAC keys, two times.
+        let opened = openEnvelope(entry, magic: Self.magic, context: Array(slot.utf8), minPlain: 2 + 16 + 32 + 16) {
+            Self.parseKey($0)
+        }
+        switch opened {
+        case .failure(let e): throw e
+        case .success(let parsed): return try parsed.get()
+        }
+    }
+
+    /// The authenticated plaintext of a ticket-key entry; a bad layout here is our own format bug or a different
+    /// writer version.
+    private static func parseKey(_ bytes: UnsafeRawBufferPointer) -> Result<Opened, OpenError> {
+        guard bytes[0] == 1, bytes[1] == 1 || bytes[1] == 2 else { return .failure(.malformed) }
+        let cipher: TicketCipher = bytes[1] == 1 ? .aes128cbc : .aes256cbc
+        guard bytes.count == 2 + 16 + cipher.aesKeyLength + cipher.hmacKeyLength + 16 else {
+            return .failure(.malformed)
+        }
+        var p = 18
+        let aes: SecretBytes
+        let hmac: SecretBytes
+        do {
+            aes = try SecretBytes(copying: UnsafeRawBufferPointer(rebasing: bytes[p..<(p + cipher.aesKeyLength)]))
+            p += cipher.aesKeyLength
+            hmac = try SecretBytes(copying: UnsafeRawBufferPointer(rebasing: bytes[p..<(p + cipher.hmacKeyLength)]))
+            p += cipher.hmacKeyLength
+        } catch {
+            return .failure(.malformed)
+        }
+        let created = getMillis(bytes, at: p) ?? .distantPast
+        let notAfter = getMillis(bytes, at: p + 8)
+        let key = TicketKey(
+            name: UnsafeRawBufferPointer(rebasing: bytes[2..<18]),
+            cipher: cipher,
+            aesKey: aes,
+            hmacKey: hmac,
+            encryptFrom: .distantPast,
+            encryptUntil: .distantPast,
+            decryptUntil: .distantFuture
+        )
+        return .success(Opened(key: key, created: created, notAfter: notAfter))
+    }
+
+    /// The one sealed format of everything a wrapping key protects (ticket keys here, TLS sessions in
+    /// TicketKeyWrapper+Sessions.swift): `magic | idLen u8 | wrapping key id | nonce (12) | AES-256-GCM(plain) |
+    /// tag (16)`, with `magic | wrapping key id | context` as associated data, so an entry neither moves to another
+    /// context nor changes its claimed key id. Nil if OpenSSL or the random source fails.
+    func sealEnvelope(magic: [UInt8], context: [UInt8], plain: UnsafeRawBufferPointer) -> [UInt8]? {
+        guard let gcm = fetchedAES256GCM, plain.count > 0 else { return nil }
+        let id = Array(current.id.utf8)
+        var nonce = [UInt8](repeating: 0, count: 12)
+        guard RAND_bytes(&nonce, 12) == 1 else { return nil }
+        let aad = magic + id + context
+        var out = magic + [UInt8(id.count)] + id + nonce
+        let header = out.count
+        out += [UInt8](repeating: 0, count: plain.count + 16)
         let ok = current.secret.withUnsafeBytes { wk -> Bool in
             guard let ctx = EVP_CIPHER_CTX_new() else { return false }
             defer { EVP_CIPHER_CTX_free(ctx) }
@@ -231,45 +286,50 @@ public final class TicketKeyWrapper: Sendable {
             guard EVP_EncryptInit_ex2(ctx, gcm, wk.baseAddress, nonce, nil) == 1,
                 EVP_EncryptUpdate(ctx, nil, &len, aad, Int32(aad.count)) == 1
             else { return false }
-            var total: Int32 = 0
-            let ok = cipherText.withUnsafeMutableBufferPointer { ct -> Bool in
+            return out.withUnsafeMutableBufferPointer { o -> Bool in
+                let ct = o.baseAddress! + header
                 guard
                     EVP_EncryptUpdate(
                         ctx,
-                        ct.baseAddress,
+                        ct,
                         &len,
                         plain.baseAddress!.assumingMemoryBound(to: UInt8.self),
-                        Int32(plainLength)
+                        Int32(plain.count)
                     ) == 1
                 else { return false }
-                total = len
-                guard EVP_EncryptFinal_ex(ctx, ct.baseAddress! + Int(total), &len) == 1 else { return false }
+                var total = len
+                guard EVP_EncryptFinal_ex(ctx, ct + Int(total), &len) == 1 else { return false }
                 total += len
-                return EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_GET_TAG, 16, ct.baseAddress! + Int(total)) == 1
+                return Int(total) == plain.count
+                    && EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_GET_TAG, 16, ct + Int(total)) == 1
             }
-            return ok && Int(total) == plainLength
         }
-        guard ok else { throw WrapFailure.openssl }
-        return out + cipherText
+        return ok ? out : nil
     }
 
-    /// Opens an entry read from `slot`. Throws ``OpenError``; a non-OpenError failure (memory) is rethrown as
-    /// `.malformed` to keep the caller's accounting simple.
-    public func open(_ entry: [UInt8], slot: String) throws(OpenError) -> Opened {
-        guard let gcm = fetchedAES256GCM else { throw .malformed }
-        guard entry.count > 5 + 12 + 16, Array(entry[0..<4]) == Self.magic else { throw .malformed }
+    /// Opens an entry of ``sealEnvelope(magic:context:plain:)`` with at least `minPlain` plaintext bytes and calls
+    /// `body` with the plaintext, which lives in a temporary buffer wiped right after `body` returns.
+    func openEnvelope<R>(
+        _ entry: [UInt8],
+        magic: [UInt8],
+        context: [UInt8],
+        minPlain: Int,
+        _ body: (UnsafeRawBufferPointer) -> R
+    ) -> Result<R, OpenError> {
+        guard let gcm = fetchedAES256GCM else { return .failure(.malformed) }
+        guard entry.count > 5 + 12 + 16, Array(entry[0..<4]) == magic else { return .failure(.malformed) }
         let idLen = Int(entry[4])
-        guard idLen >= 1, entry.count >= 5 + idLen + 12 + 16 + 2 + 16 + 32 + 16 else { throw .malformed }
+        guard idLen >= 1, entry.count >= 5 + idLen + 12 + minPlain + 16 else { return .failure(.malformed) }
         let idBytes = Array(entry[5..<(5 + idLen)])
         let id = String(decoding: idBytes, as: UTF8.self)
         guard let wk = ([current] + previous).first(where: { Array($0.id.utf8) == idBytes }) else {
-            throw .foreign(id: id)
+            return .failure(.foreign(id: id))
         }
         let nonce = Array(entry[(5 + idLen)..<(5 + idLen + 12)])
-        let body = Array(entry[(5 + idLen + 12)...])
-        let ctLen = body.count - 16
-        let tag = Array(body[ctLen...])
-        let aad = Self.magic + idBytes + Array(slot.utf8)
+        let ctStart = 5 + idLen + 12
+        let ctLen = entry.count - ctStart - 16
+        var tag = Array(entry[(entry.count - 16)...])
+        let aad = magic + idBytes + context
         // SAFETY: owned here, wiped and freed by the defer.
         let plain = UnsafeMutableRawBufferPointer.allocate(byteCount: ctLen + 16, alignment: 8)
         defer {
@@ -280,54 +340,18 @@ public final class TicketKeyWrapper: Sendable {
             guard let ctx = EVP_CIPHER_CTX_new() else { return false }
             defer { EVP_CIPHER_CTX_free(ctx) }
             var len: Int32 = 0
-            var tagCopy = tag
-            guard EVP_DecryptInit_ex2(ctx, gcm, k.baseAddress, nonce, nil) == 1,
-                EVP_DecryptUpdate(ctx, nil, &len, aad, Int32(aad.count)) == 1,
-                EVP_DecryptUpdate(
-                    ctx,
-                    plain.baseAddress!.assumingMemoryBound(to: UInt8.self),
-                    &len,
-                    body,
-                    Int32(ctLen)
-                ) == 1,
-                EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_SET_TAG, 16, &tagCopy) == 1
-            else { return false }
+            let p = plain.baseAddress!.assumingMemoryBound(to: UInt8.self)
+            let updated = entry.withUnsafeBufferPointer { e -> Bool in
+                EVP_DecryptInit_ex2(ctx, gcm, k.baseAddress, nonce, nil) == 1
+                    && EVP_DecryptUpdate(ctx, nil, &len, aad, Int32(aad.count)) == 1
+                    && EVP_DecryptUpdate(ctx, p, &len, e.baseAddress! + ctStart, Int32(ctLen)) == 1
+            }
+            guard updated, EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_SET_TAG, 16, &tag) == 1 else { return false }
             var fin: Int32 = 0
-            return EVP_DecryptFinal_ex(
-                ctx,
-                plain.baseAddress!.assumingMemoryBound(to: UInt8.self) + Int(len),
-                &fin
-            ) == 1
+            return EVP_DecryptFinal_ex(ctx, p + Int(len), &fin) == 1
         }
-        guard ok else { throw .tampered(id: id) }
-        // Authenticated: from here a bad layout is our own format bug or a different writer version.
-        guard plain[0] == 1, plain[1] == 1 || plain[1] == 2 else { throw .malformed }
-        let cipher: TicketCipher = plain[1] == 1 ? .aes128cbc : .aes256cbc
-        guard ctLen == 2 + 16 + cipher.aesKeyLength + cipher.hmacKeyLength + 16 else { throw .malformed }
-        let bytes = UnsafeRawBufferPointer(plain)
-        var p = 18
-        let aes: SecretBytes
-        let hmac: SecretBytes
-        do {
-            aes = try SecretBytes(copying: UnsafeRawBufferPointer(rebasing: bytes[p..<(p + cipher.aesKeyLength)]))
-            p += cipher.aesKeyLength
-            hmac = try SecretBytes(copying: UnsafeRawBufferPointer(rebasing: bytes[p..<(p + cipher.hmacKeyLength)]))
-            p += cipher.hmacKeyLength
-        } catch {
-            throw .malformed
-        }
-        let created = Self.getMillis(bytes, at: p) ?? .distantPast
-        let notAfter = Self.getMillis(bytes, at: p + 8)
-        let key = TicketKey(
-            name: UnsafeRawBufferPointer(rebasing: bytes[2..<18]),
-            cipher: cipher,
-            aesKey: aes,
-            hmacKey: hmac,
-            encryptFrom: .distantPast,
-            encryptUntil: .distantPast,
-            decryptUntil: .distantFuture
-        )
-        return Opened(key: key, created: created, notAfter: notAfter)
+        guard ok else { return .failure(.tampered(id: id)) }
+        return .success(body(UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(plain)[0..<ctLen])))
     }
 
     /// The wrapping-key id an entry claims (clear text), or nil when it is not an entry of this format.

@@ -60,6 +60,34 @@ final class TicketKeyWrappingTests: XCTestCase {
         }
     }
 
+    /// Sessions share the ticket keys' sealed format (one envelope): round trip, and nothing opens under another
+    /// session ID, another key, another format's magic, or with any byte changed.
+    func testSealedSessionsOpenOnlyForTheirSessionIDAndKey() throws {
+        let w = TicketKeyWrapper(current: wrapping("k1", byte: 3))
+        let session: [UInt8] = Array(0..<200)
+        let sid: [UInt8] = Array(repeating: 7, count: 32)
+        let sealed = try XCTUnwrap(
+            session.withUnsafeBytes { s in sid.withUnsafeBytes { w.sealSession(s, sessionID: $0) } }
+        )
+        XCTAssertFalse(sealed.starts(with: Array("EPK1".utf8)))
+        func open(_ e: [UInt8], _ wrapper: TicketKeyWrapper = w, sid: [UInt8] = sid) -> [UInt8]? {
+            sid.withUnsafeBytes { wrapper.openSession(e, sessionID: $0) { Array($0) } }
+        }
+        XCTAssertEqual(open(sealed), session)
+        XCTAssertNil(open(sealed, sid: Array(repeating: 8, count: 32)), "another session ID")
+        XCTAssertNil(open(sealed, TicketKeyWrapper(current: wrapping("k1", byte: 4))), "same id, other key")
+        XCTAssertNil(open(sealed, TicketKeyWrapper(current: wrapping("k2", byte: 3))), "unknown id")
+        for i in stride(from: 0, to: sealed.count, by: 7) {
+            var bad = sealed
+            bad[i] ^= 0x01
+            XCTAssertNil(open(bad), "byte \(i) flipped")
+        }
+        XCTAssertNil(open(Array(sealed.prefix(sealed.count - 1))), "truncated")
+        // A ticket-key entry is not a session entry, even under the same key and "context".
+        let keyEntry = try w.seal(makeKey(name: 9), slot: String(decoding: sid, as: UTF8.self), created: t(5))
+        XCTAssertNil(open(keyEntry))
+    }
+
     func testEntryMovedToAnotherSlotDoesNotOpen() throws {
         let w = TicketKeyWrapper(current: wrapping("k1", byte: 3))
         let sealed = try w.seal(makeKey(name: 9), slot: slot, created: t(5))
