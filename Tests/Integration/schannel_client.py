@@ -42,6 +42,20 @@ def load_fixture(name):
         return json.load(f)
 
 
+
+def read_until_close(conn):
+    """Everything a tlslite connection receives until the server closes it (or the read fails)."""
+    chunks = []
+    while True:
+        try:
+            b = conn.read()
+        except Exception:
+            break
+        if not b:
+            break
+        chunks.append(bytes(b))
+    return b"".join(chunks)
+
 class FixtureHello:
     """The wire shape of a recorded ClientHello, applied to tlslite's own ClientHello object."""
 
@@ -292,16 +306,7 @@ class TicketClient:
                 lines = [f"GET {path} HTTP/1.1", f"Host: {self.server_name}", "Accept: application/json",
                          "Connection: close"] + [f"{k}: {v}" for k, v in headers]
                 conn.write(("\r\n".join(lines) + "\r\n\r\n").encode())
-                chunks = []
-                while True:
-                    try:
-                        b = conn.read()
-                    except Exception:
-                        break
-                    if not b:
-                        break
-                    chunks.append(bytes(b))
-                response = b"".join(chunks)
+                response = read_until_close(conn)
             return Handshake(rec, resumed, response, sent_session_id=conn.offered_session_id), next_session
         finally:
             try:

@@ -17,7 +17,8 @@ from conftest import wait_for
 import tls_wire as w
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from schannel_client import FixtureHello, TicketClient, _ShapedConnection, load_fixture  # noqa: E402
+from schannel_client import (FixtureHello, TicketClient, _ShapedConnection, load_fixture,  # noqa: E402
+                             read_until_close)
 from tlslite import TLSConnection  # noqa: E402
 from tlslite.messages import ClientHello  # noqa: E402
 
@@ -57,16 +58,7 @@ class SessionIDClient(TicketClient):
             resumed = bool(conn.resumed)
             if request:
                 conn.write(b"GET / HTTP/1.1\r\nHost: localhost\r\nAccept: application/json\r\nConnection: close\r\n\r\n")
-                chunks = []
-                while True:
-                    try:
-                        b = conn.read()
-                    except Exception:
-                        break
-                    if not b:
-                        break
-                    chunks.append(bytes(b))
-                response = b"".join(chunks)
+                response = read_until_close(conn)
             return Handshake(rec, resumed, response, sent_session_id=conn.offered_session_id), conn.session
         finally:
             try:

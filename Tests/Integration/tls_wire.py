@@ -655,6 +655,7 @@ def full_handshake_with_hello(port, reshape, record_size=16384, request=None, ti
 
     rsa_kex: offer TLS_RSA_WITH_AES_128_CBC_SHA (0x002f) like tlsfuzzer's scripts (the server needs an RSA
     certificate and that suite enabled); else ECDHE-ECDSA/RSA AES-GCM."""
+    from schannel_client import read_until_close
     from tlslite import HandshakeSettings, TLSConnection
     from tlslite.messages import ClientHello as TLSLiteClientHello
 
@@ -688,16 +689,7 @@ def full_handshake_with_hello(port, reshape, record_size=16384, request=None, ti
         conn.handshakeClientCert(settings=s)
         conn.recordSize = 16384
         conn.write(request or b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-        chunks = []
-        while True:
-            try:
-                b = conn.read()
-            except Exception:
-                break
-            if not b:
-                break
-            chunks.append(bytes(b))
-        return b"".join(chunks), sent.get("hello")
+        return read_until_close(conn), sent.get("hello")
     finally:
         try:
             conn.close()
