@@ -3,6 +3,7 @@
 The `edgeproxy` binary comes from $EDGEPROXY_BIN or .build/release/edgeproxy (the test script builds it).
 Ports come from the OS (port 0 / the proxy reports what it bound).
 """
+import http.client
 import os
 import re
 import shutil
@@ -225,6 +226,17 @@ def dead_port():
     port = s.getsockname()[1]
     s.close()
     return port
+
+
+def admin(proxy, method, path):
+    """One request to the proxy's admin listener: (status, body text), whatever the status."""
+    c = http.client.HTTPConnection("127.0.0.1", proxy.admin_port, timeout=10)
+    try:
+        c.request(method, path)
+        r = c.getresponse()
+        return r.status, r.read().decode()
+    finally:
+        c.close()
 
 
 def write_file(directory, name, text):

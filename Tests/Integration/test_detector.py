@@ -6,13 +6,12 @@ abbreviated TLS 1.2 handshake makes it close the connection without an alert and
 connecting from several loopback source addresses in different /24 prefixes (127.0.2.1, 127.0.3.1, ...). Ticket
 keys are rotated through the admin API so every resumption presents a stale ticket.
 """
-import http.client
 import json
 import subprocess
 
 import pytest
 
-from conftest import edgeproxy_bin
+from conftest import admin, edgeproxy_bin
 
 tlslite = pytest.importorskip("tlslite", reason="tlslite-ng is not installed (pip install tlslite-ng)")
 
@@ -20,16 +19,6 @@ from schannel_client import SChannelEmulator  # noqa: E402
 
 SCHANNEL = "schannel-win10-tls12-nopss"
 SOURCES = ["127.0.2.1", "127.0.3.1", "127.0.4.1", "127.0.5.1"]
-
-
-def admin(proxy, method, path):
-    c = http.client.HTTPConnection("127.0.0.1", proxy.admin_port, timeout=10)
-    try:
-        c.request(method, path)
-        r = c.getresponse()
-        return r.status, r.read().decode()
-    finally:
-        c.close()
 
 
 def detector(proxy):

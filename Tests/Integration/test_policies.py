@@ -7,7 +7,6 @@ origin headers, per-policy metrics, observe mode), policy reload (SIGHUP and POS
 with file:line:column, old set kept), and `edgeproxy classify`.
 """
 import glob
-import http.client
 import json
 import os
 import re
@@ -17,7 +16,7 @@ import subprocess
 
 import pytest
 
-from conftest import ROOT, Origin, edgeproxy_bin, wait_for
+from conftest import ROOT, Origin, admin, edgeproxy_bin, wait_for
 
 tlslite = pytest.importorskip("tlslite", reason="tlslite-ng is not installed (pip install tlslite-ng)")
 
@@ -30,16 +29,6 @@ SCHANNEL_SHAPES = ["schannel-win10-tls12-nopss", "schannel-wininet-win10-11-tls1
 
 
 # ---------------------------------------------------------------- helpers
-
-def admin(proxy, method, path):
-    c = http.client.HTTPConnection("127.0.0.1", proxy.admin_port, timeout=10)
-    try:
-        c.request(method, path)
-        r = c.getresponse()
-        return r.status, r.read().decode()
-    finally:
-        c.close()
-
 
 def rotate(proxy):
     status, body = admin(proxy, "POST", "/keys/rotate")
