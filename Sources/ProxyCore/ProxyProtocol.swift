@@ -33,7 +33,7 @@ public enum ProxyProtocol {
             var out = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN) + 1)
             let family = address.count == 4 ? AF_INET : AF_INET6
             _ = address.withUnsafeBytes { inet_ntop(family, $0.baseAddress, &out, socklen_t(out.count)) }
-            return String(cString: out)
+            return String(decoding: out.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
         }
     }
 
@@ -209,6 +209,6 @@ public struct CIDRBlock: Equatable, Sendable, CustomStringConvertible {
         _ = network.withUnsafeBytes {
             inet_ntop(network.count == 4 ? AF_INET : AF_INET6, $0.baseAddress, &out, socklen_t(out.count))
         }
-        return "\(String(cString: out))/\(prefix)"
+        return "\(String(decoding: out.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))/\(prefix)"
     }
 }
