@@ -1,3 +1,4 @@
+import ProxyCore
 import TOMLKit
 
 // `upstreams` is either the legacy array of URLs (the default pool) or a table of named pools; `[[routes]]` maps
@@ -70,6 +71,7 @@ extension ProxyConfiguration {
             if let v = t.duration("resolve_interval") { pool.resolveInterval = v }
             if let v = t.int("max_fails") { pool.maxFails = v }
             if let v = t.duration("fail_timeout") { pool.failTimeout = v }
+            if let v: ProxyProtocol.Version = t.choice("proxy_protocol") { pool.proxyProtocol = v }
             if var h = t.table("health_check") {
                 var check = UpstreamPool.HealthCheck()
                 if let v = h.string("path") { check.path = v }

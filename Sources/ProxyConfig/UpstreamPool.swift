@@ -1,3 +1,5 @@
+import ProxyCore
+
 /// A named pool of origin servers (`[upstreams.NAME]`), how requests are spread over it and how its servers'
 /// health is judged.
 ///
@@ -24,6 +26,11 @@ public struct UpstreamPool: Sendable, Equatable {
     public var maxFails = 3
     /// `fail_timeout`: how long an ejected address is left out before it gets requests again.
     public var failTimeout = ConfigDuration.seconds(10)
+    /// `proxy_protocol`: the PROXY protocol header written first on every connection to this pool's servers (for
+    /// origins behind us that want the client's address: nginx `listen ... proxy_protocol`, HAProxy
+    /// `accept-proxy`); nil sends none. Such connections carry one client's identity, so they are reused only for
+    /// requests of that same client connection (HAProxy does the same), never pooled across clients.
+    public var proxyProtocol: ProxyProtocol.Version? = nil
     /// `servers` was missing or had only invalid elements (already reported; suppresses "at least one server").
     var serversWereInvalid = false
 

@@ -149,6 +149,9 @@ public final class OriginForwarder {
     /// consistent hashing (0 when unused).
     public var pool = 0
     public var hashKey: UInt64 = 0
+    /// The client connection this forwarder serves (set once by the session that creates it).
+    // SAFETY: the client connection owns its sessions and their forwarders, and abandons them before it is freed.
+    public unowned(unsafe) var client: (any OriginClient)?
 
     private var now: UInt64 = 0
     private var phaseStarted: UInt64 = 0

@@ -64,6 +64,15 @@ public protocol OriginConnector: AnyObject {
     var maxAttempts: Int { get }
 }
 
+/// The client connection an exchange serves, as the connector sees it. Origin connections that carry the client's
+/// identity (a PROXY protocol header) are reused only for the same client connection.
+public protocol OriginClient: AnyObject {
+    /// Unique within the worker for the process's life (unlike an object address, never reused).
+    var originClientID: UInt64 { get }
+    /// The PROXY protocol header naming this client, written first on a new connection to a pool that wants it.
+    func proxyProtocolHeader(_ version: ProxyProtocol.Version) -> [UInt8]
+}
+
 /// How one attempt on a server went, for passive health checks.
 public enum OriginOutcome: Equatable, Sendable {
     case connectFailed

@@ -94,6 +94,11 @@ final class ClientConnection: EventHandler, TimerHandler {
     /// Built on the first proxied request (needs the handshake's fingerprint), reused for the rest.
     private var forwarding: ForwardingContext?
     private var cachedPeerText: [UInt8]?
+    /// This connection's number in its worker (never reused): the key of its private origin connections.
+    let serial: UInt64
+    /// Some origin connection carries this client's identity (PROXY protocol): close those that are idle when
+    /// this connection closes.
+    var hasPrivateOrigins = false
     /// Set when ALPN chose h2: that driver owns the connection's I/O from then on (ClientConnection+H2.swift).
     var h2: H2Connection?
 
@@ -104,6 +109,8 @@ final class ClientConnection: EventHandler, TimerHandler {
         self.snapshot = worker.snapshot
         self.tlsState = ServerTLSState(worker: worker.tlsWorker, contextSet: worker.snapshot.tls, peer: peer)
         self.acceptedAt = worker.loop.now
+        worker.clientSerials &+= 1
+        self.serial = worker.clientSerials
     }
 
     /// Reads the PROXY protocol header that must start the connection (`listen_proxy_protocol`): peeks, parses,
@@ -609,6 +616,7 @@ final class ClientConnection: EventHandler, TimerHandler {
             timeouts: snapshot.forwarderTimeouts
         )
         f.sink = self
+        f.client = self
         fwd = f
         return f
     }
@@ -864,6 +872,7 @@ final class ClientConnection: EventHandler, TimerHandler {
         }
         fwd?.abandon()
         fwd?.sink = nil
+        if hasPrivateOrigins { worker.closePrivateIdleUpstreams(of: serial) }
         ex.active = false
         tls?.free()
         tls = nil

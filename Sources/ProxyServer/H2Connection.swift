@@ -429,6 +429,7 @@ final class H2Connection: H2SessionHandler, TimerHandler {
         )
         f.pool = routedPool
         f.hashKey = hashKey
+        f.client = conn
         worker.scratch.removeAll(keepingCapacity: true)
         HTTP1Writer.appendTranslatedRequestHead(
             method: head.method,

@@ -33,6 +33,12 @@ final class UpstreamConnection: EventHandler, TimerHandler, OriginTransport {
     private(set) var sawHangup = false
     var closed = false
     var inBuf: ByteBuffer?
+    /// The client connection (serial) whose identity this connection carries in its PROXY protocol header: it is
+    /// pooled for that client only (0: an ordinary connection, shared by all clients).
+    var privateTo: UInt64 = 0
+    /// A PROXY protocol header still to be written before any request byte (`proxy_protocol` pools).
+    private var preamble: [UInt8] = []
+    private var preambleSent = 0
     private var idleDeadline: UInt64 = 0
     var timerSlot = TimerSlot()
     /// Latency histograms of this connection's pool (LatencyMetrics): connect, and first response byte of each
@@ -140,7 +146,37 @@ final class UpstreamConnection: EventHandler, TimerHandler, OriginTransport {
         }
     }
 
+    /// Makes `header` the first bytes this new connection sends (the PROXY protocol header).
+    func sendFirst(_ header: [UInt8]) {
+        preamble = header
+        preambleSent = 0
+    }
+
     func write(_ buf: UnsafeRawBufferPointer) -> TransportWrite {
+        if preambleSent < preamble.count {
+            // Written whole before the first request byte. A fresh connection's send buffer is empty, so this is
+            // one write in practice; a short one leaves the rest for the next writable event.
+            do {
+                let r = try preamble.withUnsafeBytes {
+                    try Socket.write(fd, UnsafeRawBufferPointer(rebasing: $0[preambleSent...]))
+                }
+                switch r {
+                case .wouldBlock:
+                    canWrite = false
+                    return .blocked
+                case .processed(let n):
+                    preambleSent += n
+                    guard preambleSent == preamble.count else {
+                        canWrite = false
+                        return .blocked
+                    }
+                    preamble = []
+                    preambleSent = 0
+                }
+            } catch {
+                return .failed
+            }
+        }
         do {
             switch try Socket.write(fd, buf) {
             case .wouldBlock:

@@ -40,6 +40,10 @@ final class Worker: EventHandler, @unchecked Sendable {
     /// Idle keep-alive connections per origin address; connections to addresses removed by re-resolution or
     /// reload are closed at the next tick (they drain).
     var idleUpstreams = IdleConnections<UpstreamConnection>()
+    /// Idle origin connections private to one client connection (PROXY protocol pools), by its serial.
+    var privateIdleUpstreams: [UInt64: [UpstreamConnection]] = [:]
+    /// The last client connection serial handed out.
+    var clientSerials: UInt64 = 0
     var roundRobin: Int
     /// Routes and pools (ProxyUpstreams): refreshed at the top of every tick, no lock per request.
     let upstreams: UpstreamSelector
@@ -309,7 +313,47 @@ final class Worker: EventHandler, @unchecked Sendable {
     }
 
     func removeIdleUpstream(_ u: UpstreamConnection) {
-        idleUpstreams.remove(u, for: u.endpoint)
+        if u.privateTo != 0 {
+            guard var list = privateIdleUpstreams[u.privateTo], let i = list.firstIndex(where: { $0 === u }) else {
+                return
+            }
+            list.remove(at: i)
+            privateIdleUpstreams[u.privateTo] = list.isEmpty ? nil : list
+        } else {
+            idleUpstreams.remove(u, for: u.endpoint)
+        }
+    }
+
+    // Origin connections that carry one client's identity (a PROXY protocol header) are pooled per client
+    // connection, never shared: a request must not reach the origin under another client's address.
+
+    /// Most idle private connections one client connection keeps (an HTTP/2 client may use several at once).
+    static let privateIdleLimit = 8
+
+    /// An idle connection to `endpoint` that carries client `serial`'s identity, if one is pooled.
+    func takePrivateIdleUpstream(of serial: UInt64, endpoint: EndpointState) -> UpstreamConnection? {
+        guard var list = privateIdleUpstreams[serial],
+            let i = list.lastIndex(where: { $0.endpoint === endpoint })
+        else { return nil }
+        let u = list.remove(at: i)
+        privateIdleUpstreams[serial] = list.isEmpty ? nil : list
+        return u
+    }
+
+    /// Pools `u` for its client connection's next requests, or closes it.
+    func returnPrivateIdleUpstream(_ u: UpstreamConnection) {
+        guard !draining, !u.endpoint.isRetired else { return u.close() }
+        var list = privateIdleUpstreams[u.privateTo] ?? []
+        guard list.count < Self.privateIdleLimit else { return u.close() }
+        u.becomeIdle(deadline: loop.now &+ snapshot.timeouts.idle)
+        list.append(u)
+        privateIdleUpstreams[u.privateTo] = list
+    }
+
+    /// The client connection `serial` closed: so do its idle private origin connections.
+    func closePrivateIdleUpstreams(of serial: UInt64) {
+        guard let list = privateIdleUpstreams.removeValue(forKey: serial) else { return }
+        for u in list { u.close() }
     }
 
     // MARK: drain

@@ -1,4 +1,5 @@
 import Glibc
+import ProxyCore
 import ProxyEventLoop
 import ProxyForwarder
 import ProxyUpstreams
@@ -37,10 +38,16 @@ final class WorkerOriginConnector: OriginConnector {
         // proxy CPU per request on loopback. A retry always checks, so that after an origin restart the retry
         // skips every dead pooled connection instead of spending the last attempt on one.
         let checkAlive = f.attempts > 0 || !(f.idempotent && f.requestEnded && f.replayable)
+        // `proxy_protocol` pools: connections carry the client's identity and serve only that client connection.
+        let proxyProtocol = pool.config.proxyProtocol
+        let privateTo = proxyProtocol == nil ? 0 : f.client?.originClientID ?? 0
         while avoid.count < pool.endpoints.count {
             guard let i = selector.pickIndex(pool: f.pool, key: f.hashKey, now: now, avoiding: avoid) else { break }
             let state = pool.endpoints[i].state
-            while let pooled = worker.takeIdleUpstream(endpoint: state) {
+            while let pooled = privateTo == 0
+                ? worker.takeIdleUpstream(endpoint: state)
+                : worker.takePrivateIdleUpstream(of: privateTo, endpoint: state)
+            {
                 if pooled.isUsable(peek: checkAlive) {
                     pooled.becomeBusy()
                     selector.begin(pool.endpoints[i])
@@ -52,6 +59,15 @@ final class WorkerOriginConnector: OriginConnector {
             }
             do {
                 let u = try UpstreamConnection.connect(worker: worker, pool: pool, origin: i)
+                if let proxyProtocol {
+                    // Without a client (not expected) the header names nobody (v1 UNKNOWN, v2 LOCAL), and the
+                    // connection is shared like any other.
+                    u.sendFirst(
+                        f.client?.proxyProtocolHeader(proxyProtocol)
+                            ?? ProxyProtocol.header(proxyProtocol, source: nil, destination: nil)
+                    )
+                    u.privateTo = privateTo
+                }
                 selector.begin(pool.endpoints[i])
                 return u
             } catch {
@@ -70,7 +86,7 @@ final class WorkerOriginConnector: OriginConnector {
         u.owner = nil
         worker.upstreams.end(u.endpoint)
         if reusable && !u.closed && !u.peerClosed && !u.sawHangup && !worker.draining && !u.endpoint.isRetired {
-            worker.returnIdleUpstream(u)
+            if u.privateTo != 0 { worker.returnPrivateIdleUpstream(u) } else { worker.returnIdleUpstream(u) }
         } else {
             u.close()
         }

@@ -13,13 +13,15 @@ public enum HealthProbe {
         case failed(FailureReason, status: Int)
     }
 
-    /// Checks `address`; `host` is the Host header (the server's host and port as configured).
+    /// Checks `address`; `host` is the Host header (the server's host and port as configured); `preamble` is sent
+    /// before the request (a PROXY protocol header for origins that require one).
     public static func check(
         address: SocketAddress,
         host: String,
         path: String,
         timeoutMilliseconds: Int64,
-        expect: [ClosedRange<Int>]
+        expect: [ClosedRange<Int>],
+        preamble: [UInt8] = []
     ) -> Result {
         let deadline = monotonicNanos() &+ UInt64(max(1, timeoutMilliseconds)) &* 1_000_000
         func remaining() -> Int32 {
@@ -39,10 +41,12 @@ public enum HealthProbe {
             let err = Socket.pendingError(fd)
             if err != 0 { return .failed(err == ECONNREFUSED ? .connectRefused : .connectFailed, status: 0) }
         }
-        let request = Array(
-            "GET \(path) HTTP/1.1\r\nHost: \(host)\r\nUser-Agent: edgeproxy-health-check\r\nAccept: */*\r\nConnection: close\r\n\r\n"
-                .utf8
-        )
+        let request =
+            preamble
+            + Array(
+                "GET \(path) HTTP/1.1\r\nHost: \(host)\r\nUser-Agent: edgeproxy-health-check\r\nAccept: */*\r\nConnection: close\r\n\r\n"
+                    .utf8
+            )
         var sent = 0
         while sent < request.count {
             let n = request.withUnsafeBytes {

@@ -75,7 +75,10 @@ public final class UpstreamRuntime: Sendable {
             host: server.hostHeader,
             path: hc.path,
             timeoutMilliseconds: hc.timeout.milliseconds,
-            expect: hc.expectStatus
+            expect: hc.expectStatus,
+            // An origin that wants the PROXY protocol refuses connections without it: checks send one naming
+            // nobody (v1 UNKNOWN, v2 LOCAL), as HAProxy's `check-send-proxy` does.
+            preamble: pool.proxyProtocol.map { ProxyProtocol.header($0, source: nil, destination: nil) } ?? []
         )
     }
 

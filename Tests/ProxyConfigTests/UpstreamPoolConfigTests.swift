@@ -115,6 +115,25 @@ final class UpstreamPoolConfigTests: XCTestCase {
         XCTAssertEqual(c.upstreamPools.map(\.name), ["zeta", "alpha", "mid"])
     }
 
+    func testProxyProtocolPerPool() throws {
+        let c = try XCTUnwrap(
+            parsed(
+                "[upstreams.a]\nservers = [\"http://a:1\"]\nproxy_protocol = \"v2\"\n[upstreams.b]\nservers = [\"http://b:1\"]"
+            )
+        )
+        XCTAssertEqual(c.upstreamPools.map(\.proxyProtocol), [.v2, nil])
+        assertSingleError(
+            "[upstreams.a]\nservers = [\"http://x\"]\nproxy_protocol = \"v3\"",
+            at: "3:1",
+            "\"v3\" is not one of \"v1\", \"v2\""
+        )
+        assertSingleError(
+            "[upstreams.a]\nservers = [\"http://x\"]\nproxy_protocol = true",
+            at: "3:1",
+            "expected a string"
+        )
+    }
+
     func testErrorsArePositioned() {
         assertSingleError("[upstreams.a]\nservers = [\"ftp://x\"]", at: "2:12", "only http:// upstreams are supported")
         assertSingleError("[upstreams.a]\nmax_fails = 1", at: "1:12", "missing \"servers\"")

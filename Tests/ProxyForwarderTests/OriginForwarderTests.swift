@@ -424,7 +424,7 @@ final class FakeTransport: OriginTransport {
         }
         switch replies.removeFirst() {
         case .bytes(let b):
-            inBuf!.append(UnsafeRawBufferPointer(start: b, count: b.count))
+            _ = inBuf!.append(b)
             return .read(b.count)
         case .eof:
             peerClosed = true
