@@ -39,7 +39,7 @@ final class WorkerOriginConnector: OriginConnector {
         // skips every dead pooled connection instead of spending the last attempt on one.
         let checkAlive = f.attempts > 0 || !(f.idempotent && f.requestEnded && f.replayable)
         // `proxy_protocol` pools: connections carry the client's identity and serve only that client connection.
-        let proxyProtocol = pool.config.proxyProtocol
+        let proxyProtocol = pool.proxyProtocol
         let privateTo = proxyProtocol == nil ? 0 : f.client?.originClientID ?? 0
         while avoid.count < pool.endpoints.count {
             guard let i = selector.pickIndex(pool: f.pool, key: f.hashKey, now: now, avoiding: avoid) else { break }

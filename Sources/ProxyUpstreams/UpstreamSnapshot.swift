@@ -91,6 +91,8 @@ public final class PoolSnapshot: Sendable {
     public let hashIDs: [UInt64]
     /// Lower-cased header name when `hash_key = "header:NAME"`.
     public let hashHeader: [UInt8]?
+    /// `proxy_protocol` (copied out of `config`: reading a field of the struct on the request path copies it).
+    public let proxyProtocol: ProxyProtocol.Version?
     let metrics: [ServerMetrics]
 
     public var name: String { config.name }
@@ -120,6 +122,7 @@ public final class PoolSnapshot: Sendable {
         weights = endpoints.map(\.weight)
         hashIDs = endpoints.map(\.hashID)
         if case .header(let name) = config.hashKey { hashHeader = Array(name.utf8) } else { hashHeader = nil }
+        proxyProtocol = config.proxyProtocol
         self.metrics = metrics
     }
 }

@@ -284,7 +284,7 @@ final class UpstreamPoolConfigTests: XCTestCase {
             ["upstreams", "www", "fail_timeout"], ["upstreams", "www", "health_check", "path"],
             ["upstreams", "www", "health_check", "interval"], ["upstreams", "www", "health_check", "timeout"],
             ["upstreams", "www", "health_check", "rise"], ["upstreams", "www", "health_check", "fall"],
-            ["upstreams", "www", "health_check", "expect_status"], ["routes"],
+            ["upstreams", "www", "health_check", "expect_status"], ["upstreams", "api", "proxy_protocol"], ["routes"],
         ]
         for key in keys { XCTAssertNotNil(locator.position(of: key), "\(key) is not in the example block") }
         for key in ["sni", "host", "path_prefix", "upstream"] { XCTAssertTrue(block.contains("\n\(key) = "), key) }
