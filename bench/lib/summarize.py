@@ -206,6 +206,20 @@ if mem:
             L.append(f"| {p} | {r['held']} | {r['failed']} | {r['closed_by_peer']} | {fmt(f(r['base_rss_kb']) / 1024, 1)} | "
                      f"{fmt(f(r['hold_rss_kb']) / 1024, 1)} | {fmt(f(r['after_rss_kb']) / 1024, 1)} | {fmt(per)} |")
 
+sc_path = os.path.join(out, "syscalls.tsv")
+if os.path.exists(sc_path):
+    sc = [l.split("\t") for l in open(sc_path).read().splitlines() if l.strip()]
+    L.append("\n## System calls per operation (SYSCALLS=1)\n")
+    L.append("One extra run per row and proxy with `strace -f -c` attached to the proxy's process tree for the whole "
+             "run (warm-up and connection set-up included), divided by the operations the load tool completed. "
+             "Idle threads' sleeps (clock_nanosleep, futex) are left out. Failed calls (mostly EAGAIN reads) are "
+             "included and also counted on their own. Raw strace summaries: `syscalls/` in the run directory.\n")
+    L.append("| row | proxy | operations | syscalls/op | failed/op | by call (per op) |")
+    L.append("|---|---|---|---|---|---|")
+    for r in sorted(sc, key=lambda r: (ORDER.index(r[0]) if r[0] in ORDER else 99, r[1])):
+        r += [""] * (6 - len(r))
+        L.append(f"| {LABELS.get(r[0], r[0])} | {r[1]} | {r[2]} | {r[3]} | {r[4]} | {r[5]} |")
+
 pb = os.path.join(out, "peerbench", "results.tsv")
 if os.path.exists(pb):
     prow = list(csv.DictReader(open(pb), delimiter="\t"))
