@@ -83,11 +83,29 @@ extension ProxyConfiguration {
                 h.finish()
                 pool.healthCheck = check
             }
+            if var x = t.table("tls") {
+                pool.tlsTableWritten = true
+                if let v = x.bool("verify") { pool.tls.verify = v }
+                if let v = x.string("ca_file") { pool.tls.caFile = v }
+                if let v = x.string("sni", { s throws(ValueError) in try Self.validateSNI(s) }) { pool.tls.sni = v }
+                if let v = x.string("client_cert") { pool.tls.clientCert = v }
+                if let v = x.string("client_key") { pool.tls.clientKey = v }
+                if let v: OriginTLS.Version = x.choice("min_version") { pool.tls.minVersion = v }
+                x.finish()
+            }
             t.finish()
             pools.append(pool)
         }
         table.finish()
         return pools
+    }
+
+    /// `sni`: a DNS name (SNI carries no address literals, RFC 6066 §3), lower-cased.
+    static func validateSNI(_ s: String) throws(ValueError) -> String {
+        guard case .name(let name) = try HostPort.Host.parse(s) else {
+            throw ValueError("\"\(s)\" is an address: SNI carries DNS names only (leave sni out for IP origins)")
+        }
+        return name
     }
 
     /// Keys of a TOML table come back unordered; file order keeps diagnostics and `/upstreams` in the order written.
@@ -242,6 +260,21 @@ extension ProxyConfiguration {
             }
             if case .header = pool.hashKey, pool.balance != .hash {
                 add(path.appending("hash_key"), "upstreams.\(pool.name).hash_key is only used with balance = \"hash\"")
+            }
+            let tp = path.appending("tls")
+            if pool.tlsTableWritten && !pool.usesTLS && !(pool.name == UpstreamPool.defaultName && !upstreams.isEmpty)
+            {
+                add(tp, "\(tp): the pool has no https:// server (a tls table only applies to https:// servers)")
+            }
+            if (pool.tls.clientCert == nil) != (pool.tls.clientKey == nil) {
+                let which = pool.tls.clientCert == nil ? "client_key" : "client_cert"
+                add(
+                    tp.appending(which),
+                    "\(tp.appending(which)): client_cert and client_key go together (mutual TLS needs both)"
+                )
+            }
+            if !pool.tls.verify && pool.tls.caFile != nil {
+                add(tp.appending("ca_file"), "\(tp.appending("ca_file")): has no effect with verify = false")
             }
             if let check = pool.healthCheck {
                 let hc = path.appending("health_check")

@@ -1,22 +1,28 @@
-/// An origin server that requests are forwarded to, written as an `http://host[:port][/]` URL.
+/// An origin server that requests are forwarded to, written as an `http://host[:port][/]` or
+/// `https://host[:port][/]` URL.
 ///
-/// Only cleartext HTTP/1.1 origins are supported. The host may be a DNS name, an IPv4 literal or a bracketed IPv6
-/// literal; the port defaults to 80. Paths (other than `/`), queries, fragments and user information are rejected
+/// Requests go to origins over HTTP/1.1, in cleartext (`http://`) or over TLS (`https://`, settings in the pool's
+/// `tls` table). The host may be a DNS name, an IPv4 literal or a bracketed IPv6 literal; the port defaults to 80
+/// (`http`) or 443 (`https`). Paths (other than `/`), queries, fragments and user information are rejected
 /// because the proxy forwards the client's request target unchanged.
 public struct Upstream: Sendable, Hashable, CustomStringConvertible {
     public var host: HostPort.Host
     public var port: UInt16
+    /// `https://`: the connection to this origin is TLS.
+    public var tls: Bool
 
-    public init(host: HostPort.Host, port: UInt16 = 80) {
+    public init(host: HostPort.Host, port: UInt16? = nil, tls: Bool = false) {
         self.host = host
-        self.port = port
+        self.port = port ?? (tls ? 443 : 80)
+        self.tls = tls
     }
 
     /// The canonical URL, e.g. `http://[::1]:8080`.
-    public var description: String { "http://\(host):\(port)" }
+    public var description: String { "\(tls ? "https" : "http")://\(host):\(port)" }
 
-    /// The value for a `Host` header when the origin needs one: `host` or `host:port` when the port is not 80.
-    public var hostHeader: String { port == 80 ? "\(host)" : "\(host):\(port)" }
+    /// The value for a `Host` header when the origin needs one: `host`, or `host:port` when the port is not the
+    /// scheme's default.
+    public var hostHeader: String { port == (tls ? 443 : 80) ? "\(host)" : "\(host):\(port)" }
 
     /// Parses an upstream URL as described on the type; the message names the offending part.
     static func parse(_ text: String) throws(ValueError) -> Upstream {
@@ -24,8 +30,10 @@ public struct Upstream: Sendable, Hashable, CustomStringConvertible {
             throw ValueError("upstream \"\(text)\" must be a URL like \"http://127.0.0.1:8080\"")
         }
         let scheme = text[..<schemeEnd.lowerBound].lowercased()
-        guard scheme == "http" else {
-            throw ValueError("upstream \"\(text)\": only http:// upstreams are supported (got \"\(scheme)://\")")
+        guard scheme == "http" || scheme == "https" else {
+            throw ValueError(
+                "upstream \"\(text)\": only http:// and https:// upstreams are supported (got \"\(scheme)://\")"
+            )
         }
         var rest = text[schemeEnd.upperBound...]
         var path: Substring = ""
@@ -66,7 +74,7 @@ public struct Upstream: Sendable, Hashable, CustomStringConvertible {
             throw ValueError("upstream \"\(text)\": \(error.message)")
         }
         let port =
-            try portPart.map { p throws(ValueError) in try HostPort.parsePort(p, allowZero: false, in: text) } ?? 80
-        return Upstream(host: host, port: port)
+            try portPart.map { p throws(ValueError) in try HostPort.parsePort(p, allowZero: false, in: text) }
+        return Upstream(host: host, port: port, tls: scheme == "https")
     }
 }

@@ -31,8 +31,15 @@ public struct UpstreamPool: Sendable, Equatable {
     /// `accept-proxy`); nil sends none. Such connections carry one client's identity, so they are reused only for
     /// requests of that same client connection (HAProxy does the same), never pooled across clients.
     public var proxyProtocol: ProxyProtocol.Version? = nil
+    /// `[upstreams.NAME.tls]`: TLS toward the pool's `https://` servers.
+    public var tls = OriginTLS()
     /// `servers` was missing or had only invalid elements (already reported; suppresses "at least one server").
     var serversWereInvalid = false
+    /// A `tls` table was written (it is an error on a pool without `https://` servers).
+    var tlsTableWritten = false
+
+    /// Whether any server is `https://` (the pool needs a client TLS context).
+    public var usesTLS: Bool { servers.contains { $0.url.tls } }
 
     public init(name: String, servers: [Server]) {
         self.name = name

@@ -49,6 +49,8 @@ public final class EdgeProxyServer: @unchecked Sendable {
     private(set) lazy var ocsp = OCSPService(logger: logger)
     /// Latency histograms: declared here, recorded by the workers, merged on `GET /metrics`.
     let latency = LatencyMetrics()
+    /// Client TLS contexts for `https://` origins, per pool (UpstreamTLS.swift).
+    let upstreamTLS = UpstreamTLSRegistry()
     private let reloadFailures: Metrics.Counter
     private let reloads: Metrics.Counter
     /// The addresses actually bound (port 0 resolved), for logs and tests.
@@ -102,6 +104,8 @@ public final class EdgeProxyServer: @unchecked Sendable {
         snapshots = SnapshotBox(snapshot)
         ocsp.activate(snapshot.tls)
         defer { ocsp.stop() }
+        upstreamTLS.install(try upstreamTLS.prepare(config.upstreamPools))
+        warnUnverifiedOrigins(config)
         upstreamRuntime = UpstreamRuntime(
             pools: config.upstreamPools,
             routes: config.routes,
@@ -145,6 +149,7 @@ public final class EdgeProxyServer: @unchecked Sendable {
                 accessLog: accessLog,
                 latency: latency,
                 detector: detector!,
+                upstreamTLS: upstreamTLS,
                 logger: logger,
                 onExit: { [weak self] _ in self?.workerExited() }
             )
@@ -191,7 +196,16 @@ public final class EdgeProxyServer: @unchecked Sendable {
     }
 
     /// Once a second on the control loop: expire session-cache entries, advance the ticket-key schedule.
-    fileprivate func tick() {
+    /// `verify = false` turns off what TLS to an origin is for: said loudly at every load and reload.
+    private func warnUnverifiedOrigins(_ config: ProxyConfiguration) {
+        for name in UpstreamTLSRegistry.unverifiedPools(config.upstreamPools) {
+            logger.warning(
+                "upstreams.\(name).tls.verify = false: origin certificates are NOT verified (for tests only); anyone on the path can impersonate these origins"
+            )
+        }
+    }
+
+        fileprivate func tick() {
         snapshotBuilder.sessionCaches.tick(now: monotonicNanos())
         detector?.tick()
         tickets.tick(now: Timestamp.wallClockNow())
@@ -246,8 +260,11 @@ public final class EdgeProxyServer: @unchecked Sendable {
                 previousPolicies: previous.policies,
                 strictPolicies: false
             )
+            let tlsContexts = try upstreamTLS.prepare(newConfig.upstreamPools)
             snapshots.publish(s)
             ocsp.activate(s.tls)
+            upstreamTLS.install(tlsContexts)
+            warnUnverifiedOrigins(newConfig)
             upstreamRuntime.reload(pools: newConfig.upstreamPools, routes: newConfig.routes)
             config = newConfig
             detector?.update(config: newConfig.detector)

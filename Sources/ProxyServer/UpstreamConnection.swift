@@ -4,7 +4,7 @@ import ProxyEventLoop
 import ProxyForwarder
 import ProxyUpstreams
 
-/// A plain-TCP connection to an origin. While in use it forwards its readiness events to the client connection
+/// A TCP connection to an origin, plain or TLS (`tls`, see UpstreamTLS.swift). While in use it forwards its readiness events to the client connection
 /// that owns it; while idle in the worker's pool it only waits to be reused or closed by the origin.
 final class UpstreamConnection: EventHandler, TimerHandler, OriginTransport {
     // SAFETY: a worker lives as long as the process and outlives its connections; unowned(unsafe) avoids an
@@ -30,7 +30,7 @@ final class UpstreamConnection: EventHandler, TimerHandler, OriginTransport {
     var peerClosed = false
     /// The origin's FIN (EPOLLRDHUP) was reported: keep reading until EOF even after a short read, because no
     /// further edge will announce it (found by close-delimited responses whose FIN came with the last bytes).
-    private(set) var sawHangup = false
+    var sawHangup = false
     var closed = false
     var inBuf: ByteBuffer?
     /// The client connection (serial) whose identity this connection carries in its PROXY protocol header: it is
@@ -39,6 +39,10 @@ final class UpstreamConnection: EventHandler, TimerHandler, OriginTransport {
     /// A PROXY protocol header still to be written before any request byte (`proxy_protocol` pools).
     private var preamble: [UInt8] = []
     private var preambleSent = 0
+    /// TLS toward an `https://` origin (nil: plain TCP). The connection counts as connected after the handshake.
+    var tls: UpstreamTLS?
+    /// The TCP connect of a TLS connection failed with this errno (reported by finishConnect).
+    var tcpFailed: Int32 = 0
     private var idleDeadline: UInt64 = 0
     var timerSlot = TimerSlot()
     /// Latency histograms of this connection's pool (LatencyMetrics): connect, and first response byte of each
@@ -62,10 +66,21 @@ final class UpstreamConnection: EventHandler, TimerHandler, OriginTransport {
         if connected { latency.connect.record(nanoseconds: 0) }
     }
 
-    /// Starts a non-blocking connect to `address` and registers with the loop.
-    static func connect(worker: Worker, pool: PoolSnapshot, origin: Int) throws(SyscallError) -> UpstreamConnection {
+    /// Starts a non-blocking connect to `address` and registers with the loop; with `tls`, also the handshake.
+    static func connect(
+        worker: Worker,
+        pool: PoolSnapshot,
+        origin: Int,
+        tls: UpstreamTLSClient? = nil
+    ) throws(SyscallError) -> UpstreamConnection {
         let (fd, connected) = try Socket.connect(pool.endpoints[origin].state.address)
-        let u = UpstreamConnection(worker: worker, fd: fd, pool: pool, origin: origin, connected: connected)
+        let u = UpstreamConnection(
+            worker: worker,
+            fd: fd,
+            pool: pool,
+            origin: origin,
+            connected: connected && tls == nil
+        )
         do {
             try worker.loop.register(
                 fd: fd,
@@ -76,20 +91,31 @@ final class UpstreamConnection: EventHandler, TimerHandler, OriginTransport {
             Socket.close(fd)
             throw error
         }
+        if let tls {
+            do throws(SyscallError) { try u.attachTLS(tls, tcpConnected: connected) } catch {
+                u.close()
+                throw error
+            }
+        }
         return u
     }
 
     func handleEvent(_ events: UInt32) {
+        if let t = tls, !t.established {
+            tlsHandshakeEvent(t, events)
+            return
+        }
         if events & (EventLoop.readable | EventLoop.readHangup | EventLoop.hangup | EventLoop.error) != 0 {
             canRead = true
         }
         if events & (EventLoop.readHangup | EventLoop.hangup | EventLoop.error) != 0 { sawHangup = true }
         if events & (EventLoop.writable | EventLoop.error | EventLoop.hangup) != 0 { canWrite = true }
+        if let t = tls { tlsCrossReadiness(t, events) }
         if let owner {
             owner.transportReady()
         } else if !closed,
             events & (EventLoop.readable | EventLoop.readHangup | EventLoop.hangup | EventLoop.error) != 0,
-            Socket.peekClosedOrData(fd)
+            tls.map({ tlsIdleUnusable($0) }) ?? Socket.peekClosedOrData(fd)
         {
             // Idle in the pool: the origin closed it (or sent unsolicited bytes). Either way it is unusable.
             // (Edge-triggered EPOLLOUT on an idle connection is normal and ignored.)
@@ -100,17 +126,23 @@ final class UpstreamConnection: EventHandler, TimerHandler, OriginTransport {
 
     /// Completes a pending connect. Returns the errno when it failed.
     func finishConnect() -> Int32 {
+        if let t = tls { return tlsFinishConnect(t) }
         let e = Socket.pendingError(fd)
         if e == 0 {
             connected = true
-            let now = worker.loop.now
-            latency.connect.record(nanoseconds: now &- connectStartedAt)
-            if owner != nil { readySince = now }
+            recordConnected()
         }
         return e
     }
 
+    func recordConnected() {
+        let now = worker.loop.now
+        latency.connect.record(nanoseconds: now &- connectStartedAt)
+        if owner != nil { readySince = now }
+    }
+
     func read(into buf: UnsafeMutableRawBufferPointer) -> IOResult<Int>? {
+        if let t = tls { return tlsRead(t, into: buf) }
         do {
             let r = try Socket.read(fd, buf)
             if case .wouldBlock = r { canRead = false }
@@ -136,7 +168,8 @@ final class UpstreamConnection: EventHandler, TimerHandler, OriginTransport {
             canRead = false
             return .eof
         case .processed(let n):
-            if n < room.count && !sawHangup { canRead = false }
+            // (TLS: a record is at most 16 KiB and OpenSSL may hold more, so read on until it wants more bytes.)
+            if n < room.count && !sawHangup && tls == nil { canRead = false }
             b.commit(n)
             if awaitingFirstByte {
                 awaitingFirstByte = false
@@ -152,11 +185,13 @@ final class UpstreamConnection: EventHandler, TimerHandler, OriginTransport {
         preambleSent = 0
     }
 
-    func write(_ buf: UnsafeRawBufferPointer) -> TransportWrite {
-        if preambleSent < preamble.count {
-            // Written whole before the first request byte. A fresh connection's send buffer is empty, so this is
-            // one write in practice; a short one leaves the rest for the next writable event.
-            do {
+    /// Writes what is left of the PROXY protocol header, raw (TLS connections: before the handshake). nil when it
+    /// is all written; otherwise what the caller's write must report.
+    func flushPreamble() -> TransportWrite? {
+        // Written whole before the first request byte. A fresh connection's send buffer is empty, so this is
+        // one write in practice; a short one leaves the rest for the next writable event.
+        do {
+            while preambleSent < preamble.count {
                 let r = try preamble.withUnsafeBytes {
                     try Socket.write(fd, UnsafeRawBufferPointer(rebasing: $0[preambleSent...]))
                 }
@@ -166,17 +201,19 @@ final class UpstreamConnection: EventHandler, TimerHandler, OriginTransport {
                     return .blocked
                 case .processed(let n):
                     preambleSent += n
-                    guard preambleSent == preamble.count else {
-                        canWrite = false
-                        return .blocked
-                    }
-                    preamble = []
-                    preambleSent = 0
                 }
-            } catch {
-                return .failed
             }
+            preamble = []
+            preambleSent = 0
+            return nil
+        } catch {
+            return .failed
         }
+    }
+
+    func write(_ buf: UnsafeRawBufferPointer) -> TransportWrite {
+        if preambleSent < preamble.count, let r = flushPreamble() { return r }
+        if let t = tls { return tlsWrite(t, buf) }
         do {
             switch try Socket.write(fd, buf) {
             case .wouldBlock:
@@ -243,6 +280,7 @@ final class UpstreamConnection: EventHandler, TimerHandler, OriginTransport {
         owner = nil
         worker.loop.cancelTimer(self)
         worker.loop.forgetClosing(fd: fd)
+        if let t = tls { tlsClose(t) }
         Socket.close(fd)
         if let b = inBuf {
             worker.bufferPool.release(b)

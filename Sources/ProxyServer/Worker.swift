@@ -47,6 +47,11 @@ final class Worker: EventHandler, @unchecked Sendable {
     var roundRobin: Int
     /// Routes and pools (ProxyUpstreams): refreshed at the top of every tick, no lock per request.
     let upstreams: UpstreamSelector
+    /// Client TLS contexts of pools with `https://` servers (shared), and this worker's per-pool view of them
+    /// (sessions for resumption), rebuilt when the upstream snapshot changes (UpstreamTLS.swift).
+    let upstreamTLSRegistry: UpstreamTLSRegistry
+    var upstreamTLSClients: [UpstreamTLSClient?] = []
+    private(set) lazy var upstreamTLSMetrics = UpstreamTLSMetrics(worker: String(index))
     /// Hands out origin connections to this worker's forwarders.
     private(set) lazy var originConnector = WorkerOriginConnector(worker: self)
     let accessLog: AccessLogSink?
@@ -87,6 +92,7 @@ final class Worker: EventHandler, @unchecked Sendable {
         accessLog: AccessLogSink?,
         latency: LatencyMetrics,
         detector: DetectorRuntime,
+        upstreamTLS: UpstreamTLSRegistry,
         logger: Logger,
         onExit: @escaping @Sendable (Int) -> Void
     ) throws(SyscallError) {
@@ -96,6 +102,7 @@ final class Worker: EventHandler, @unchecked Sendable {
         self.snapshots = snapshots
         self.snapshot = snapshots.load()
         self.upstreams = UpstreamSelector(box: upstreams)
+        self.upstreamTLSRegistry = upstreamTLS
         self.ticketStore = ticketStore
         self.accessLog = accessLog
         self.logger = logger
@@ -140,6 +147,7 @@ final class Worker: EventHandler, @unchecked Sendable {
         }
         metrics = WorkerMetrics(worker: index, latency: latencyMetrics)
         metrics.latency.poolsChanged(upstreams.snapshot.pools)
+        refreshUpstreamTLS()
         classifier = HandshakeClassifier(metrics: metrics, observations: detectorQueue)
         tlsWorker = TLSWorkerContext(delegate: classifier)
         pickUpSnapshots()
@@ -173,6 +181,7 @@ final class Worker: EventHandler, @unchecked Sendable {
         if upstreams.refresh() {
             for u in idleUpstreams.removeRetired() { u.close() }
             metrics.latency.poolsChanged(upstreams.snapshot.pools)
+            refreshUpstreamTLS()
         }
         if let store = ticketStore {
             let rg = store.generation

@@ -58,7 +58,14 @@ final class WorkerOriginConnector: OriginConnector {
                 pooled.close()
             }
             do {
-                let u = try UpstreamConnection.connect(worker: worker, pool: pool, origin: i)
+                // A PROXY protocol header (sendFirst) goes before a TLS handshake: the handshake starts at the
+                // connection's first readiness event, after this returns.
+                let u = try UpstreamConnection.connect(
+                    worker: worker,
+                    pool: pool,
+                    origin: i,
+                    tls: worker.upstreamTLSClient(pool: f.pool, endpoint: i)
+                )
                 if let proxyProtocol {
                     // Without a client (not expected) the header names nobody (v1 UNKNOWN, v2 LOCAL), and the
                     // connection is shared like any other.

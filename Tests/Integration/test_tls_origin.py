@@ -1,0 +1,424 @@
+"""TLS to origins (issue 12 §1): `https://` servers in a pool, with nginx 1.22 as the TLS origin and a CA made in the
+test (python `cryptography`, as ocsp_ca.py uses). Verification on by default (CA file, host name, dates), mutual TLS
+to an origin that requires a client certificate, resumption to the origin counted in
+`edgeproxy_upstream_tls_handshakes_total{resumed=...}` under keep-alive churn, and `verify = false` against a
+self-signed origin (logged at warning level). Real processes on loopback only."""
+import datetime
+import os
+import re
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.request
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from conftest import curl, write_file
+from tls_wire import free_port, nginx_binary
+
+pytestmark = pytest.mark.skipif(nginx_binary() is None, reason="nginx is installed by scripts/install-deps")
+
+
+# --- certificates ------------------------------------------------------------------------------------------------
+
+def _key():
+    return ec.generate_private_key(ec.SECP256R1())
+
+
+def _write(path, *items):
+    with open(path, "wb") as f:
+        for it in items:
+            if isinstance(it, x509.Certificate):
+                f.write(it.public_bytes(serialization.Encoding.PEM))
+            else:
+                f.write(it.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                         serialization.NoEncryption()))
+    return path
+
+
+class CA:
+    __test__ = False
+
+    def __init__(self, directory, name):
+        self.dir = directory
+        self.name = name
+        self.key = _key()
+        now = datetime.datetime.now(datetime.timezone.utc)
+        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+        self.cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
+                     .public_key(self.key.public_key()).serial_number(x509.random_serial_number())
+                     .not_valid_before(now - datetime.timedelta(days=1))
+                     .not_valid_after(now + datetime.timedelta(days=3))
+                     .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+                     .add_extension(x509.KeyUsage(True, False, False, False, False, True, True, False, False),
+                                    critical=True)
+                     .sign(self.key, hashes.SHA256()))
+        self.file = _write(os.path.join(directory, name.replace(" ", "-") + ".pem"), self.cert)
+
+    def issue(self, label, dns=("origin.test",), ips=(), expired=False, client=False):
+        """A leaf (cert file with the leaf only, key file)."""
+        key = _key()
+        now = datetime.datetime.now(datetime.timezone.utc)
+        if expired:
+            before, after = now - datetime.timedelta(days=10), now - datetime.timedelta(days=1)
+        else:
+            before, after = now - datetime.timedelta(hours=1), now + datetime.timedelta(days=2)
+        import ipaddress
+        sans = [x509.DNSName(d) for d in dns] + [x509.IPAddress(ipaddress.ip_address(i)) for i in ips]
+        b = (x509.CertificateBuilder()
+             .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, label)]))
+             .issuer_name(self.cert.subject).public_key(key.public_key())
+             .serial_number(x509.random_serial_number()).not_valid_before(before).not_valid_after(after)
+             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+             .add_extension(x509.ExtendedKeyUsage(
+                 [ExtendedKeyUsageOID.CLIENT_AUTH if client else ExtendedKeyUsageOID.SERVER_AUTH]), critical=False))
+        if sans:
+            b = b.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+        cert = b.sign(self.key, hashes.SHA256())
+        return (_write(os.path.join(self.dir, f"{label}.pem"), cert),
+                _write(os.path.join(self.dir, f"{label}.key"), key))
+
+
+@pytest.fixture(scope="module")
+def pki():
+    d = tempfile.mkdtemp(prefix="edgeproxy-tls-origin-")
+    ca = CA(d, "Origin Test CA")
+    other = CA(d, "Some Other CA")
+    out = {
+        "dir": d,
+        "ca": ca.file,
+        "other_ca": other.file,
+        "good": ca.issue("good", dns=("origin.test",), ips=("127.0.0.1",)),
+        "expired": ca.issue("expired", dns=("origin.test",), ips=("127.0.0.1",), expired=True),
+        "elsewhere": ca.issue("elsewhere", dns=("elsewhere.test",)),
+        "client": ca.issue("edgeproxy-client", dns=(), client=True),
+    }
+    # A self-signed origin certificate (no CA at all), for verify = false.
+    key = _key()
+    now = datetime.datetime.now(datetime.timezone.utc)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "self-signed.test")])
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(hours=1))
+            .not_valid_after(now + datetime.timedelta(days=2)).sign(key, hashes.SHA256()))
+    out["self_signed"] = (_write(os.path.join(d, "self.pem"), cert), _write(os.path.join(d, "self.key"), key))
+    yield out
+    shutil.rmtree(d, ignore_errors=True)
+
+
+# --- nginx as the TLS origin -------------------------------------------------------------------------------------
+
+class TLSOrigin:
+    """nginx serving HTTPS on a free loopback port; the body names what nginx saw of the TLS connection."""
+
+    def __init__(self, cert, key, extra=""):
+        self.dir = tempfile.mkdtemp(prefix="edgeproxy-tls-origin-nginx-")
+        self.port = free_port()
+        conf = f"""
+daemon off;
+master_process off;
+worker_processes 1;
+pid {self.dir}/nginx.pid;
+error_log {self.dir}/error.log info;
+events {{ worker_connections 256; }}
+http {{
+    access_log off;
+    client_body_temp_path {self.dir}/body;
+    proxy_temp_path {self.dir}/proxy;
+    fastcgi_temp_path {self.dir}/fastcgi;
+    uwsgi_temp_path {self.dir}/uwsgi;
+    scgi_temp_path {self.dir}/scgi;
+    server {{
+        listen 127.0.0.1:{self.port} ssl;
+        server_name origin.test;
+        ssl_certificate {cert};
+        ssl_certificate_key {key};
+        ssl_protocols TLSv1.2 TLSv1.3;
+        ssl_session_tickets on;
+{extra}
+        location / {{
+            return 200 "tls-origin proto=$ssl_protocol sni=$ssl_server_name alpn=$ssl_alpn_protocol reused=$ssl_session_reused client=$ssl_client_s_dn\\n";
+        }}
+    }}
+}}
+"""
+        self.conf = os.path.join(self.dir, "nginx.conf")
+        with open(self.conf, "w") as f:
+            f.write(conf)
+        self.log = open(os.path.join(self.dir, "stdout.log"), "wb")
+        self.p = subprocess.Popen([nginx_binary(), "-p", self.dir, "-c", self.conf], stdout=self.log,
+                                  stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.time() + 15
+        while time.time() < deadline:
+            if self.p.poll() is not None:
+                raise AssertionError("nginx exited:\n" + self.error_log())
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise AssertionError("nginx did not listen:\n" + self.error_log())
+
+    def error_log(self):
+        try:
+            with open(os.path.join(self.dir, "error.log")) as f:
+                return f.read()
+        except OSError:
+            return ""
+
+    def stop(self):
+        if self.p.poll() is None:
+            self.p.terminate()
+            try:
+                self.p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.p.kill()
+                self.p.wait(timeout=10)
+        self.log.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+@pytest.fixture
+def tls_origin():
+    started = []
+
+    def start(cert, key, extra=""):
+        o = TLSOrigin(cert, key, extra)
+        started.append(o)
+        return o
+
+    yield start
+    for o in started:
+        o.stop()
+
+
+def start_proxy(proxies, tmp_path, server, tls_table, extra=""):
+    cfg = write_file(tmp_path, "tls-origin.toml", f"""
+admin = "127.0.0.1:0"
+
+[upstreams.default]
+servers = ["{server}"]
+{extra}
+
+[upstreams.default.tls]
+{tls_table}
+""")
+    return proxies(["--config", cfg, "--listen", "127.0.0.1:0"])
+
+
+def get(p, path="/", http="--http1.1"):
+    r = curl(http, "-w", "\n%{http_code}", f"https://127.0.0.1:{p.port}{path}", timeout=20)
+    assert r.returncode == 0, r.stderr
+    body, code = r.stdout.rsplit("\n", 1)
+    return int(code), body
+
+
+def metric_sum(p, name, **labels):
+    with urllib.request.urlopen(f"{p.admin}/metrics", timeout=10) as r:
+        text = r.read().decode()
+    total = 0.0
+    for line in text.splitlines():
+        if not line.startswith(name + "{"):
+            continue
+        if all(f'{k}="{v}"' in line for k, v in labels.items()):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def resolve(name, port):
+    """A server URL for `name` that reaches 127.0.0.1 (the name is only what SNI and verification use)."""
+    return f"https://{name}:{port}"
+
+
+# --- tests -------------------------------------------------------------------------------------------------------
+
+def test_request_through_verified_tls_origin_http1_and_http2(proxies, tmp_path, pki, tls_origin):
+    o = tls_origin(*pki["good"])
+    p = start_proxy(proxies, tmp_path, f"https://localhost:{o.port}", f'ca_file = "{pki["ca"]}"\nsni = "origin.test"')
+    for http in ("--http1.1", "--http2"):
+        code, body = get(p, "/", http)
+        assert code == 200, (http, body, p.output())
+        assert "tls-origin" in body
+        assert "sni=origin.test" in body, body
+        assert "alpn=http/1.1" in body, body
+        assert re.search(r"proto=TLSv1\.[23]", body), body
+    assert metric_sum(p, "edgeproxy_upstream_tls_handshakes_total") >= 1
+
+
+def test_ip_literal_origin_verifies_the_address_and_sends_no_sni(proxies, tmp_path, pki, tls_origin):
+    o = tls_origin(*pki["good"])
+    p = start_proxy(proxies, tmp_path, f"https://127.0.0.1:{o.port}", f'ca_file = "{pki["ca"]}"')
+    code, body = get(p)
+    assert code == 200, (body, p.output())
+    assert "sni= " in body, body  # no SNI for an IP literal
+
+
+def test_wrong_ca_is_502_with_a_clear_log_line(proxies, tmp_path, pki, tls_origin):
+    o = tls_origin(*pki["good"])
+    p = start_proxy(proxies, tmp_path, f"https://127.0.0.1:{o.port}", f'ca_file = "{pki["other_ca"]}"')
+    code, _ = get(p)
+    assert code == 502
+    m = p.wait_log(r"TLS handshake with origin https://127\.0\.0\.1:%d .*failed: certificate verify failed: "
+                   r"unable to get local issuer certificate" % o.port)
+    assert m
+    assert metric_sum(p, "edgeproxy_upstream_tls_handshake_failures_total", reason="verify") >= 1
+    assert metric_sum(p, "edgeproxy_upstream_tls_handshakes_total") == 0
+
+
+def test_expired_certificate_is_502(proxies, tmp_path, pki, tls_origin):
+    o = tls_origin(*pki["expired"])
+    p = start_proxy(proxies, tmp_path, f"https://127.0.0.1:{o.port}", f'ca_file = "{pki["ca"]}"')
+    code, _ = get(p)
+    assert code == 502
+    p.wait_log(r"TLS handshake with origin https://127\.0\.0\.1:%d .*failed: certificate verify failed: "
+               r"certificate has expired" % o.port)
+
+
+def test_host_name_mismatch_is_502(proxies, tmp_path, pki, tls_origin):
+    o = tls_origin(*pki["elsewhere"])  # a valid certificate of the right CA, for elsewhere.test only
+    p = start_proxy(proxies, tmp_path, f"https://localhost:{o.port}", f'ca_file = "{pki["ca"]}"\nsni = "origin.test"')
+    code, _ = get(p)
+    assert code == 502
+    p.wait_log(r"TLS handshake with origin https://localhost:%d .*failed: certificate verify failed: "
+               r"hostname mismatch" % o.port)
+
+
+class HAProxyMTLSOrigin:
+    """HAProxy 2.6 terminating TLS with `verify required`: unlike nginx (which finishes the handshake and answers
+    400 itself), it refuses a client without a certificate in the handshake."""
+
+    def __init__(self, cert, key, ca):
+        self.dir = tempfile.mkdtemp(prefix="edgeproxy-tls-origin-haproxy-")
+        self.port = free_port()
+        pem = os.path.join(self.dir, "server.pem")
+        with open(pem, "w") as out:
+            for f in (cert, key):
+                out.write(open(f).read())
+        conf = os.path.join(self.dir, "haproxy.cfg")
+        with open(conf, "w") as f:
+            f.write(f"""
+global
+    maxconn 256
+defaults
+    mode http
+    timeout connect 5s
+    timeout client 10s
+    timeout server 10s
+frontend fe
+    bind 127.0.0.1:{self.port} ssl crt {pem} ca-file {ca} verify required alpn http/1.1
+    http-request return status 200 content-type text/plain lf-string "haproxy-mtls client=%[ssl_c_s_dn]"
+""")
+        self.log = open(os.path.join(self.dir, "haproxy.log"), "wb")
+        self.p = subprocess.Popen(["haproxy", "-db", "-f", conf], stdout=self.log, stderr=subprocess.STDOUT,
+                                  start_new_session=True)
+        deadline = time.time() + 15
+        while time.time() < deadline:
+            if self.p.poll() is not None:
+                raise AssertionError("haproxy exited:\n" + open(os.path.join(self.dir, "haproxy.log")).read())
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise AssertionError("haproxy did not listen")
+
+    def stop(self):
+        if self.p.poll() is None:
+            self.p.kill()
+            self.p.wait(timeout=10)
+        self.log.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def test_origin_requiring_a_client_certificate(proxies, tmp_path, pki):
+    o = HAProxyMTLSOrigin(*pki["good"], pki["ca"])
+    try:
+        without = start_proxy(proxies, tmp_path, f"https://127.0.0.1:{o.port}", f'ca_file = "{pki["ca"]}"')
+        code, _ = get(without)
+        assert code == 502
+        without.wait_log(r"TLS handshake with origin https://127\.0\.0\.1:%d .*failed: .*certificate required"
+                         % o.port)
+        assert metric_sum(without, "edgeproxy_upstream_tls_handshake_failures_total", reason="alert") >= 1
+        without.stop()
+
+        cert, key = pki["client"]
+        p = start_proxy(proxies, tmp_path, f"https://127.0.0.1:{o.port}",
+                        f'ca_file = "{pki["ca"]}"\nclient_cert = "{cert}"\nclient_key = "{key}"')
+        for http in ("--http1.1", "--http2"):
+            code, body = get(p, "/", http)
+            assert code == 200, (body, p.output())
+            assert "client=/CN=edgeproxy-client" in body, body
+    finally:
+        o.stop()
+
+
+def test_nginx_origin_with_optional_client_certificate(proxies, tmp_path, pki, tls_origin):
+    # nginx's `ssl_verify_client on` completes the handshake without a certificate and answers 400 itself: that
+    # answer is the origin's and passes through; with the client certificate nginx sees its subject.
+    o = tls_origin(*pki["good"], extra=f"        ssl_verify_client on;\n        ssl_client_certificate {pki['ca']};")
+    without = start_proxy(proxies, tmp_path, f"https://127.0.0.1:{o.port}", f'ca_file = "{pki["ca"]}"')
+    code, _ = get(without)
+    assert code == 400
+    without.stop()
+    cert, key = pki["client"]
+    p = start_proxy(proxies, tmp_path, f"https://127.0.0.1:{o.port}",
+                    f'ca_file = "{pki["ca"]}"\nclient_cert = "{cert}"\nclient_key = "{key}"')
+    code, body = get(p)
+    assert code == 200, (body, p.output())
+    assert "client=CN=edgeproxy-client" in body, body
+
+
+@pytest.mark.parametrize("version", ["TLSv1.3", "TLSv1.2"])
+def test_resumption_under_keep_alive_churn(proxies, tmp_path, pki, tls_origin, version):
+    # keepalive_requests 1: nginx closes the origin connection after every response, so every request needs a new
+    # origin connection (and handshake). With the per-pool session cache nearly all of them resume.
+    o = tls_origin(*pki["good"], extra=f"        keepalive_requests 1;\n        ssl_protocols {version};")
+    p = start_proxy(proxies, tmp_path, f"https://127.0.0.1:{o.port}", f'ca_file = "{pki["ca"]}"')
+    n = 60
+    # One client connection, many requests (curl reuses it): the proxy side keeps its client, the origin side churns.
+    urls = [f"https://127.0.0.1:{p.port}/r{i}" for i in range(n)]
+    r = subprocess.run(["curl", "-sS", "-k", "--http1.1", "--max-time", "60", "-w", "%{http_code}\n"]
+                       + [a for u in urls for a in ("-o", "/dev/null", u)],
+                       capture_output=True, text=True, timeout=90)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["200"] * n, r.stdout
+    resumed = metric_sum(p, "edgeproxy_upstream_tls_handshakes_total", resumed="true")
+    full = metric_sum(p, "edgeproxy_upstream_tls_handshakes_total", resumed="false")
+    assert resumed + full >= n * 0.9, (resumed, full)  # the churn really made new origin connections
+    ratio = resumed / (resumed + full)
+    print(f"{version}: {int(resumed)} resumed, {int(full)} full, resumed ratio {ratio:.3f}")
+    assert ratio > 0.9, (resumed, full)
+
+
+def test_verify_false_against_self_signed_origin_warns(proxies, tmp_path, pki, tls_origin):
+    o = tls_origin(*pki["self_signed"])
+    verified = start_proxy(proxies, tmp_path, f"https://127.0.0.1:{o.port}", "")
+    code, _ = get(verified)
+    assert code == 502, "the system CA store does not trust a self-signed origin"
+    verified.stop()
+
+    p = start_proxy(proxies, tmp_path, f"https://127.0.0.1:{o.port}", "verify = false")
+    assert re.search(r"warning.*upstreams\.default\.tls\.verify = false: origin certificates are NOT verified",
+                     p.output()), p.output()
+    code, body = get(p)
+    assert code == 200, (body, p.output())
+
+
+def test_bad_ca_file_refuses_to_start(tmp_path, pki):
+    from conftest import edgeproxy_bin
+    cfg = write_file(tmp_path, "bad.toml", f"""
+[upstreams.default]
+servers = ["https://127.0.0.1:1"]
+
+[upstreams.default.tls]
+ca_file = "{tmp_path}/missing.pem"
+""")
+    r = subprocess.run([edgeproxy_bin(), "--config", cfg, "--listen", "127.0.0.1:0"], capture_output=True, text=True,
+                       timeout=30)
+    assert r.returncode != 0
+    assert "upstreams.default.tls: cannot load CA file" in r.stdout + r.stderr, r.stdout + r.stderr
