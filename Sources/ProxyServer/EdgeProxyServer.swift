@@ -106,9 +106,11 @@ public final class EdgeProxyServer: @unchecked Sendable {
         defer { ocsp.stop() }
         upstreamTLS.install(try upstreamTLS.prepare(config.upstreamPools))
         warnUnverifiedOrigins(config)
+        let tlsProbe = UpstreamTLSProbe(registry: upstreamTLS)
         upstreamRuntime = UpstreamRuntime(
             pools: config.upstreamPools,
             routes: config.routes,
+            probe: { tlsProbe.check($0, $1, $2) },
             logger: Logger(label: "edgeproxy.upstreams")
         )
         upstreamRuntime.start()

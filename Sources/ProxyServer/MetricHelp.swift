@@ -68,6 +68,10 @@ enum MetricHelp {
         "edgeproxy_upstream_retries_total": "Exchanges re-sent to an origin after a failed attempt.",
         "edgeproxy_upstream_stale_pooled_total":
             "Pooled keep-alive origin connections found closed when taken for reuse.",
+        "edgeproxy_upstream_tls_handshake_failures_total":
+            "TLS handshakes with https:// origins that failed, by reason (verify, alert, closed, protocol).",
+        "edgeproxy_upstream_tls_handshakes_total":
+            "Completed TLS handshakes with https:// origins; resumed=\"true\" reused a session from the pool's cache.",
         "edgeproxy_upstream_usable_addresses":
             "Addresses that may get requests (health up, not ejected), by pool and server.",
     ]

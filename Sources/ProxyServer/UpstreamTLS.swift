@@ -97,12 +97,16 @@ final class UpstreamTLSClient {
         sessions = Array(repeating: nil, count: pool.servers.count)
         lastWarning = Array(repeating: 0, count: pool.servers.count)
         suppressed = Array(repeating: 0, count: pool.servers.count)
-        names = pool.servers.map { server in
-            if let sni = pool.config.tls.sni { return (sni, sni, nil) }
-            switch server.url.host {
-            case .name(let n): return (n, n, nil)
-            case .ipv4(let a), .ipv6(let a): return (nil, nil, a)
-            }
+        names = pool.servers.map { Self.names(for: $0.url, sni: pool.config.tls.sni) }
+    }
+
+    /// SNI, host name to verify, address to verify for a server: the configured `sni` for both, else the server's
+    /// DNS name for both, else (an IP literal) no SNI and the address checked against the certificate's IP SANs.
+    static func names(for url: Upstream, sni: String?) -> (sni: String?, host: String?, ip: String?) {
+        if let sni { return (sni, sni, nil) }
+        switch url.host {
+        case .name(let n): return (n, n, nil)
+        case .ipv4(let a), .ipv6(let a): return (nil, nil, a)
         }
     }
 
@@ -370,5 +374,86 @@ extension UpstreamConnection {
         if t.established && !peerClosed && !sawHangup { t.stream.shutdown() }
         t.stream.free()
         tls = nil
+    }
+}
+
+/// Active health checks of `https://` servers: the same `GET` as for plain servers (HealthProbe), over TLS on the
+/// pool's client context (same verification, SNI and client certificate as requests; no resumption). A server whose
+/// certificate does not verify is unhealthy, with reason "TLS handshake failed".
+struct UpstreamTLSProbe {
+    let registry: UpstreamTLSRegistry
+
+    func check(_ address: SocketAddress, _ pool: UpstreamPool, _ server: Upstream) -> HealthProbe.Result {
+        guard server.tls else { return UpstreamRuntime.httpProbe(address, pool, server) }
+        guard let hc = pool.healthCheck else { return .ok(status: 0) }
+        let context = registry.context(for: pool)
+        let n = UpstreamTLSClient.names(for: server, sni: pool.tls.sni)
+        return HealthProbe.check(
+            address: address,
+            host: server.hostHeader,
+            path: hc.path,
+            timeoutMilliseconds: hc.timeout.milliseconds,
+            expect: hc.expectStatus,
+            preamble: pool.proxyProtocol.map { ProxyProtocol.header($0, source: nil, destination: nil) } ?? [],
+            security: { fd in
+                guard let context else { return nil }
+                let sink = ProbeSessionSink()
+                guard
+                    let s = OriginTLSStream.make(
+                        context: context,
+                        fd: fd,
+                        serverName: n.sni,
+                        verifyHost: n.host,
+                        verifyIP: n.ip,
+                        session: nil,
+                        sink: sink
+                    )
+                else { return nil }
+                return ProbeChannel(stream: s, sink: sink)
+            }
+        )
+    }
+}
+
+/// Sessions issued to a health check are dropped (checks do not resume).
+private final class ProbeSessionSink: OriginSessionSink {
+    func originIssuedSession(_ session: OriginTLSSession) {}
+}
+
+private struct ProbeChannel: HealthProbe.Channel {
+    let stream: OriginTLSStream
+    /// Kept alive as long as the stream (its ex_data points at it).
+    let sink: ProbeSessionSink
+
+    func handshake() -> HealthProbe.Step {
+        switch stream.handshake() {
+        case .done: return .done(0)
+        case .wantRead: return .wantRead
+        case .wantWrite: return .wantWrite
+        case .failed: return .closed
+        }
+    }
+
+    func send(_ bytes: UnsafeRawBufferPointer) -> HealthProbe.Step {
+        switch stream.write(bytes) {
+        case .written(let n): return .done(n)
+        case .wantRead: return .wantRead
+        case .wantWrite: return .wantWrite
+        case .failed: return .closed
+        }
+    }
+
+    func recv(_ buffer: UnsafeMutableRawBufferPointer) -> HealthProbe.Step {
+        switch stream.read(into: buffer) {
+        case .bytes(let n): return .done(n)
+        case .wantRead: return .wantRead
+        case .wantWrite: return .wantWrite
+        case .closed, .truncated, .failed: return .closed
+        }
+    }
+
+    func close() {
+        stream.shutdown()
+        stream.free()
     }
 }

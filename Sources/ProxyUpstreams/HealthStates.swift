@@ -61,6 +61,8 @@ public enum FailureReason: UInt8, Sendable, CaseIterable {
     case invalidResponse
     case unexpectedStatus
     case connectFailed
+    /// `https://` servers: the TLS handshake failed (verification, alert, ...).
+    case tlsHandshakeFailed
 
     public var text: String {
         switch self {
@@ -72,6 +74,7 @@ public enum FailureReason: UInt8, Sendable, CaseIterable {
         case .invalidResponse: "invalid response"
         case .unexpectedStatus: "unexpected status"
         case .connectFailed: "connect failed"
+        case .tlsHandshakeFailed: "TLS handshake failed"
         }
     }
 }

@@ -422,3 +422,43 @@ ca_file = "{tmp_path}/missing.pem"
                        timeout=30)
     assert r.returncode != 0
     assert "upstreams.default.tls: cannot load CA file" in r.stdout + r.stderr, r.stdout + r.stderr
+
+
+def upstreams_doc(p):
+    with urllib.request.urlopen(f"{p.admin}/upstreams", timeout=10) as r:
+        import json
+        return json.loads(r.read())
+
+
+def test_health_checks_run_over_tls(proxies, tmp_path, pki, tls_origin):
+    # Two servers in one pool: one the CA vouches for, one whose certificate names another host. Active checks over
+    # TLS keep the first up and take the second down ("TLS handshake failed"); every request lands on the first.
+    good = tls_origin(*pki["good"])
+    bad = tls_origin(*pki["elsewhere"])
+    hc = "\n[upstreams.default.health_check]\ninterval = \"200ms\"\ntimeout = \"150ms\"\nrise = 1\nfall = 1\n"
+    cfg = write_file(tmp_path, "tls-health.toml", f"""
+admin = "127.0.0.1:0"
+
+[upstreams.default]
+servers = ["https://127.0.0.1:{good.port}", "https://127.0.0.1:{bad.port}"]
+{hc}
+[upstreams.default.tls]
+ca_file = "{pki["ca"]}"
+sni = "origin.test"
+""")
+    p = proxies(["--config", cfg, "--listen", "127.0.0.1:0"])
+
+    def states():
+        servers = upstreams_doc(p)["pools"][0]["servers"]
+        return {s["server"]: (s["state"], s["addresses"][0]["reason"]) for s in servers}
+
+    from conftest import wait_for
+    want_bad = f"https://127.0.0.1:{bad.port}"
+    want_good = f"https://127.0.0.1:{good.port}"
+    wait_for(lambda: states()[want_bad][0] == "down" and states()[want_good][0] == "up", timeout=15,
+             what="health checks over TLS to settle")
+    assert "TLS handshake failed" in states()[want_bad][1], states()
+    for _ in range(6):
+        code, body = get(p)
+        assert code == 200, (body, p.output())
+    assert states()[want_good][0] == "up", states()
