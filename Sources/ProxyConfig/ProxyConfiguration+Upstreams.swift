@@ -262,8 +262,7 @@ extension ProxyConfiguration {
                 add(path.appending("hash_key"), "upstreams.\(pool.name).hash_key is only used with balance = \"hash\"")
             }
             let tp = path.appending("tls")
-            if pool.tlsTableWritten && !pool.usesTLS && !(pool.name == UpstreamPool.defaultName && !upstreams.isEmpty)
-            {
+            if pool.tlsTableWritten && !pool.usesTLS && !(pool.name == UpstreamPool.defaultName && !upstreams.isEmpty) {
                 add(tp, "\(tp): the pool has no https:// server (a tls table only applies to https:// servers)")
             }
             if (pool.tls.clientCert == nil) != (pool.tls.clientKey == nil) {

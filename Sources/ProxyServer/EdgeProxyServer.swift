@@ -207,7 +207,7 @@ public final class EdgeProxyServer: @unchecked Sendable {
         }
     }
 
-        fileprivate func tick() {
+    fileprivate func tick() {
         snapshotBuilder.sessionCaches.tick(now: monotonicNanos())
         detector?.tick()
         tickets.tick(now: Timestamp.wallClockNow())

@@ -40,7 +40,9 @@ final class UpstreamTLSRegistry: Sendable {
                 continue
             }
             do {
-                out.append(Entry(pool: pool.name, tls: pool.tls, context: try OriginTLSContext(Self.settings(pool.tls))))
+                out.append(
+                    Entry(pool: pool.name, tls: pool.tls, context: try OriginTLSContext(Self.settings(pool.tls)))
+                )
             } catch {
                 throw SyscallErrorLike("upstreams.\(pool.name).tls: \(error.message)")
             }
@@ -179,7 +181,8 @@ extension Worker {
                 next.append(nil)
                 continue
             }
-            if let old = upstreamTLSClients.first(where: { $0?.context === ctx && $0?.names.count == pool.servers.count
+            if let old = upstreamTLSClients.first(where: {
+                $0?.context === ctx && $0?.names.count == pool.servers.count
             }), let old {
                 next.append(old)
             } else {

@@ -141,12 +141,18 @@ http {{
         ssl_protocols TLSv1.2 TLSv1.3;
         ssl_session_tickets on;
 {extra}
+        client_max_body_size 64m;
+        location = /big {{ default_type application/octet-stream; alias {self.dir}/big.bin; }}
+        location /up/ {{ root {self.dir}; dav_methods PUT; create_full_put_path on; }}
         location / {{
             return 200 "tls-origin proto=$ssl_protocol sni=$ssl_server_name alpn=$ssl_alpn_protocol reused=$ssl_session_reused client=$ssl_client_s_dn\\n";
         }}
     }}
 }}
 """
+        self.big = os.urandom(3 * 1024 * 1024 + 17)
+        with open(os.path.join(self.dir, "big.bin"), "wb") as f:
+            f.write(self.big)
         self.conf = os.path.join(self.dir, "nginx.conf")
         with open(self.conf, "w") as f:
             f.write(conf)
@@ -248,6 +254,31 @@ def test_request_through_verified_tls_origin_http1_and_http2(proxies, tmp_path, 
         assert "alpn=http/1.1" in body, body
         assert re.search(r"proto=TLSv1\.[23]", body), body
     assert metric_sum(p, "edgeproxy_upstream_tls_handshakes_total") >= 1
+
+
+def test_large_bodies_both_ways_over_tls(proxies, tmp_path, pki, tls_origin):
+    # 3 MiB down (many TLS records, buffer-full pauses) and 4 MiB up (partial SSL_write, WANT_WRITE), HTTP/1.1 and
+    # HTTP/2 clients.
+    import hashlib
+    o = tls_origin(*pki["good"])
+    p = start_proxy(proxies, tmp_path, f"https://127.0.0.1:{o.port}", f'ca_file = "{pki["ca"]}"')
+    want = hashlib.sha256(o.big).hexdigest()
+    upload = tmp_path / "upload.bin"
+    upload.write_bytes(os.urandom(4 * 1024 * 1024))
+    for http in ("--http1.1", "--http2"):
+        r = subprocess.run(["curl", "-sSk", http, "--max-time", "60", f"https://127.0.0.1:{p.port}/big"],
+                           capture_output=True, timeout=90)
+        assert r.returncode == 0, r.stderr
+        assert hashlib.sha256(r.stdout).hexdigest() == want, (http, len(r.stdout))
+        # nginx's WebDAV PUT reads the whole body and stores it: the stored file must be the upload.
+        name = http.strip("-").replace(".", "")
+        r = subprocess.run(["curl", "-sSk", http, "--max-time", "60", "-T", str(upload),
+                            "-w", "\n%{http_code}", f"https://127.0.0.1:{p.port}/up/{name}.bin"],
+                           capture_output=True, text=True, timeout=90)
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.endswith("\n201"), (http, r.stdout[-300:])
+        with open(os.path.join(o.dir, "up", f"{name}.bin"), "rb") as f:
+            assert f.read() == upload.read_bytes(), http
 
 
 def test_ip_literal_origin_verifies_the_address_and_sends_no_sni(proxies, tmp_path, pki, tls_origin):

@@ -52,7 +52,10 @@ final class ConfigOverridesTests: XCTestCase {
         let base = ProxyConfiguration()
         let cases: [(ConfigOverrides, String)] = [
             (ConfigOverrides(listen: "localhost"), "--listen: missing port"),
-            (ConfigOverrides(upstreams: ["ftp://x"]), "--upstream: upstream \"ftp://x\": only http:// upstreams"),
+            (
+                ConfigOverrides(upstreams: ["ftp://x"]),
+                "--upstream: upstream \"ftp://x\": only http:// and https:// upstreams"
+            ),
             (ConfigOverrides(workers: 0), "--workers: workers must be between 1 and 1024 (got 0)"),
             (ConfigOverrides(admin: "192.0.2.1:9000"), "--admin: admin address 192.0.2.1:9000 is not a loopback"),
             (ConfigOverrides(ticketRotation: "soon"), "--ticket-rotation: invalid duration \"soon\""),

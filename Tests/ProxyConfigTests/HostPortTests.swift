@@ -33,8 +33,14 @@ final class HostPortTests: XCTestCase {
         XCTAssertEqual(try Upstream.parse("HTTP://origin:8080/").port, 8080)
         XCTAssertEqual(try Upstream.parse("http://[::1]:8080").hostHeader, "[::1]:8080")
         XCTAssertEqual(try Upstream.parse("http://10.1.2.3").hostHeader, "10.1.2.3")
+        XCTAssertEqual(try Upstream.parse("https://origin").description, "https://origin:443")
+        XCTAssertEqual(try Upstream.parse("HTTPS://origin:443/").hostHeader, "origin")
+        XCTAssertEqual(try Upstream.parse("https://origin:80").hostHeader, "origin:80")
+        XCTAssertTrue(try Upstream.parse("https://origin").tls)
+        XCTAssertFalse(try Upstream.parse("http://origin").tls)
         for bad in [
-            "https://a", "http://", "http://a/path", "http://a?q", "http://u@a", "http://a:", "http://[::1", "a:80",
+            "ftp://a", "https://", "https://a/path", "http://", "http://a/path", "http://a?q", "http://u@a",
+            "http://a:", "http://[::1", "a:80",
         ] {
             XCTAssertThrowsError(try Upstream.parse(bad), bad)
         }

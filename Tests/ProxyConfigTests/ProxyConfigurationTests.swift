@@ -359,9 +359,9 @@ final class ProxyConfigurationTests: XCTestCase {
 
     func testBadValuesAreReportedAtTheKeyOrElement() {
         assertSingleError(
-            "upstreams = [\n  \"http://ok:1\",\n  \"https://secure:443\",\n]",
+            "upstreams = [\n  \"http://ok:1\",\n  \"wss://secure:443\",\n]",
             at: "3:3",
-            "upstreams[1]: upstream \"https://secure:443\": only http:// upstreams are supported"
+            "upstreams[1]: upstream \"wss://secure:443\": only http:// and https:// upstreams are supported"
         )
         assertSingleError("upstreams = [\"http://a/b\"]", at: "1:14", "a path, query or fragment is not allowed")
         assertSingleError("upstreams = [\"http://a:0\"]", at: "1:14", "port 0 is not allowed")

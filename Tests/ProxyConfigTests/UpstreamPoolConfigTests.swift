@@ -135,7 +135,11 @@ final class UpstreamPoolConfigTests: XCTestCase {
     }
 
     func testErrorsArePositioned() {
-        assertSingleError("[upstreams.a]\nservers = [\"ftp://x\"]", at: "2:12", "only http:// upstreams are supported")
+        assertSingleError(
+            "[upstreams.a]\nservers = [\"ftp://x\"]",
+            at: "2:12",
+            "only http:// and https:// upstreams are supported"
+        )
         assertSingleError("[upstreams.a]\nmax_fails = 1", at: "1:12", "missing \"servers\"")
         assertSingleError(
             "[upstreams.a]\nservers = [\"http://x\"]\nbalance = \"random\"",
@@ -196,6 +200,94 @@ final class UpstreamPoolConfigTests: XCTestCase {
             at: "4:1",
             "did you mean \"interval\""
         )
+    }
+
+    func testHTTPSServersAndTLSTable() throws {
+        let c = try XCTUnwrap(
+            parsed(
+                """
+                [upstreams.default]
+                servers = ["https://origin.example", "https://10.0.0.1:8443", "http://plain:8080"]
+                [upstreams.default.tls]
+                ca_file = "/ca.pem"
+                sni = "Origin.Example."
+                client_cert = "/c.pem"
+                client_key = "/c.key"
+                min_version = "TLSv1.3"
+                """
+            )
+        )
+        let pool = c.upstreamPools[0]
+        XCTAssertEqual(
+            pool.servers.map(\.url),
+            [
+                Upstream(host: .name("origin.example"), port: 443, tls: true),
+                Upstream(host: .ipv4("10.0.0.1"), port: 8443, tls: true),
+                Upstream(host: .name("plain"), port: 8080),
+            ]
+        )
+        XCTAssertEqual(pool.servers[0].url.description, "https://origin.example:443")
+        XCTAssertEqual(pool.servers[0].url.hostHeader, "origin.example")
+        XCTAssertEqual(pool.servers[1].url.hostHeader, "10.0.0.1:8443")
+        XCTAssertTrue(pool.usesTLS)
+        var want = OriginTLS()
+        want.caFile = "/ca.pem"
+        want.sni = "origin.example"
+        want.clientCert = "/c.pem"
+        want.clientKey = "/c.key"
+        want.minVersion = .tls13
+        XCTAssertEqual(pool.tls, want)
+        // Defaults: verification on against the system store, no SNI override, no client certificate.
+        let d = try XCTUnwrap(parsed("[upstreams.default]\nservers = [\"https://o\"]"))
+        XCTAssertEqual(d.upstreamPools[0].tls, OriginTLS())
+        XCTAssertTrue(OriginTLS().verify)
+        // The legacy array takes https:// too.
+        let legacy = try XCTUnwrap(parsed("upstreams = [\"https://o:8443\"]"))
+        XCTAssertEqual(legacy.upstreamPools[0].servers[0].url, Upstream(host: .name("o"), port: 8443, tls: true))
+    }
+
+    func testTLSTableErrors() {
+        assertSingleError(
+            "[upstreams.a]\nservers = [\"http://x\"]\n[upstreams.a.tls]\nverify = true",
+            at: "3:1",
+            "the pool has no https:// server"
+        )
+        assertSingleError(
+            "[upstreams.a]\nservers = [\"https://x\"]\n[upstreams.a.tls]\nclient_cert = \"/c.pem\"",
+            at: "3:1",
+            "client_cert and client_key go together"
+        )
+        assertSingleError(
+            "[upstreams.a]\nservers = [\"https://x\"]\n[upstreams.a.tls]\nclient_key = \"/c.key\"",
+            at: "3:1",
+            "client_cert and client_key go together"
+        )
+        assertSingleError(
+            "[upstreams.a]\nservers = [\"https://x\"]\n[upstreams.a.tls]\nverify = false\nca_file = \"/ca.pem\"",
+            at: "5:1",
+            "has no effect with verify = false"
+        )
+        assertSingleError(
+            "[upstreams.a]\nservers = [\"https://x\"]\n[upstreams.a.tls]\nsni = \"10.0.0.1\"",
+            at: "4:1",
+            "SNI carries DNS names only"
+        )
+        assertSingleError(
+            "[upstreams.a]\nservers = [\"https://x\"]\n[upstreams.a.tls]\nverify = \"no\"",
+            at: "4:1",
+            "expected true or false"
+        )
+        assertSingleError(
+            "[upstreams.a]\nservers = [\"https://x\"]\n[upstreams.a.tls]\nmin_version = \"TLSv1.1\"",
+            at: "4:1",
+            "\"TLSv1.1\" is not one of \"TLSv1.2\", \"TLSv1.3\""
+        )
+        assertSingleError(
+            "[upstreams.a]\nservers = [\"https://x\"]\n[upstreams.a.tls]\ncafile = \"/ca.pem\"",
+            at: "4:1",
+            "did you mean \"ca_file\""
+        )
+        assertSingleError("[upstreams.a]\nservers = [\"https://x:0\"]", at: "2:12", "port")
     }
 
     func testRouteErrors() {
@@ -270,8 +362,16 @@ final class UpstreamPoolConfigTests: XCTestCase {
             .filter { !$0.hasPrefix("#") }
             .joined(separator: "\n")
         let c = try ProxyConfiguration.parse(text: block, fileName: "example-block")
-        XCTAssertEqual(c.upstreamPools.map(\.name), ["www", "api"])
+        XCTAssertEqual(c.upstreamPools.map(\.name), ["www", "api", "secure"])
         XCTAssertEqual(c.routes.count, 3)
+        let secure = c.upstreamPools[2]
+        XCTAssertEqual(secure.servers.map(\.url.description), ["https://app.internal:8443"])
+        XCTAssertEqual(secure.tls.verify, true)
+        XCTAssertEqual(secure.tls.caFile, "/etc/edgeproxy/origin-ca.pem")
+        XCTAssertEqual(secure.tls.sni, "app.internal")
+        XCTAssertEqual(secure.tls.clientCert, "/etc/edgeproxy/origin-client.pem")
+        XCTAssertEqual(secure.tls.clientKey, "/etc/edgeproxy/origin-client.key")
+        XCTAssertEqual(secure.tls.minVersion, .tls12)
         let www = c.upstreamPools[0]
         var defaults = UpstreamPool(name: "www", servers: www.servers)
         defaults.healthCheck = UpstreamPool.HealthCheck()
@@ -285,6 +385,9 @@ final class UpstreamPoolConfigTests: XCTestCase {
             ["upstreams", "www", "health_check", "interval"], ["upstreams", "www", "health_check", "timeout"],
             ["upstreams", "www", "health_check", "rise"], ["upstreams", "www", "health_check", "fall"],
             ["upstreams", "www", "health_check", "expect_status"], ["upstreams", "api", "proxy_protocol"], ["routes"],
+            ["upstreams", "secure", "tls", "verify"], ["upstreams", "secure", "tls", "ca_file"],
+            ["upstreams", "secure", "tls", "sni"], ["upstreams", "secure", "tls", "client_cert"],
+            ["upstreams", "secure", "tls", "client_key"], ["upstreams", "secure", "tls", "min_version"],
         ]
         for key in keys { XCTAssertNotNil(locator.position(of: key), "\(key) is not in the example block") }
         for key in ["sni", "host", "path_prefix", "upstream"] { XCTAssertTrue(block.contains("\n\(key) = "), key) }

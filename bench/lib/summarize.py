@@ -33,11 +33,12 @@ LABELS = {
     "h1_16k": "HTTP/1.1 keep-alive, 16 KiB",
     "h2_64": "HTTP/2, 64 B (h2load -c32 -m10)",
     "h2_16k": "HTTP/2, 16 KiB (h2load -c32 -m10)",
+    "tls_64": "HTTP/1.1 keep-alive, 64 B, TLS to the origin (verified, keep-alive)",
     "rot12": "resumed TLS 1.2 under key rotation",
     "rot13": "resumed TLS 1.3 under key rotation",
     "rot12s": "resumed TLS 1.2 under key rotation, SChannel-like share",
 }
-ORDER = ["full12", "full13", "res12", "res13", "sid12", "mix12", "h1_64", "h1_16k", "h2_64", "h2_16k"]
+ORDER = ["full12", "full13", "res12", "res13", "sid12", "mix12", "h1_64", "h1_16k", "h2_64", "h2_16k", "tls_64"]
 ROT = ["rot12", "rot13", "rot12s"]
 
 
@@ -245,7 +246,8 @@ if chart_rows and shutil.which("gnuplot"):
     dat = os.path.join(out, "chart.dat")
     short = {"full12": "full 1.2", "full13": "full 1.3", "res12": "resumed 1.2", "res13": "resumed 1.3",
              "sid12": "session ID 1.2", "mix12": "mix 1.2",
-             "h1_64": "h1 64B", "h1_16k": "h1 16KiB", "h2_64": "h2 64B", "h2_16k": "h2 16KiB", "mem": "idle conn RSS"}
+             "h1_64": "h1 64B", "h1_16k": "h1 16KiB", "h2_64": "h2 64B", "h2_16k": "h2 16KiB", "tls_64": "h1 64B TLS origin",
+             "mem": "idle conn RSS"}
     cols = ["edgeproxy"] + OTHERS
     with open(dat, "w") as fh:
         fh.write("row " + " ".join(cols) + "\n")
