@@ -249,17 +249,17 @@ final class UpstreamPoolConfigTests: XCTestCase {
     func testTLSTableErrors() {
         assertSingleError(
             "[upstreams.a]\nservers = [\"http://x\"]\n[upstreams.a.tls]\nverify = true",
-            at: "3:1",
+            at: "3:14",
             "the pool has no https:// server"
         )
         assertSingleError(
             "[upstreams.a]\nservers = [\"https://x\"]\n[upstreams.a.tls]\nclient_cert = \"/c.pem\"",
-            at: "3:1",
+            at: "4:1",
             "client_cert and client_key go together"
         )
         assertSingleError(
             "[upstreams.a]\nservers = [\"https://x\"]\n[upstreams.a.tls]\nclient_key = \"/c.key\"",
-            at: "3:1",
+            at: "4:1",
             "client_cert and client_key go together"
         )
         assertSingleError(
