@@ -225,10 +225,13 @@ extension UpstreamConnection {
         tls = t
         canRead = false
         canWrite = false
-        if tcpConnected { tlsStep(t) }
+        // The handshake starts at the first readiness event (registration reports a connected socket writable at
+        // once), not here: the connector may still queue a PROXY protocol header, which must precede the
+        // ClientHello on the wire.
     }
 
-    /// Readiness while the handshake runs: completes the TCP connect, then steps SSL_connect. The owner hears of
+    /// Readiness while the handshake runs: completes the TCP connect, writes a pending PROXY protocol header, then
+    /// steps SSL_connect. The owner hears of
     /// it only when the handshake is done or failed (then `canWrite` is set so the forwarder calls finishConnect).
     func tlsHandshakeEvent(_ t: UpstreamTLS, _ events: UInt32) {
         if events & (EventLoop.readHangup | EventLoop.hangup | EventLoop.error) != 0 { sawHangup = true }
@@ -242,6 +245,14 @@ extension UpstreamConnection {
                 return
             }
             t.tcpConnected = true
+        }
+        if let r = flushPreamble() {
+            // The PROXY protocol header is not all out yet (wait for writable) or the write failed.
+            guard r == .failed else { return }
+            tcpFailed = EPIPE
+            canWrite = true
+            owner?.transportReady()
+            return
         }
         tlsStep(t)
         if t.established || t.failure != nil { owner?.transportReady() }

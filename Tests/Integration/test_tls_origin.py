@@ -116,7 +116,7 @@ def pki():
 class TLSOrigin:
     """nginx serving HTTPS on a free loopback port; the body names what nginx saw of the TLS connection."""
 
-    def __init__(self, cert, key, extra=""):
+    def __init__(self, cert, key, extra="", listen=""):
         self.dir = tempfile.mkdtemp(prefix="edgeproxy-tls-origin-nginx-")
         self.port = free_port()
         conf = f"""
@@ -134,7 +134,7 @@ http {{
     uwsgi_temp_path {self.dir}/uwsgi;
     scgi_temp_path {self.dir}/scgi;
     server {{
-        listen 127.0.0.1:{self.port} ssl;
+        listen 127.0.0.1:{self.port} ssl {listen};
         server_name origin.test;
         ssl_certificate {cert};
         ssl_certificate_key {key};
@@ -145,7 +145,7 @@ http {{
         location = /big {{ default_type application/octet-stream; alias {self.dir}/big.bin; }}
         location /up/ {{ root {self.dir}; dav_methods PUT; create_full_put_path on; }}
         location / {{
-            return 200 "tls-origin proto=$ssl_protocol sni=$ssl_server_name alpn=$ssl_alpn_protocol reused=$ssl_session_reused client=$ssl_client_s_dn\\n";
+            return 200 "tls-origin proto=$ssl_protocol sni=$ssl_server_name alpn=$ssl_alpn_protocol reused=$ssl_session_reused client=$ssl_client_s_dn pp=$proxy_protocol_addr\\n";
         }}
     }}
 }}
@@ -193,8 +193,8 @@ http {{
 def tls_origin():
     started = []
 
-    def start(cert, key, extra=""):
-        o = TLSOrigin(cert, key, extra)
+    def start(cert, key, extra="", listen=""):
+        o = TLSOrigin(cert, key, extra, listen)
         started.append(o)
         return o
 
@@ -323,7 +323,7 @@ class HAProxyMTLSOrigin:
     """HAProxy 2.6 terminating TLS with `verify required`: unlike nginx (which finishes the handshake and answers
     400 itself), it refuses a client without a certificate in the handshake."""
 
-    def __init__(self, cert, key, ca):
+    def __init__(self, cert, key, ca, verify="required", accept_proxy=False):
         self.dir = tempfile.mkdtemp(prefix="edgeproxy-tls-origin-haproxy-")
         self.port = free_port()
         pem = os.path.join(self.dir, "server.pem")
@@ -341,8 +341,8 @@ defaults
     timeout client 10s
     timeout server 10s
 frontend fe
-    bind 127.0.0.1:{self.port} ssl crt {pem} ca-file {ca} verify required alpn http/1.1
-    http-request return status 200 content-type text/plain lf-string "haproxy-mtls client=%[ssl_c_s_dn]"
+    bind 127.0.0.1:{self.port} {"accept-proxy " if accept_proxy else ""}ssl crt {pem} ca-file {ca} verify {verify} alpn http/1.1
+    http-request return status 200 content-type text/plain lf-string "haproxy-mtls client=%[ssl_c_s_dn] pp=%[src]"
 """)
         self.log = open(os.path.join(self.dir, "haproxy.log"), "wb")
         self.p = subprocess.Popen(["haproxy", "-db", "-f", conf], stdout=self.log, stderr=subprocess.STDOUT,
@@ -493,3 +493,32 @@ sni = "origin.test"
         code, body = get(p)
         assert code == 200, (body, p.output())
     assert states()[want_good][0] == "up", states()
+
+
+@pytest.mark.parametrize("version", ["v1", "v2"])
+def test_proxy_protocol_header_goes_before_the_tls_handshake(proxies, tmp_path, pki, tls_origin, version):
+    # proxy_protocol on an https:// pool: the header is written raw, then the ClientHello, for requests and for
+    # health checks. v1 against nginx (`listen ... ssl proxy_protocol`); v2 against HAProxy (`accept-proxy ssl`):
+    # nginx 1.22 refuses our v2 header with TLVs on an SSL listener ("header is too large while reading PROXY
+    # protocol": it peeks the header before TLS into a small buffer), so v2 + TLS is shown with HAProxy.
+    if version == "v1":
+        o = tls_origin(*pki["good"], listen="proxy_protocol")
+        stop = lambda: None
+    else:
+        o = HAProxyMTLSOrigin(*pki["good"], pki["ca"], verify="none", accept_proxy=True)
+        stop = o.stop
+    try:
+        p = start_proxy(proxies, tmp_path, f"https://127.0.0.1:{o.port}", f'ca_file = "{pki["ca"]}"',
+                        extra=f'proxy_protocol = "{version}"\n[upstreams.default.health_check]\ninterval = "200ms"\n'
+                              'timeout = "150ms"\nrise = 1\nfall = 1')
+        for http in ("--http1.1", "--http2"):
+            code, body = get(p, "/", http)
+            assert code == 200, (body, p.output())
+            assert "pp=127.0.0.1" in body, body
+        # The address must stay up through a few health-check rounds (interval 200 ms): a check that sent its
+        # header after the ClientHello (or none) would fail and take it down at once (fall = 1).
+        time.sleep(1.0)
+        servers = upstreams_doc(p)["pools"][0]["servers"]
+        assert servers[0]["state"] == "up", servers
+    finally:
+        stop()
