@@ -39,6 +39,8 @@ public final class OriginTLSContext: @unchecked Sendable {
             ctx,
             Int(SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_RELEASE_BUFFERS)
         )
+        // Read whole socket buffers instead of a 5-byte record header and then the record (as the server side).
+        cps_SSL_CTX_set_read_ahead(ctx, 1)
         // http/1.1 only: wire format is length-prefixed. SSL_CTX_set_alpn_protos returns 0 on success.
         let alpn: [UInt8] = [8] + Array("http/1.1".utf8)
         guard SSL_CTX_set_alpn_protos(ctx, alpn, UInt32(alpn.count)) == 0 else { throw TLSError("ALPN") }
