@@ -197,7 +197,6 @@ public final class EdgeProxyServer: @unchecked Sendable {
         return 0
     }
 
-    /// Once a second on the control loop: expire session-cache entries, advance the ticket-key schedule.
     /// `verify = false` turns off what TLS to an origin is for: said loudly at every load and reload.
     private func warnUnverifiedOrigins(_ config: ProxyConfiguration) {
         for name in UpstreamTLSRegistry.unverifiedPools(config.upstreamPools) {
@@ -207,6 +206,7 @@ public final class EdgeProxyServer: @unchecked Sendable {
         }
     }
 
+    /// Once a second on the control loop: expire session-cache entries, advance the ticket-key schedule.
     fileprivate func tick() {
         snapshotBuilder.sessionCaches.tick(now: monotonicNanos())
         detector?.tick()

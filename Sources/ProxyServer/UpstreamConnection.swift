@@ -4,8 +4,9 @@ import ProxyEventLoop
 import ProxyForwarder
 import ProxyUpstreams
 
-/// A TCP connection to an origin, plain or TLS (`tls`, see UpstreamTLS.swift). While in use it forwards its readiness events to the client connection
-/// that owns it; while idle in the worker's pool it only waits to be reused or closed by the origin.
+/// A TCP connection to an origin, plain or TLS (`tls`, see UpstreamTLS.swift). While in use it forwards its readiness
+/// events to the client connection that owns it; while idle in the worker's pool it only waits to be reused or closed
+/// by the origin.
 final class UpstreamConnection: EventHandler, TimerHandler, OriginTransport {
     // SAFETY: a worker lives as long as the process and outlives its connections; unowned(unsafe) avoids an
     // unowned-retain on every access on the request path (swift_unownedRetainStrong in perf).
