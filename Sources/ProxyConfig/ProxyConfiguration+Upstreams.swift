@@ -72,6 +72,16 @@ extension ProxyConfiguration {
             if let v = t.int("max_fails") { pool.maxFails = v }
             if let v = t.duration("fail_timeout") { pool.failTimeout = v }
             if let v: ProxyProtocol.Version = t.choice("proxy_protocol") { pool.proxyProtocol = v }
+            if let v = t.array("proxy_protocol_tlvs", { Self.readTLVName($0, at: $1, decoder) }) {
+                pool.proxyProtocolTLVs = ProxyProtocol.TLVSet(v)
+                if pool.proxyProtocol != .v2 {
+                    decoder.report(
+                        t.path.appending("proxy_protocol_tlvs"),
+                        "\(t.path.appending("proxy_protocol_tlvs")): TLVs exist only in PROXY protocol v2 "
+                            + "(set proxy_protocol = \"v2\")"
+                    )
+                }
+            }
             if var h = t.table("health_check") {
                 var check = UpstreamPool.HealthCheck()
                 if let v = h.string("path") { check.path = v }
@@ -106,6 +116,18 @@ extension ProxyConfiguration {
             throw ValueError("\"\(s)\" is an address: SNI carries DNS names only (leave sni out for IP origins)")
         }
         return name
+    }
+
+    private static func readTLVName(
+        _ item: TOMLValueConvertible,
+        at path: TOMLPath,
+        _ decoder: ConfigDecoder
+    ) -> ProxyProtocol.TLVSet? {
+        let names = ProxyProtocol.TLVSet.names
+        if let s = item.string, let found = names.first(where: { $0.0 == s }) { return found.1 }
+        let accepted = names.map { "\"\($0.0)\"" }.joined(separator: ", ")
+        decoder.report(path, "\(path): expected one of \(accepted)")
+        return nil
     }
 
     /// Keys of a TOML table come back unordered; file order keeps diagnostics and `/upstreams` in the order written.

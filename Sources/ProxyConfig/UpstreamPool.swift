@@ -31,6 +31,9 @@ public struct UpstreamPool: Sendable, Equatable {
     /// `accept-proxy`); nil sends none. Such connections carry one client's identity, so they are reused only for
     /// requests of that same client connection (HAProxy does the same), never pooled across clients.
     public var proxyProtocol: ProxyProtocol.Version? = nil
+    /// `proxy_protocol_tlvs`: what a v2 header carries besides the addresses (`"alpn"`, `"authority"` = the
+    /// client's SNI, `"ssl"` = TLS version and cipher, `"ja4"`); none by default, as HAProxy's `send-proxy-v2`.
+    public var proxyProtocolTLVs: ProxyProtocol.TLVSet = []
     /// `[upstreams.NAME.tls]`: TLS toward the pool's `https://` servers.
     public var tls = OriginTLS()
     /// `servers` was missing or had only invalid elements (already reported; suppresses "at least one server").

@@ -29,6 +29,22 @@ extension ProxyProtocol {
         public static let clientSSL: UInt8 = 0x01
     }
 
+    /// Which v2 TLVs a pool sends (`proxy_protocol_tlvs`; HAProxy's `proxy-v2-options`). None by default: nginx up to
+    /// at least 1.22 refuses a v2 header longer than 107 bytes on a TLS listener ("header is too large").
+    public struct TLVSet: OptionSet, Sendable, Hashable {
+        public let rawValue: UInt8
+        public init(rawValue: UInt8) { self.rawValue = rawValue }
+        public static let alpn = TLVSet(rawValue: 1)
+        public static let authority = TLVSet(rawValue: 2)
+        public static let ssl = TLVSet(rawValue: 4)
+        public static let ja4 = TLVSet(rawValue: 8)
+        public static let all: TLVSet = [.alpn, .authority, .ssl, .ja4]
+        /// The configuration names, in the order they are written.
+        public static let names: [(String, TLVSet)] = [
+            ("alpn", .alpn), ("authority", .authority), ("ssl", .ssl), ("ja4", .ja4),
+        ]
+    }
+
     /// What the TLS layer knew about the client, for the v2 TLVs (empty fields are left out).
     public struct TLSDetails: Equatable, Sendable {
         public var sni: String
@@ -50,11 +66,12 @@ extension ProxyProtocol {
         _ version: Version,
         source: Source?,
         destination: Source?,
-        tls: TLSDetails? = nil
+        tls: TLSDetails? = nil,
+        tlvs: TLVSet = .all
     ) -> [UInt8] {
         switch version {
         case .v1: encodeV1(source: source, destination: destination)
-        case .v2: encodeV2(source: source, destination: destination, tls: tls)
+        case .v2: encodeV2(source: source, destination: destination, tls: tls, tlvs: tlvs)
         }
     }
 
@@ -68,8 +85,14 @@ extension ProxyProtocol {
     }
 
     /// A v2 header: PROXY over TCP with both addresses, or LOCAL (no addresses: health checks) when either is
-    /// unknown. `tls` adds ALPN, AUTHORITY (SNI), SSL (version and cipher) and the JA4 in custom type 0xE0.
-    public static func encodeV2(source: Source?, destination: Source?, tls: TLSDetails? = nil) -> [UInt8] {
+    /// unknown. `tls` adds those of ALPN, AUTHORITY (SNI), SSL (version and cipher) and the JA4 in custom type 0xE0
+    /// that `tlvs` selects.
+    public static func encodeV2(
+        source: Source?,
+        destination: Source?,
+        tls: TLSDetails? = nil,
+        tlvs: TLVSet = .all
+    ) -> [UInt8] {
         var out = v2Signature
         guard let (src, dst) = sameFamily(source, destination) else {
             out += [0x20, 0x00, 0x00, 0x00]  // version 2, LOCAL; UNSPEC; no payload
@@ -85,15 +108,19 @@ extension ProxyProtocol {
                 bytes += [type, UInt8(n >> 8), UInt8(n & 0xFF)]
                 bytes += value.prefix(n)
             }
-            if !tls.alpn.isEmpty { tlv(TLV.alpn, Array(tls.alpn.utf8), into: &payload) }
-            if !tls.sni.isEmpty { tlv(TLV.authority, Array(tls.sni.utf8), into: &payload) }
-            // PP2_TYPE_SSL: client (1 byte: PP2_CLIENT_SSL), verify (4 bytes: 0 = no client certificate failed),
-            // then the sub-TLVs.
-            var ssl: [UInt8] = [TLV.clientSSL, 0, 0, 0, 0]
-            if !tls.version.isEmpty { tlv(TLV.sslVersion, Array(tls.version.utf8), into: &ssl) }
-            if !tls.cipher.isEmpty { tlv(TLV.sslCipher, Array(tls.cipher.utf8), into: &ssl) }
-            tlv(TLV.ssl, ssl, into: &payload)
-            if !tls.ja4.isEmpty { tlv(TLV.ja4, Array(tls.ja4.utf8), into: &payload) }
+            if tlvs.contains(.alpn) && !tls.alpn.isEmpty { tlv(TLV.alpn, Array(tls.alpn.utf8), into: &payload) }
+            if tlvs.contains(.authority) && !tls.sni.isEmpty {
+                tlv(TLV.authority, Array(tls.sni.utf8), into: &payload)
+            }
+            if tlvs.contains(.ssl) {
+                // PP2_TYPE_SSL: client (1 byte: PP2_CLIENT_SSL), verify (4 bytes: 0 = no client certificate
+                // failed), then the sub-TLVs.
+                var ssl: [UInt8] = [TLV.clientSSL, 0, 0, 0, 0]
+                if !tls.version.isEmpty { tlv(TLV.sslVersion, Array(tls.version.utf8), into: &ssl) }
+                if !tls.cipher.isEmpty { tlv(TLV.sslCipher, Array(tls.cipher.utf8), into: &ssl) }
+                tlv(TLV.ssl, ssl, into: &payload)
+            }
+            if tlvs.contains(.ja4) && !tls.ja4.isEmpty { tlv(TLV.ja4, Array(tls.ja4.utf8), into: &payload) }
         }
         let familyProto: UInt8 = src.address.count == 4 ? 0x11 : 0x21  // TCP over IPv4 / IPv6
         // SNI is at most 255 bytes and the rest is short: far below the 65,535 the length field holds.

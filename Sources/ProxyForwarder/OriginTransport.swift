@@ -69,8 +69,9 @@ public protocol OriginConnector: AnyObject {
 public protocol OriginClient: AnyObject {
     /// Unique within the worker for the process's life (unlike an object address, never reused).
     var originClientID: UInt64 { get }
-    /// The PROXY protocol header naming this client, written first on a new connection to a pool that wants it.
-    func proxyProtocolHeader(_ version: ProxyProtocol.Version) -> [UInt8]
+    /// The PROXY protocol header naming this client (v2: with the TLVs in `tlvs`), written first on a new
+    /// connection to a pool that wants it.
+    func proxyProtocolHeader(_ version: ProxyProtocol.Version, tlvs: ProxyProtocol.TLVSet) -> [UInt8]
 }
 
 /// How one attempt on a server went, for passive health checks.

@@ -70,7 +70,7 @@ final class WorkerOriginConnector: OriginConnector {
                     // Without a client (not expected) the header names nobody (v1 UNKNOWN, v2 LOCAL), and the
                     // connection is shared like any other.
                     u.sendFirst(
-                        f.client?.proxyProtocolHeader(proxyProtocol)
+                        f.client?.proxyProtocolHeader(proxyProtocol, tlvs: pool.proxyProtocolTLVs)
                             ?? ProxyProtocol.header(proxyProtocol, source: nil, destination: nil)
                     )
                     u.privateTo = privateTo

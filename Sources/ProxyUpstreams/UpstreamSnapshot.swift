@@ -93,6 +93,7 @@ public final class PoolSnapshot: Sendable {
     public let hashHeader: [UInt8]?
     /// `proxy_protocol` (copied out of `config`: reading a field of the struct on the request path copies it).
     public let proxyProtocol: ProxyProtocol.Version?
+    public let proxyProtocolTLVs: ProxyProtocol.TLVSet
     let metrics: [ServerMetrics]
 
     public var name: String { config.name }
@@ -123,6 +124,7 @@ public final class PoolSnapshot: Sendable {
         hashIDs = endpoints.map(\.hashID)
         if case .header(let name) = config.hashKey { hashHeader = Array(name.utf8) } else { hashHeader = nil }
         proxyProtocol = config.proxyProtocol
+        proxyProtocolTLVs = config.proxyProtocolTLVs
         self.metrics = metrics
     }
 }

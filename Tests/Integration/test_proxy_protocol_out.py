@@ -245,9 +245,11 @@ backend edge
 
 
 @needs_haproxy
-def test_haproxy_reads_the_v2_tlvs(proxies, tmp_path):
+@pytest.mark.parametrize("tlvs", [None, '["authority"]'])
+def test_haproxy_reads_the_v2_tlvs(proxies, tmp_path, tlvs):
     """A second implementation reads what v2 carries: HAProxy (accept-proxy) as the origin answers with the
-    client address and the AUTHORITY TLV (the client's SNI) it decoded."""
+    client address and the AUTHORITY TLV (the client's SNI) it decoded: present only when proxy_protocol_tlvs
+    asks for it (none by default, like HAProxy's own send-proxy-v2)."""
     port = dead_port()
     cfg = write_file(tmp_path, "haproxy-origin.cfg", f"""
 global
@@ -259,15 +261,15 @@ defaults
     timeout server 30s
 frontend origin
     bind 127.0.0.1:{port} accept-proxy
-    http-request return status 200 content-type text/plain lf-string "%[src] %[fc_pp_authority]"
+    http-request return status 200 content-type text/plain lf-string "%[src] [%[fc_pp_authority]]"
 """)
     origin = Process(["haproxy", "-db", "-f", cfg], name="haproxy-origin")
     try:
         wait_for(lambda: accepts(port), what="haproxy to listen")
-        p = start(proxies, tmp_path, port, "v2")
+        p = start(proxies, tmp_path, port, "v2", extra=f"proxy_protocol_tlvs = {tlvs}" if tlvs else "")
         r = curl("--interface", "127.0.0.13", "--resolve", f"a.test:{p.port}:127.0.0.1",
                  f"https://a.test:{p.port}/")
         assert r.returncode == 0, r.stderr
-        assert r.stdout.strip() == "127.0.0.13 a.test", r.stdout
+        assert r.stdout.strip() == ("127.0.0.13 [a.test]" if tlvs else "127.0.0.13 []"), r.stdout
     finally:
         origin.stop()

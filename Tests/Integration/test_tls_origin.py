@@ -495,21 +495,24 @@ sni = "origin.test"
     assert states()[want_good][0] == "up", states()
 
 
-@pytest.mark.parametrize("version", ["v1", "v2"])
+@pytest.mark.parametrize("version", ["v1", "v2", "v2-tlvs"])
 def test_proxy_protocol_header_goes_before_the_tls_handshake(proxies, tmp_path, pki, tls_origin, version):
     # proxy_protocol on an https:// pool: the header is written raw, then the ClientHello, for requests and for
-    # health checks. v1 against nginx (`listen ... ssl proxy_protocol`); v2 against HAProxy (`accept-proxy ssl`):
-    # nginx 1.22 refuses our v2 header with TLVs on an SSL listener ("header is too large while reading PROXY
-    # protocol": it peeks the header before TLS into a small buffer), so v2 + TLS is shown with HAProxy.
-    if version == "v1":
+    # health checks. v1 and v2 against nginx (`listen ... ssl proxy_protocol`); v2 with every TLV against HAProxy
+    # (`accept-proxy ssl`): nginx 1.22 refuses a v2 header longer than 107 bytes on an SSL listener ("header is too
+    # large while reading PROXY protocol": it peeks the header before TLS into a small buffer), which is why TLVs
+    # are opt-in (proxy_protocol_tlvs).
+    if version != "v2-tlvs":
         o = tls_origin(*pki["good"], listen="proxy_protocol")
         stop = lambda: None
+        pp = f'proxy_protocol = "{version}"\n'
     else:
         o = HAProxyMTLSOrigin(*pki["good"], pki["ca"], verify="none", accept_proxy=True)
         stop = o.stop
+        pp = 'proxy_protocol = "v2"\nproxy_protocol_tlvs = ["alpn", "authority", "ssl", "ja4"]\n'
     try:
         p = start_proxy(proxies, tmp_path, f"https://127.0.0.1:{o.port}", f'ca_file = "{pki["ca"]}"',
-                        extra=f'proxy_protocol = "{version}"\n[upstreams.default.health_check]\ninterval = "200ms"\n'
+                        extra=pp + '[upstreams.default.health_check]\ninterval = "200ms"\n'
                               'timeout = "150ms"\nrise = 1\nfall = 1')
         for http in ("--http1.1", "--http2"):
             code, body = get(p, "/", http)

@@ -132,6 +132,22 @@ final class UpstreamPoolConfigTests: XCTestCase {
             at: "3:1",
             "expected a string"
         )
+        let t = try XCTUnwrap(
+            parsed(
+                "[upstreams.a]\nservers = [\"http://a:1\"]\nproxy_protocol = \"v2\"\nproxy_protocol_tlvs = [\"ssl\", \"ja4\"]"
+            )
+        )
+        XCTAssertEqual(t.upstreamPools[0].proxyProtocolTLVs, [.ssl, .ja4])
+        assertSingleError(
+            "[upstreams.a]\nservers = [\"http://x\"]\nproxy_protocol = \"v1\"\nproxy_protocol_tlvs = [\"ssl\"]",
+            at: "4:1",
+            "TLVs exist only in PROXY protocol v2"
+        )
+        assertSingleError(
+            "[upstreams.a]\nservers = [\"http://x\"]\nproxy_protocol = \"v2\"\nproxy_protocol_tlvs = [\"sni\"]",
+            at: "4:24",
+            "expected one of \"alpn\", \"authority\", \"ssl\", \"ja4\""
+        )
     }
 
     func testErrorsArePositioned() {

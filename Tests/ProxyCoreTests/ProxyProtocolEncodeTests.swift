@@ -105,6 +105,16 @@ final class ProxyProtocolEncodeTests: XCTestCase {
         XCTAssertEqual(sub[0x23], Array("TLS_AES_128_GCM_SHA256".utf8))
     }
 
+    func testV2OnlyTheSelectedTLVs() {
+        let tls = ProxyProtocol.TLSDetails(sni: "a.test", alpn: "h2", version: "TLSv1.3", cipher: "X", ja4: "j")
+        let bare = ProxyProtocol.encodeV2(source: v4, destination: v4dst)
+        XCTAssertEqual(ProxyProtocol.encodeV2(source: v4, destination: v4dst, tls: tls, tlvs: []), bare)
+        let sniOnly = ProxyProtocol.encodeV2(source: v4, destination: v4dst, tls: tls, tlvs: [.authority])
+        XCTAssertEqual(Array(sniOnly[(16 + 12)...]), [0x02, 0x00, 0x06] + Array("a.test".utf8))
+        // Without TLVs the header fits nginx's 107-byte limit on TLS listeners, IPv6 included.
+        XCTAssertLessThanOrEqual(ProxyProtocol.encodeV2(source: v6, destination: v6, tls: tls, tlvs: []).count, 107)
+    }
+
     func testV2EmptyTLSFieldsAreLeftOut() {
         let h = ProxyProtocol.encodeV2(source: v4, destination: v4dst, tls: .init())
         // Only PP2_TYPE_SSL with its 5 fixed bytes.
