@@ -228,6 +228,11 @@ final class UpstreamConnection: EventHandler, TimerHandler, OriginTransport {
         }
     }
 
+    /// Tunnel half-close: FIN toward the origin, reading goes on (a tunnel's connection is never pooled again).
+    func shutdownWrite() {
+        if !closed { Socket.shutdownWrite(fd) }
+    }
+
     // MARK: OriginTransport
 
     var isConnected: Bool { connected }
