@@ -474,7 +474,14 @@ final class H2Connection: H2SessionHandler, TimerHandler {
         s.requestEndSent = true  // the request toward the origin is bodiless; the stream's DATA is tunnel bytes
         let f = s.forwarder(connector: worker.originConnector, pool: worker.bigBufferPool, snapshot: snapshot)
         let get: ArraySlice<UInt8> = Array("GET".utf8)[...]
-        f.begin(method: get, isHEAD: false, requestChunked: false, requestEnded: true, upgrade: true, now: worker.loop.now)
+        f.begin(
+            method: get,
+            isHEAD: false,
+            requestChunked: false,
+            requestEnded: true,
+            upgrade: true,
+            now: worker.loop.now
+        )
         f.pool = pool
         f.hashKey = hashKey
         var keyField: [UInt8] = []
@@ -726,7 +733,10 @@ final class H2Connection: H2SessionHandler, TimerHandler {
         resp.forEachForwardableField { n, v in
             let accept =
                 n.count == 20
-                && n.elementsEqual("sec-websocket-accept".utf8, by: { ($0 &- 0x41) < 26 ? ($0 | 0x20) == $1 : $0 == $1 })
+                && n.elementsEqual(
+                    "sec-websocket-accept".utf8,
+                    by: { ($0 &- 0x41) < 26 ? ($0 | 0x20) == $1 : $0 == $1 }
+                )
             if !accept { headers.append(name: n, value: v) }
         }
         headers.append(name: "via", value: "1.1 edgeproxy")
