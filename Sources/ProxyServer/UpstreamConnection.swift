@@ -228,9 +228,12 @@ final class UpstreamConnection: EventHandler, TimerHandler, OriginTransport {
         }
     }
 
-    /// Tunnel half-close: FIN toward the origin, reading goes on (a tunnel's connection is never pooled again).
+    /// Tunnel half-close: FIN toward the origin (TLS origins: close_notify first), reading goes on (a tunnel's
+    /// connection is never pooled again).
     func shutdownWrite() {
-        if !closed { Socket.shutdownWrite(fd) }
+        guard !closed else { return }
+        if let t = tls, t.established { t.stream.shutdown() }
+        Socket.shutdownWrite(fd)
     }
 
     // MARK: OriginTransport
