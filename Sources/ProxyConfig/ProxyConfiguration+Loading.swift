@@ -151,6 +151,7 @@ extension ProxyConfiguration {
             if let v = t.duration("upstream_connect") { timeouts.upstreamConnect = v }
             if let v = t.duration("upstream_read") { timeouts.upstreamRead = v }
             if let v = t.duration("upstream_send") { timeouts.upstreamSend = v }
+            if let v = t.duration("tunnel_idle") { timeouts.tunnelIdle = v }
             if let v = t.duration("drain") { timeouts.drain = v }
             t.finish()
         }

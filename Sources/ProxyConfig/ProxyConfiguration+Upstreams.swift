@@ -226,12 +226,13 @@ extension ProxyConfiguration {
             return s
         }
         let upstream = reader.string("upstream")
+        let websocket = reader.bool("websocket") ?? true
         reader.finish()
         guard let upstream else {
             if table["upstream"] == nil { decoder.report(path, "\(path): missing \"upstream\" (the pool's name)") }
             return nil
         }
-        return Route(sni: sni, host: host, pathPrefix: prefix, upstream: upstream)
+        return Route(sni: sni, host: host, pathPrefix: prefix, upstream: upstream, websocket: websocket)
     }
 
     // MARK: - Validation

@@ -110,7 +110,7 @@ extension ProxyConfiguration {
         let timeoutValues: [(String, ConfigDuration)] = [
             ("handshake", timeouts.handshake), ("header_read", timeouts.headerRead), ("idle", timeouts.idle),
             ("upstream_connect", timeouts.upstreamConnect), ("upstream_read", timeouts.upstreamRead),
-            ("upstream_send", timeouts.upstreamSend),
+            ("upstream_send", timeouts.upstreamSend), ("tunnel_idle", timeouts.tunnelIdle),
         ]
         for (key, value) in timeoutValues where value.milliseconds == 0 {
             add([["timeouts", key]], "timeouts.\(key) must be greater than 0")

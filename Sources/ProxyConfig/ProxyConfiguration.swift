@@ -217,6 +217,9 @@ extension ProxyConfiguration {
         public var upstreamRead = ConfigDuration.seconds(60)
         /// Request bytes waiting for an upstream to accept them (its receive window stays full this long).
         public var upstreamSend = ConfigDuration.seconds(60)
+        /// A WebSocket/Upgrade tunnel in which no byte moved in either direction (nginx's 60 s
+        /// `proxy_read_timeout` on upgraded connections; HAProxy's `timeout tunnel`): both sides are closed.
+        public var tunnelIdle = ConfigDuration.seconds(60)
         /// On shutdown or reload, how long in-flight requests may finish before connections are closed; 0 = at once.
         public var drain = ConfigDuration.seconds(30)
 

@@ -13,12 +13,24 @@ public struct Route: Sendable, Equatable {
     public var pathPrefix: String? = nil
     /// `upstream`: the pool's name.
     public var upstream: String
+    /// `websocket` (default true): HTTP/1.1 `Upgrade` requests (with `Connection: upgrade`) are forwarded and a
+    /// `101 Switching Protocols` answer becomes a tunnel; RFC 8441 extended CONNECT over HTTP/2 is translated to
+    /// such an upgrade. False: `Upgrade` is stripped like any hop-by-hop field (the origin sees a plain request)
+    /// and an extended CONNECT is answered 501.
+    public var websocket: Bool
 
-    public init(sni: [String] = [], host: [String] = [], pathPrefix: String? = nil, upstream: String) {
+    public init(
+        sni: [String] = [],
+        host: [String] = [],
+        pathPrefix: String? = nil,
+        upstream: String,
+        websocket: Bool = true
+    ) {
         self.sni = sni
         self.host = host
         self.pathPrefix = pathPrefix
         self.upstream = upstream
+        self.websocket = websocket
     }
 
     /// Whether the route has no matcher at all (a catch-all).

@@ -16,11 +16,15 @@ public struct ForwarderTimeouts: Sendable, Equatable {
     /// Between two reads from the origin, while the request has been sent (or the response is streaming) and the
     /// client has room for more. Time spent waiting for the client (slow upload, full client buffers) never counts.
     public var read: UInt64 = 60_000_000_000
+    /// A tunnel (after 101) in which no byte moved in either direction (HAProxy's `timeout tunnel`, nginx's
+    /// `proxy_read_timeout` on an upgraded connection): both sides are closed.
+    public var tunnelIdle: UInt64 = 60_000_000_000
     public init() {}
-    public init(connect: UInt64, send: UInt64, read: UInt64) {
+    public init(connect: UInt64, send: UInt64, read: UInt64, tunnelIdle: UInt64 = 60_000_000_000) {
         self.connect = connect
         self.send = send
         self.read = read
+        self.tunnelIdle = tunnelIdle
     }
 }
 
@@ -32,6 +36,13 @@ public struct ForwarderTimeouts: Sendable, Equatable {
 /// The session hands it a request head and body bytes and receives the response through `ForwarderSink`.
 /// Sans-IO with respect to sockets: it talks to `OriginTransport`/`OriginConnector`, so a unit test drives it
 /// with a scripted origin. One forwarder per HTTP/1 connection or HTTP/2 stream, reused across exchanges.
+///
+/// Tunnels: when the session marks the request as an upgrade (`begin(upgrade: true)`) and the origin answers
+/// `101 Switching Protocols`, the exchange becomes a byte tunnel in the same buffers and with the same
+/// backpressure: the session's request-body calls carry the client's bytes (unframed), the sink's body calls the
+/// origin's. Each side's end is passed on as a half-close (`endTunnelUpstream` → `shutdownWrite` toward the
+/// origin; origin EOF → `forwarderTunnelOriginDone`), and the tunnel ends when both have, or after
+/// `timeouts.tunnelIdle` without a byte moving. Its origin connection is never pooled again.
 public final class OriginForwarder {
     /// Where the exchange is. `sending` and the response states can overlap (an origin may answer before the
     /// request body ended); the state follows the response side once a head arrived.
@@ -44,6 +55,8 @@ public final class OriginForwarder {
         case awaitingHead
         /// The response head was delivered; body bytes flow.
         case streaming
+        /// A 101 was delivered: raw bytes flow both ways until both sides ended.
+        case tunnel
         case done
         case failed
     }
@@ -138,6 +151,16 @@ public final class OriginForwarder {
     /// The origin is not read because the sink has no room.
     public private(set) var pausedBySink = false
 
+    /// The request asks to switch protocols: a 101 answer makes the exchange a tunnel.
+    public private(set) var upgradeRequested = false
+    /// The client's side of the tunnel ended (it sends nothing more).
+    public private(set) var tunnelClientEnded = false
+    /// The origin's write side was shut down after the client's end.
+    private var tunnelUpShut = false
+    /// The origin's EOF was passed on to the sink.
+    public private(set) var tunnelOriginEnded = false
+    public var isTunnel: Bool { state == .tunnel }
+
     /// Attempts so far and the servers they went to (capacity reused across exchanges).
     public private(set) var attempts = 0
     public private(set) var triedServers: [Int] = []
@@ -175,15 +198,21 @@ public final class OriginForwarder {
     // MARK: the session's side
 
     /// Starts an exchange. The session then writes the request head with `appendHead` and calls `start`.
+    /// `upgrade`: the head carries `Connection: upgrade` + `Upgrade` (the request itself must be bodiless).
     public func begin(
         method: ArraySlice<UInt8>,
         isHEAD: Bool,
         requestChunked: Bool,
         requestEnded: Bool,
+        upgrade: Bool = false,
         now: UInt64
     ) {
         precondition(transport == nil, "begin while an origin connection is attached")
         state = .idle
+        upgradeRequested = upgrade
+        tunnelClientEnded = false
+        tunnelUpShut = false
+        tunnelOriginEnded = false
         self.now = now
         idempotent = Self.isIdempotent(method)
         self.isHEAD = isHEAD
@@ -220,9 +249,14 @@ public final class OriginForwarder {
         connectNext(failStatus: 502, reason: .noServer)
     }
 
-    /// Request-body bytes the forwarder can take now (0: wait for `forwarderOriginReady`).
+    /// Request-body bytes (tunnel: client bytes) the forwarder can take now (0: wait for `forwarderOriginReady`).
+    /// An upgrade request takes none until the origin switched: what the client sends early waits in the session.
     public func requestBodyRoom() -> Int {
         guard let out = upOut, isActive else { return 0 }
+        if upgradeRequested {
+            guard state == .tunnel, !tunnelClientEnded else { return 0 }
+            return out.freeCount
+        }
         var room = out.freeCount - upSent - (requestChunked ? chunkFramingReserve : 0)
         if room <= 0 && upSent > 0 && replayable && answered == false {
             // The body outgrows the buffer: give up the ability to replay this request to make room.
@@ -237,6 +271,14 @@ public final class OriginForwarder {
         guard bytes.count > 0, let out = upOut else { return }
         requestBodyBytes += bytes.count
         if requestChunked { Self.appendChunk(bytes, to: out) } else { out.append(bytes) }
+    }
+
+    /// Tunnel: the client sends nothing more (FIN, END_STREAM). Once its bytes are written the origin's write side
+    /// is shut down; the origin's answer still flows.
+    public func endTunnelUpstream() {
+        guard state == .tunnel, !tunnelClientEnded else { return }
+        tunnelClientEnded = true
+        if let t = transport { finishTunnelSides(t) }
     }
 
     /// The client's request ended; `trailers` are complete field lines (`Name: value\r\n`...) for a chunked body.
@@ -263,6 +305,7 @@ public final class OriginForwarder {
             return answered && !pausedBySink ? lastRead &+ timeouts.read : 0
         case .awaitingHead: return max(lastRead, lastWrite) &+ timeouts.read
         case .streaming: return pausedBySink ? 0 : lastRead &+ timeouts.read
+        case .tunnel: return max(lastRead, lastWrite) &+ timeouts.tunnelIdle
         case .idle, .done, .failed: return 0
         }
     }
@@ -278,6 +321,8 @@ public final class OriginForwarder {
             attemptFailed(.connectFailed, reason: .timeout, status: 504)
         case .streaming:
             fail(status: nil, reason: .timeout)
+        case .tunnel:
+            fail(status: nil, reason: .tunnelIdle)
         default:
             connector.report(t, .failedBeforeResponse)
             attemptFailed(answered ? .responseStarted : .timedOutBeforeHead, reason: .timeout, status: 504)
@@ -358,6 +403,11 @@ public final class OriginForwarder {
             case .blocked:
                 break
             case .failed:
+                if state == .tunnel {
+                    // The origin is gone mid-tunnel (not a health matter: it had switched protocols).
+                    fail(status: nil, reason: .resetMidBody)
+                    return true
+                }
                 // EPIPE/ECONNRESET: a reused connection that accepted nothing was already dead.
                 connector.report(t, .failedBeforeResponse)
                 let attempt = failedAttempt(t)
@@ -368,6 +418,10 @@ public final class OriginForwarder {
         if !replayable && upSent > 0 {
             out.consume(upSent)
             upSent = 0
+        }
+        if state == .tunnel {
+            finishTunnelSides(t)
+            return progress
         }
         if requestEnded && !finalChunkQueued { queueFinalChunk() }
         if state == .sending && requestEnded && finalChunkQueued && pendingWrite == 0 {
@@ -394,6 +448,8 @@ public final class OriginForwarder {
                 progress = true
                 lastRead = now
                 if !answered { originAnswered() }
+            case .eof where state == .tunnel:
+                lastRead = now
             case .full, .blocked, .eof:
                 break
             }
@@ -402,6 +458,15 @@ public final class OriginForwarder {
             if r == .full && (t.inBuf?.freeCount ?? 1) == 0 { break }
         }
         guard isActive, transport === t else { return true }
+        if state == .tunnel {
+            if t.peerClosed && (t.inBuf?.isEmpty ?? true) && !tunnelOriginEnded {
+                tunnelOriginEnded = true
+                sink?.forwarderTunnelOriginDone()
+                if transport === t { finishTunnelSides(t) }
+                return true
+            }
+            return progress
+        }
         if t.peerClosed && (t.inBuf?.isEmpty ?? true) {
             // EOF: ends a close-delimited body; otherwise the origin died.
             if case .end = parser.finish() {
@@ -437,6 +502,7 @@ public final class OriginForwarder {
         // The transport's buffer, fetched once (an existential getter: a retain and release per access).
         let inBuf = t.inBuf
         while isActive && transport === t {
+            if state == .tunnel { return relayTunnel(inBuf) || progress }
             let have = inBuf?.readableCount ?? 0
             if have == 0 && !parserPending { break }
             var limit = have
@@ -497,8 +563,12 @@ public final class OriginForwarder {
         let head = parser.head
         connector.report(t, .responded(status: head.status))
         if head.status == 101 {
-            // Upgrades are not tunnelled (yet): a 101 cannot be forwarded as a normal response.
-            fail(status: 502, reason: .unsupported)
+            // Only a request that asked may be switched, and only to a protocol the origin names (RFC 9110 §15.2.2).
+            guard upgradeRequested, head.headers.contains("upgrade") else {
+                fail(status: 502, reason: .unsupported)
+                return
+            }
+            startTunnel(head)
             return
         }
         status = head.status
@@ -509,6 +579,59 @@ public final class OriginForwarder {
             fail(status: 502, reason: .badResponse)
             return
         }
+    }
+
+    // MARK: tunnel
+
+    private func startTunnel(_ head: ResponseHead) {
+        status = 101
+        state = .tunnel
+        // Nothing is replayed from here on; client bytes are forwarded as they are.
+        releaseKeptBytes()
+        requestChunked = false
+        requestBodyBytes = 0
+        lastRead = now
+        lastWrite = now
+        guard let sink, sink.forwarderResponseHead(head, isHEAD: false) else {
+            status = 0
+            state = .awaitingHead
+            fail(status: 502, reason: .badResponse)
+            return
+        }
+    }
+
+    /// Origin bytes to the sink as far as it has room. True when bytes moved.
+    private func relayTunnel(_ inBuf: ByteBuffer?) -> Bool {
+        guard let b = inBuf, b.readableCount > 0 else { return false }
+        let room = sinkRoom()
+        guard room > 0 else {
+            pausedBySink = true
+            return false
+        }
+        let n = min(room, b.readableCount)
+        let bytes = UnsafeRawBufferPointer(start: b.base + b.start, count: n)
+        b.consume(n)  // indices only: the bytes stay in place during the call
+        responseBodyBytes += n
+        sink?.forwarderResponseBody(bytes)
+        if b.readableCount > 0 { pausedBySink = true }
+        return true
+    }
+
+    /// Half-closes the origin once the client ended and its bytes are written; ends the tunnel once both sides
+    /// have ended.
+    private func finishTunnelSides(_ t: any OriginTransport) {
+        guard state == .tunnel, transport === t else { return }
+        if tunnelClientEnded && !tunnelUpShut && pendingWrite == 0 {
+            tunnelUpShut = true
+            t.shutdownWrite()
+        }
+        guard tunnelUpShut && tunnelOriginEnded else { return }
+        state = .done
+        transport = nil
+        t.setOwner(nil)
+        connector.release(t, reusable: false)
+        releaseBuffers()
+        sink?.forwarderResponseEnd(trailers: parser.trailers)
     }
 
     private func responseEnded(reusable: Bool) {
@@ -525,7 +648,7 @@ public final class OriginForwarder {
     }
 
     private func originDied(_ t: any OriginTransport) {
-        if state == .streaming {
+        if state == .streaming || state == .tunnel {
             fail(status: nil, reason: .resetMidBody)
             return
         }

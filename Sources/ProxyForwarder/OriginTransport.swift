@@ -45,6 +45,8 @@ public protocol OriginTransport: AnyObject {
     /// Reads what the socket has into `inBuf`, once.
     func fillInput() -> TransportRead
     func write(_ bytes: UnsafeRawBufferPointer) -> TransportWrite
+    /// Tunnel half-close: no more bytes will be written (the origin reads EOF; its replies still arrive).
+    func shutdownWrite()
     /// Makes readiness events reach `forwarder.transportReady()` (nil: nobody is using the connection).
     func setOwner(_ forwarder: OriginForwarder?)
 }
@@ -85,7 +87,8 @@ public enum OriginOutcome: Equatable, Sendable {
 
 /// Where an exchange's response goes: the HTTP/1 client connection or one HTTP/2 stream. The forwarder calls
 /// these in order: at most one `forwarderResponseHead`, then body bytes (never more than `forwarderBodyRoom`),
-/// then exactly one of `forwarderResponseEnd` / `forwarderFailed`.
+/// then exactly one of `forwarderResponseEnd` / `forwarderFailed`. For a tunnel (a 101 head) the body bytes are
+/// the origin's raw bytes, and `forwarderTunnelOriginDone` may come before the end.
 public protocol ForwarderSink: AnyObject {
     /// The origin's final response head (1xx interim heads are not forwarded). False when the sink cannot take it
     /// (e.g. it does not fit, or cannot be expressed in the client's protocol): the exchange fails with 502.
@@ -100,6 +103,11 @@ public protocol ForwarderSink: AnyObject {
     func forwarderFailed(status: Int?, reason: ForwardFailure)
     /// The origin connection has readiness news: drive the forwarder (from the session's own pump).
     func forwarderOriginReady()
+    /// Tunnel (after a forwarded 101): the origin closed its sending side and every byte before its EOF was handed
+    /// to `forwarderResponseBody`. Half-close toward the client once those bytes are out (HTTP/1: close_notify;
+    /// HTTP/2: END_STREAM). The client may still send; the tunnel ends with `forwarderResponseEnd` once its side
+    /// ended too, or with `forwarderFailed(status: nil, ...)` (idle timeout, reset).
+    func forwarderTunnelOriginDone()
 }
 
 /// Why an exchange failed (metrics label and log text).
@@ -111,4 +119,6 @@ public enum ForwardFailure: String, Sendable {
     case badResponse = "bad_response"
     case timeout
     case unsupported
+    /// A tunnel moved no byte in either direction for `ForwarderTimeouts.tunnelIdle` (not an origin error).
+    case tunnelIdle = "tunnel_idle"
 }

@@ -10,12 +10,14 @@ extension HTTP1Writer {
     /// - X-Forwarded-For (existing values merged into one line, then the client), X-Forwarded-Proto (replaced),
     ///   Forwarded (merged, then `for=...;proto=...;host=...`), Via, then `forwarding.extraHeaderLines`.
     ///
-    /// Upgrade is dropped like the other hop-by-hop fields; a caller that supports WebSocket re-adds
-    /// `Connection: upgrade` and `Upgrade` through `extraHeaderLines` of a per-request context.
+    /// Upgrade is dropped like the other hop-by-hop fields; with `upgrade` (the protocol list
+    /// `ProtocolUpgrade.requested` allowed) the proxy's own `Connection: upgrade` and `Upgrade: <upgrade>` follow
+    /// the framing.
     public static func appendRequestHead(
         _ head: RequestHead,
         framing: OutboundFraming,
         forwarding ctx: ForwardingContext,
+        upgrade: ArraySlice<UInt8>? = nil,
         to out: inout [UInt8]
     ) {
         let fields = head.headers.fields
@@ -82,6 +84,7 @@ extension HTTP1Writer {
                 out.appendCRLF()
             }
             appendFraming(framing == .closeDelimited ? .bodiless : framing, to: &out)
+            if let upgrade { appendUpgrade(upgrade, to: &out) }
 
             let host: UnsafeBufferPointer<UInt8> =
                 absolute
@@ -102,5 +105,12 @@ extension HTTP1Writer {
                 to: &out
             )
         }
+    }
+
+    /// `Connection: upgrade` and `Upgrade: <protocols>` toward the origin (request) or the client (101).
+    static func appendUpgrade(_ protocols: ArraySlice<UInt8>, to out: inout [UInt8]) {
+        out.appendStatic("Connection: upgrade\r\nUpgrade: ")
+        out.append(contentsOf: protocols)
+        out.appendCRLF()
     }
 }

@@ -9,7 +9,8 @@ extension HTTP1Writer {
     /// - `Connection: close` when `closeConnection` or `framing == .closeDelimited`; otherwise
     ///   `Connection: keep-alive` for an HTTP/1.0 client (whose default is close).
     ///
-    /// For a forwarded 1xx interim head pass `.bodiless` and `closeConnection: false`.
+    /// For a forwarded 1xx interim head pass `.bodiless` and `closeConnection: false`. A 101 Switching Protocols
+    /// head ends with `Connection: upgrade` and the origin's `Upgrade` instead (the connection becomes a tunnel).
     public static func appendResponseHead(
         _ head: ResponseHead,
         framing: OutboundFraming,
@@ -58,7 +59,9 @@ extension HTTP1Writer {
             out.appendStatic(via)
             out.appendCRLF()
         }
-        if closeConnection || framing == .closeDelimited {
+        if head.status == 101, let i = head.headers.firstIndex(of: "upgrade") {
+            appendUpgrade(head.headers.value(at: i), to: &out)
+        } else if closeConnection || framing == .closeDelimited {
             out.appendStatic("Connection: close\r\n")
         } else if clientVersion == .http1_0 {
             out.appendStatic("Connection: keep-alive\r\n")

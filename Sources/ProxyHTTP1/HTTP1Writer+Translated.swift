@@ -9,6 +9,10 @@ extension HTTP1Writer {
     /// - framing for `framing`, then X-Forwarded-For, X-Forwarded-Proto, Forwarded and Via as in
     ///   `appendRequestHead(_:framing:forwarding:to:)`, then `forwarding.extraHeaderLines`.
     ///
+    /// With `upgrade` (an RFC 8441 extended CONNECT's `:protocol`), `Connection: upgrade`, `Upgrade: <upgrade>` and
+    /// `upgradeFields` (complete field lines, e.g. a generated `Sec-WebSocket-Key`) follow the framing; the caller
+    /// passes `GET` as `method`.
+    ///
     /// The caller has validated the bytes (HTTP/2 field rules: lowercase token names, no CR/LF/NUL in values).
     public static func appendTranslatedRequestHead(
         method: ArraySlice<UInt8>,
@@ -17,6 +21,8 @@ extension HTTP1Writer {
         headers: HTTPHeaders,
         framing: OutboundFraming,
         forwarding ctx: ForwardingContext,
+        upgrade: ArraySlice<UInt8>? = nil,
+        upgradeFields: [UInt8] = [],
         to out: inout [UInt8]
     ) {
         out.append(contentsOf: method)
@@ -77,6 +83,10 @@ extension HTTP1Writer {
                 out.appendCRLF()
             }
             appendFraming(framing == .closeDelimited ? .bodiless : framing, to: &out)
+            if let upgrade {
+                appendUpgrade(upgrade, to: &out)
+                out.append(contentsOf: upgradeFields)
+            }
             hostValue.withUnsafeBufferPointer { host in
                 appendForwardingTail(
                     ctx,

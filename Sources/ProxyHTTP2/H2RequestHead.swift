@@ -10,6 +10,7 @@ public struct H2RequestHead: Sendable {
     var schemeRange = 0..<0
     var authorityRange = 0..<0
     var pathRange = 0..<0
+    var protocolRange = 0..<0
     /// Regular fields in arrival order, names lowercase.
     public internal(set) var headers = HTTPHeaders(reservingBytes: 1024)
     /// The `content-length` value, when present.
@@ -25,9 +26,13 @@ public struct H2RequestHead: Sendable {
     public var authority: ArraySlice<UInt8> { pseudo[authorityRange] }
     /// Empty for CONNECT.
     public var path: ArraySlice<UInt8> { pseudo[pathRange] }
+    /// `:protocol` of an extended CONNECT (RFC 8441 §4), empty otherwise.
+    public var protocolName: ArraySlice<UInt8> { pseudo[protocolRange] }
 
     public var isHEAD: Bool { method.elementsEqual("HEAD".utf8) }
     public var isCONNECT: Bool { method.elementsEqual("CONNECT".utf8) }
+    /// RFC 8441 extended CONNECT: CONNECT with `:protocol` (nghttp2 required `:scheme` and `:path` with it).
+    public var isExtendedCONNECT: Bool { !protocolRange.isEmpty && isCONNECT }
 
     mutating func reset() {
         pseudo.removeAll(keepingCapacity: true)
@@ -35,6 +40,7 @@ public struct H2RequestHead: Sendable {
         schemeRange = 0..<0
         authorityRange = 0..<0
         pathRange = 0..<0
+        protocolRange = 0..<0
         headers.removeAllKeepingCapacity()
         contentLength = nil
         listSize = 0

@@ -153,6 +153,9 @@ public final class H2ServerSession {
             .init(settings_id: Int32(NGHTTP2_SETTINGS_ENABLE_PUSH.rawValue), value: 0),
             .init(settings_id: Int32(NGHTTP2_SETTINGS_NO_RFC7540_PRIORITIES.rawValue), value: 1),
         ]
+        if settings.enableConnectProtocol {
+            iv.append(.init(settings_id: Int32(NGHTTP2_SETTINGS_ENABLE_CONNECT_PROTOCOL.rawValue), value: 1))
+        }
         _ = nghttp2_submit_settings(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), &iv, iv.count)
         // The connection window covers every stream's window, so one stream cannot starve the others.
         let connectionWindow = Int32(clamping: settings.initialWindowSize * max(1, settings.maxConcurrentStreams))
@@ -438,7 +441,8 @@ public final class H2ServerSession {
             case 7 where name[1] == 0x73: head.schemeRange = r  // :scheme
             case 5: head.pathRange = r  // :path
             case 10: head.authorityRange = r  // :authority
-            default: break  // :protocol (not enabled, so nghttp2 rejects it)
+            case 9: head.protocolRange = r  // :protocol (only accepted after SETTINGS_ENABLE_CONNECT_PROTOCOL)
+            default: break
             }
             return 0
         }

@@ -21,6 +21,10 @@ public struct H2Settings: Sendable, Equatable {
     public var maxContinuations = 8
     /// Outbound SETTINGS/PING ACKs queued while the peer does not read; more closes the connection.
     public var maxOutboundAcks = 1000
+    /// SETTINGS_ENABLE_CONNECT_PROTOCOL (RFC 8441 §3): clients may send extended CONNECT (`:protocol`, e.g.
+    /// WebSocket over HTTP/2). nghttp2 accepts `:protocol` only once this was sent; without it the field is a
+    /// malformed request (stream reset).
+    public var enableConnectProtocol = true
 
     public init() {}
 }

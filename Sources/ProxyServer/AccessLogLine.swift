@@ -70,6 +70,8 @@ enum AccessLogLine {
         }
         // Only when the response did not reach the client whole (reset, origin died, cut by shutdown).
         if ex.truncated { w.field("truncated", true) }
+        // A WebSocket/Upgrade tunnel, logged when it ended: bytes_in/bytes_out are the tunnel's bytes each way.
+        if ex.tunnel { w.field("tunnel", true) }
         w.endObject()
         w.bytes.append(10)
         out = w.bytes

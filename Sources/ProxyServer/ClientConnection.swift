@@ -82,6 +82,14 @@ final class ClientConnection: EventHandler, TimerHandler {
     private var fwd: OriginForwarder?
     /// The response framing toward this client for the current exchange.
     private var encoder = HTTP1ResponseEncoder()
+    /// The current exchange is a tunnel (the origin's 101 was forwarded): the client's bytes go to the forwarder
+    /// unparsed, the origin's come back as they are (OriginForwarder's tunnel). Counted in the tunnel gauge.
+    private var tunnel = false
+    /// Tunnel: the origin ended its side; close_notify follows once the bytes before its EOF are flushed.
+    private var tunnelOriginDone = false
+    private var tunnelClientShut = false
+    /// Tunnel: the client's EOF was passed to the forwarder.
+    private var tunnelClientEndSent = false
 
     /// The current exchange, stored inline in the HTTP state (no per-request allocation). Reading it before the
     /// first request sees an idle exchange.
@@ -293,6 +301,10 @@ final class ClientConnection: EventHandler, TimerHandler {
             worker.logger.debug("handshake timeout from \(peer)")
             // A FIN, not an RST: the lingering close reads what the client still sends (issue 15, item 10).
             closeNow()
+        case .open where tunnel:
+            // Only the tunnel's idle deadline applies (no byte moved either way): the forwarder closes both sides.
+            if let f = fwd, f.isActive, f.deadline != 0, now >= f.deadline { f.checkTimeout(now: now) }
+            pump()
         case .open where ex.active && !ex.local:
             if let f = fwd, f.isActive, f.deadline != 0, now >= f.deadline {
                 // The origin is too slow: the forwarder retries, answers 504, or aborts a started response.
@@ -332,6 +344,12 @@ final class ClientConnection: EventHandler, TimerHandler {
             var progress = false
             if flushClient() { progress = true }
             if closed { return }
+            if tunnelOriginDone && !tunnelClientShut && (outBuf?.isEmpty ?? true) {
+                // The origin's half-close, passed on once its last bytes are out: close_notify (TLS 1.3 and
+                // OpenSSL keep reading after it), the client's bytes still flow to the origin.
+                tunnelClientShut = true
+                tls?.shutdown()
+            }
             if ex.active, let f = fwd, f.isActive {
                 if f.drive(now: worker.loop.now) { progress = true }
                 if closed { return }
@@ -477,6 +495,7 @@ final class ClientConnection: EventHandler, TimerHandler {
 
     /// Feeds buffered client bytes to the parser. Returns true when anything was consumed or completed.
     private func processClientInput() -> Bool {
+        if tunnel { return relayClientToOrigin() }
         guard phase == .open, !closeAfterResponse || ex.active else { return false }
         var progress = false
         while !closed {
@@ -547,6 +566,28 @@ final class ClientConnection: EventHandler, TimerHandler {
         return progress
     }
 
+    /// Tunnel: the client's bytes to the forwarder as far as it has room (the rest waits in `inBuf`, and reading
+    /// the client stops once that is full); its EOF once everything before it was handed over.
+    private func relayClientToOrigin() -> Bool {
+        guard phase == .open, let f = fwd, f.isTunnel else { return false }
+        var moved = false
+        if let b = inBuf, b.readableCount > 0 {
+            let n = min(b.readableCount, f.requestBodyRoom())
+            if n > 0 {
+                f.sendRequestBody(UnsafeRawBufferPointer(start: b.base + b.start, count: n))
+                b.consume(n)
+                ex.requestBodyBytes += n
+                moved = true
+            }
+        }
+        if peerEOF && (inBuf?.isEmpty ?? true) && !tunnelClientEndSent {
+            tunnelClientEndSent = true
+            f.endTunnelUpstream()  // may end the tunnel now (forwarderResponseEnd)
+            moved = true
+        }
+        return moved
+    }
+
     private func startExchange() {
         let head = parser.head
         ex.begin(head: head, now: worker.loop.now, logFields: worker.accessLog != nil)
@@ -570,14 +611,18 @@ final class ClientConnection: EventHandler, TimerHandler {
         )
         let pool: Int
         let hashKey: UInt64
+        let websocket: Bool
         switch route {
         case .reject(let status):
             ex.local = true
             failExchange(status: status)
             return
-        case .pool(let p, let key):
-            (pool, hashKey) = (p, key)
+        case .pool(let p, let key, let ws):
+            (pool, hashKey, websocket) = (p, key, ws)
         }
+        // An upgrade the route allows is forwarded with the proxy's own Connection/Upgrade fields; any other
+        // Upgrade is stripped as hop-by-hop (ProtocolUpgrade).
+        let upgrade = websocket ? ProtocolUpgrade.requested(head) : nil
         if head.expectsContinue {
             // We answer the expectation ourselves and do not forward it: the origin sees a plain request.
             ensureOutBuf().append("HTTP/1.1 100 Continue\r\n\r\n")
@@ -588,6 +633,7 @@ final class ClientConnection: EventHandler, TimerHandler {
             isHEAD: ex.isHEAD,
             requestChunked: head.isChunked,
             requestEnded: !head.hasBody,
+            upgrade: upgrade != nil,
             now: worker.loop.now
         )
         f.pool = pool
@@ -597,6 +643,7 @@ final class ClientConnection: EventHandler, TimerHandler {
             head,
             framing: head.outboundFraming,
             forwarding: forwardingContext(),
+            upgrade: upgrade,
             to: &worker.scratch
         )
         guard f.appendHead(worker.scratch) else {
@@ -709,6 +756,10 @@ final class ClientConnection: EventHandler, TimerHandler {
     // MARK: logging
 
     private func logExchange() {
+        if tunnel {
+            tunnel = false
+            worker.metrics.tunnelClosed()
+        }
         worker.metrics.request(status: ex.status, pool: ex.originPool, nanoseconds: worker.loop.now &- ex.startedAt)
         guard worker.accessLog != nil else { return }
         AccessLogLine.append(
@@ -731,7 +782,9 @@ final class ClientConnection: EventHandler, TimerHandler {
         case .closing:
             setDeadline(now &+ snapshot.timeouts.idle)
         case .open:
-            if ex.active && !ex.local {
+            if tunnel, let f = fwd, f.isActive {
+                setDeadline(f.deadline)  // the tunnel's idle deadline, for both directions
+            } else if ex.active && !ex.local {
                 // The origin's deadline (connect, send, read) and, while the client uploads or does not read
                 // what we owe it, the client's: progress in either direction restarts its clock.
                 var d = fwd.map { $0.isActive ? $0.deadline : 0 } ?? 0
@@ -868,9 +921,13 @@ final class ClientConnection: EventHandler, TimerHandler {
         h2?.teardown()
         h2 = nil
         if ex.active && !ex.local && ex.status != 0 && !ex.responseEnded {
-            ex.truncated = true
+            ex.truncated = !tunnel
         }
         fwd?.abandon()
+        if tunnel && ex.active {
+            // A tunnel cut by the connection's end (client reset, drain timeout) is logged when it ends, as always.
+            logExchange()
+        }
         fwd?.sink = nil
         if hasPrivateOrigins { worker.closePrivateIdleUpstreams(of: serial) }
         ex.active = false
@@ -946,6 +1003,16 @@ extension ClientConnection: ForwarderSink {
         ex.status = head.status
         if let f = fwd { (ex.originIndex, ex.originPool) = (f.server, f.pool) }
         if worker.accessLog != nil { ex.originAnswered(status: head.status, transport: fwd?.transport) }
+        if head.status == 101 {
+            // The connection becomes the tunnel; it closes when the tunnel ends.
+            tunnel = true
+            ex.tunnel = true
+            tunnelOriginDone = false
+            tunnelClientShut = false
+            tunnelClientEndSent = false
+            closeAfterResponse = true
+            worker.metrics.tunnelOpened()
+        }
         if !ex.requestEnded {
             // The origin answered before the whole request body arrived: the connection cannot be reused.
             closeAfterResponse = true
@@ -983,8 +1050,19 @@ extension ClientConnection: ForwarderSink {
     }
 
     func forwarderFailed(status: Int?, reason: ForwardFailure) {
-        if reason != .connect && reason != .noServer { worker.metrics.upstreamError(reason.rawValue) }
+        if reason != .connect && reason != .noServer && reason != .tunnelIdle {
+            worker.metrics.upstreamError(reason.rawValue)
+        }
         if let f = fwd { (ex.originIndex, ex.originPool) = (f.server, f.pool) }
+        if reason == .tunnelIdle {
+            // Nothing moved either way for timeouts.tunnel_idle: a normal end for a tunnel (logged, not truncated);
+            // the origin is closed already, the client gets close_notify and a FIN.
+            worker.logger.debug("tunnel for \(peer) idle: closing both sides")
+            logExchange()
+            ex.active = false
+            closeNow()
+            return
+        }
         if let status {
             worker.logger.debug("origin exchange for \(peer) failed (\(reason.rawValue)): answering \(status)")
             failExchange(status: status)
@@ -999,4 +1077,6 @@ extension ClientConnection: ForwarderSink {
     }
 
     func forwarderOriginReady() { pump() }
+
+    func forwarderTunnelOriginDone() { tunnelOriginDone = true }
 }

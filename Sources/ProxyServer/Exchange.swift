@@ -32,6 +32,8 @@ struct Exchange {
     var responseBodyBytes = 0
     /// The response did not complete toward the client (aborted, reset, cut by shutdown).
     var truncated = false
+    /// The exchange became a tunnel (101): logged with `"tunnel":true` when the tunnel ends.
+    var tunnel = false
     var status = 0
     var startedAt: UInt64 = 0
     /// Request fields copied for the access log (`host`, `user_agent`, `referer`; capacity reused, cut at 512 bytes).
@@ -115,6 +117,7 @@ struct Exchange {
         responseEnded = false
         responseBodyBytes = 0
         truncated = false
+        tunnel = false
         status = 0
         startedAt = now
         answeredBy = nil

@@ -332,7 +332,9 @@ final class H2Connection: H2SessionHandler, TimerHandler {
         for (_, s) in streams {
             if let f = s.fwd, f.isActive, f.deadline != 0, now >= f.deadline {
                 expired.append(s)
-            } else if !s.ex.requestEnded && !s.ex.local && now &- s.lastClientData >= snapshot.timeouts.idle {
+            } else if !s.ex.requestEnded && !s.ex.local && !s.upgrade
+                && now &- s.lastClientData >= snapshot.timeouts.idle
+            {
                 // The client stopped sending a request body: the stream must not pin the connection.
                 stalledUploads.append(s)
             } else if s.hasPendingResponse && now &- s.lastProgress >= stall {
@@ -374,11 +376,15 @@ final class H2Connection: H2SessionHandler, TimerHandler {
             // Reloaded: finish what this connection started, then let the client reconnect onto the new settings.
             beginGoingAway()
         }
-        if head.isCONNECT {
+        let extended = head.isExtendedCONNECT
+        if head.isCONNECT && (!extended || worker.upstreams.snapshot.isEmpty) {
+            // Plain CONNECT is not a reverse proxy's business; extended CONNECT needs an origin to upgrade.
             respondLocal(s, status: 501)
             return
         }
-        if let status = RequestPolicy.reject(method: head.method, authority: head.authority) {
+        // (An extended CONNECT is judged as the GET it becomes: only its authority matters here.)
+        let policyMethod: ArraySlice<UInt8> = extended ? Array("GET".utf8)[...] : head.method
+        if let status = RequestPolicy.reject(method: policyMethod, authority: head.authority) {
             respondLocal(s, status: status)
             return
         }
@@ -407,8 +413,18 @@ final class H2Connection: H2SessionHandler, TimerHandler {
         case .reject(let status):
             respondLocal(s, status: status)
             return
-        case .pool(let p, let key):
+        case .pool(let p, let key, let websocket):
             (routedPool, hashKey) = (p, key)
+            if extended && !(websocket && ProtocolUpgrade.isForwardableH2Protocol(head.protocolName)) {
+                // The route does not tunnel (websocket = false), or the protocol cannot be an HTTP/1.1 Upgrade:
+                // unlike an HTTP/1 Upgrade this cannot become a plain request (a 2xx would read as "tunnel open").
+                respondLocal(s, status: 501)
+                return
+            }
+        }
+        if extended {
+            startExtendedConnect(s, head, pool: routedPool, hashKey: hashKey)
+            return
         }
         let framing: OutboundFraming
         if endStream {
@@ -438,6 +454,51 @@ final class H2Connection: H2SessionHandler, TimerHandler {
             headers: head.headers,
             framing: framing,
             forwarding: conn.forwardingContext(),
+            to: &worker.scratch
+        )
+        guard f.appendHead(worker.scratch) else {
+            f.abandon()
+            respondLocal(s, status: 431)
+            return
+        }
+        f.start(now: worker.loop.now)
+        if f.isActive { drive(s) }
+    }
+
+    /// RFC 8441: an extended CONNECT becomes `GET` with `Connection: upgrade` and `Upgrade: <:protocol>` toward the
+    /// origin (plus a fresh Sec-WebSocket-Key for WebSocket, which HTTP/2 clients do not send). Its DATA waits in
+    /// the stream's stage (bounded by the stream window) until the origin answers 101; then the stream is the
+    /// tunnel. The stream's END_STREAM is the client's half-close.
+    private func startExtendedConnect(_ s: H2Stream, _ head: H2RequestHead, pool: Int, hashKey: UInt64) {
+        s.upgrade = true
+        s.requestEndSent = true  // the request toward the origin is bodiless; the stream's DATA is tunnel bytes
+        let f = s.forwarder(connector: worker.originConnector, pool: worker.bigBufferPool, snapshot: snapshot)
+        let get: ArraySlice<UInt8> = Array("GET".utf8)[...]
+        f.begin(
+            method: get,
+            isHEAD: false,
+            requestChunked: false,
+            requestEnded: true,
+            upgrade: true,
+            now: worker.loop.now
+        )
+        f.pool = pool
+        f.hashKey = hashKey
+        var keyField: [UInt8] = []
+        if ProtocolUpgrade.isWebSocket(head.protocolName) && head.first("sec-websocket-key") == nil {
+            var rng = SystemRandomNumberGenerator()
+            keyField = ProtocolUpgrade.webSocketKeyField(using: &rng)
+        }
+        worker.scratch.removeAll(keepingCapacity: true)
+        HTTP1Writer.appendTranslatedRequestHead(
+            method: get,
+            target: head.path,
+            authority: head.authority,
+            headers: head.headers,
+            framing: .bodiless,
+            forwarding: conn.forwardingContext(),
+            upgrade: head.protocolName,
+            upgradeFields: keyField,
             to: &worker.scratch
         )
         guard f.appendHead(worker.scratch) else {
@@ -501,6 +562,11 @@ final class H2Connection: H2SessionHandler, TimerHandler {
     func h2StreamClosed(stream id: Int32, errorCode: UInt32) {
         guard let s = streams.removeValue(forKey: id) else { return }
         if errorCode != 0 && !(s.ex.responseEnded && s.respBuf == nil) { metrics.clientResets.increment() }
+        if s.tunnel, let f = s.fwd, f.isTunnel {
+            // Both END_STREAMs are through: hand the origin what the forwarder can still take of the client's
+            // last bytes (and its half-close) before the stream's state goes.
+            drive(s)
+        }
         if let stage = s.stage, stage.readableCount > 0 {
             // Connection window: bytes we buffered but never forwarded.
             session.consume(stream: id, count: stage.readableCount)
@@ -593,6 +659,11 @@ final class H2Connection: H2SessionHandler, TimerHandler {
             moveRequestBody(s, f)
             f.drive(now: worker.loop.now)
         }
+        if s.tunnel && f.isTunnel && s.ex.requestEnded && s.stage == nil && !s.tunnelEndSent {
+            // The client's END_STREAM, after its last DATA: half-close toward the origin.
+            s.tunnelEndSent = true
+            f.endTunnelUpstream()
+        }
     }
 
     /// Staged request-body bytes to the forwarder (re-chunked there when the length is unknown); re-opens the
@@ -628,6 +699,11 @@ final class H2Connection: H2SessionHandler, TimerHandler {
     /// The origin's response head, translated to HTTP/2 fields. False when it cannot be (1xx other than the
     /// interim ones, which the forwarder drops; 101 never reaches here).
     fileprivate func submitResponseHead(_ s: H2Stream, _ resp: ResponseHead, isHEAD: Bool) -> Bool {
+        if s.upgrade {
+            if resp.status == 101 { return startTunnel(s, resp) }
+            // A 2xx would tell the client its tunnel is open (RFC 8441 §5): the origin did not switch, so 502.
+            if resp.status < 300 { return false }
+        }
         guard H2ResponseTranslation.canTranslate(resp) else { return false }
         s.ex.status = resp.status
         if let f = s.fwd { (s.ex.originIndex, s.ex.originPool) = (f.server, f.pool) }
@@ -646,6 +722,38 @@ final class H2Connection: H2SessionHandler, TimerHandler {
         return true
     }
 
+    /// The origin switched protocols: the extended CONNECT is answered `:status 200` (RFC 8441 §5) with the
+    /// origin's end-to-end fields (not Sec-WebSocket-Accept, which has no meaning over HTTP/2), and DATA follows.
+    private func startTunnel(_ s: H2Stream, _ resp: ResponseHead) -> Bool {
+        s.tunnel = true
+        s.ex.tunnel = true
+        s.ex.status = 200
+        if let f = s.fwd { (s.ex.originIndex, s.ex.originPool) = (f.server, f.pool) }
+        headers.reset(status: 200)
+        resp.forEachForwardableField { n, v in
+            let accept =
+                n.count == 20
+                && n.elementsEqual(
+                    "sec-websocket-accept".utf8,
+                    by: { ($0 &- 0x41) < 26 ? ($0 | 0x20) == $1 : $0 == $1 }
+                )
+            if !accept { headers.append(name: n, value: v) }
+        }
+        headers.append(name: "via", value: "1.1 edgeproxy")
+        s.ex.responseHeadSent = true
+        session.submitResponse(stream: s.id, headers: headers, hasBody: true)
+        if s.respBuf == nil { s.respBuf = worker.bigBufferPool.acquire() }
+        worker.metrics.tunnelOpened()
+        scheduleFlush()
+        return true
+    }
+
+    /// Tunnel: the origin ended its side; END_STREAM follows its last bytes.
+    fileprivate func tunnelOriginDone(_ s: H2Stream) {
+        guard let f = s.fwd else { return }
+        responseEnded(s, trailers: f.responseTrailers)
+    }
+
     fileprivate func responseEnded(_ s: H2Stream, trailers: HTTPHeaders) {
         s.ex.responseEnded = true
         s.hasTrailers = trailers.count > 0
@@ -653,9 +761,10 @@ final class H2Connection: H2SessionHandler, TimerHandler {
             worker.bigBufferPool.release(s.respBuf!)
             s.respBuf = nil
         }
-        if !s.ex.requestEnded {
+        if !s.ex.requestEnded && !s.tunnel {
             // The origin answered before the request body ended: the rest of the upload is not forwarded; the
-            // stream is reset with NO_ERROR once the response is out.
+            // stream is reset with NO_ERROR once the response is out. (A tunnel's client side stays open: it is
+            // a half-close.)
             s.resetWhenAnswered = true
         }
         if s.respBuf == nil && !s.hasTrailers && s.ex.status != 0 {
@@ -666,8 +775,17 @@ final class H2Connection: H2SessionHandler, TimerHandler {
     }
 
     fileprivate func forwarderFailed(_ s: H2Stream, status: Int?, reason: ForwardFailure) {
-        if reason != .connect && reason != .noServer { worker.metrics.upstreamError(reason.rawValue) }
+        if reason != .connect && reason != .noServer && reason != .tunnelIdle {
+            worker.metrics.upstreamError(reason.rawValue)
+        }
         if let f = s.fwd { (s.ex.originIndex, s.ex.originPool) = (f.server, f.pool) }
+        if reason == .tunnelIdle {
+            // Nothing moved either way for timeouts.tunnel_idle: the origin is closed, the stream cancelled.
+            s.fwd?.abandon()
+            session.resetStream(s.id, code: .cancel)
+            scheduleFlush()
+            return
+        }
         fail(s, status: status ?? 502)
     }
 
@@ -729,6 +847,10 @@ final class H2Connection: H2SessionHandler, TimerHandler {
 
     private func logStream(_ s: H2Stream) {
         s.logged = true
+        if s.tunnel {
+            s.tunnel = false
+            worker.metrics.tunnelClosed()
+        }
         // What reached the client, not what the origin sent: a stream cut by a reset or shutdown says so.
         s.ex.responseBodyBytes = s.bytesDelivered
         worker.metrics.request(
@@ -776,6 +898,11 @@ final class H2Stream: ForwarderSink {
     /// nghttp2 paused this stream's DATA (nothing buffered); resume when bytes arrive.
     var deferred = false
     var hasTrailers = false
+    /// An RFC 8441 extended CONNECT (forwarded as an HTTP/1.1 Upgrade); `tunnel` once the origin switched.
+    var upgrade = false
+    var tunnel = false
+    /// The client's END_STREAM was passed to the tunnel as a half-close.
+    var tunnelEndSent = false
     var lastProgress: UInt64 = 0
     /// When the client last sent request-body bytes for this stream.
     var lastClientData: UInt64 = 0
@@ -832,6 +959,11 @@ final class H2Stream: ForwarderSink {
         h2.scheduleFlush()
     }
 
+    func forwarderTunnelOriginDone() {
+        guard let h2, id != 0 else { return }
+        h2.tunnelOriginDone(self)
+    }
+
     func release(worker: Worker) {
         fwd?.abandon()
         ex.active = false
@@ -850,6 +982,9 @@ final class H2Stream: ForwarderSink {
         resetWhenAnswered = false
         deferred = false
         hasTrailers = false
+        upgrade = false
+        tunnel = false
+        tunnelEndSent = false
     }
 }
 

@@ -65,6 +65,8 @@ enum MetricHelp {
         "edgeproxy_upstream_health_check_failures_total": "Active health checks that failed, by pool and server.",
         "edgeproxy_upstream_outstanding_requests": "Requests in flight to the server, by pool and server.",
         "edgeproxy_upstream_resolve_failures_total": "DNS resolutions of the server's name that failed.",
+        "edgeproxy_tunnels_active": "WebSocket/Upgrade tunnels open now (HTTP/1.1 101 and HTTP/2 extended CONNECT).",
+        "edgeproxy_tunnels_total": "WebSocket/Upgrade tunnels opened since start.",
         "edgeproxy_upstream_retries_total": "Exchanges re-sent to an origin after a failed attempt.",
         "edgeproxy_upstream_stale_pooled_total":
             "Pooled keep-alive origin connections found closed when taken for reuse.",

@@ -5,8 +5,9 @@ import ProxyUpstreams
 
 /// Where one request goes, decided once at request start for HTTP/1 and HTTP/2 alike.
 enum RequestRoute {
-    /// Forward through this pool (index in the worker's upstream snapshot), balancing with this hash key.
-    case pool(Int, hashKey: UInt64)
+    /// Forward through this pool (index in the worker's upstream snapshot), balancing with this hash key;
+    /// `websocket`: the route lets upgrades through (Route.websocket).
+    case pool(Int, hashKey: UInt64, websocket: Bool)
     /// Answer locally with this status (421, 404; see ProxyUpstreams.Router).
     case reject(Int)
 }
@@ -26,25 +27,26 @@ extension Worker {
         peer: SocketAddress
     ) -> RequestRoute {
         let sniBytes = sni.map { UnsafeRawBufferPointer(start: $0, count: strlen($0)) }
-        let decision = target.withUnsafeBytes { path in
+        let match = target.withUnsafeBytes { path in
             if let host {
-                return host.withUnsafeBytes { upstreams.route(sni: sniBytes, host: $0, path: path) }
+                return host.withUnsafeBytes { upstreams.resolve(sni: sniBytes, host: $0, path: path) }
             }
-            return upstreams.route(sni: sniBytes, host: nil, path: path)
+            return upstreams.resolve(sni: sniBytes, host: nil, path: path)
         }
-        switch decision {
+        let websocket = match.websocket
+        switch match.decision {
         case .reject(let status):
             return .reject(Int(status))
         case .pool(let i):
             let pool = upstreams.snapshot.pools[i]
-            guard pool.config.balance == .hash else { return .pool(i, hashKey: 0) }
+            guard pool.config.balance == .hash else { return .pool(i, hashKey: 0, websocket: websocket) }
             let client = Array(peer.host.utf8)
             let header = pool.hashHeader.flatMap { headers.firstIndex(of: $0) }.map { headers.value(at: $0) }
             let key = client.withUnsafeBytes { c in
                 guard let header else { return UpstreamSelector.hashKey(client: c, header: nil) }
                 return header.withUnsafeBytes { UpstreamSelector.hashKey(client: c, header: $0) }
             }
-            return .pool(i, hashKey: key)
+            return .pool(i, hashKey: key, websocket: websocket)
         }
     }
 }

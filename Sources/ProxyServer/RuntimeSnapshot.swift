@@ -28,6 +28,7 @@ public final class RuntimeSnapshot: Sendable {
         public var upstreamConnect: UInt64
         public var upstreamRead: UInt64
         public var upstreamSend: UInt64
+        public var tunnelIdle: UInt64
         public var drain: UInt64
         /// The defaults of `[timeouts]`.
         public init() { self.init(ProxyConfiguration.Timeouts()) }
@@ -39,6 +40,7 @@ public final class RuntimeSnapshot: Sendable {
             upstreamConnect = ConfigMapping.nanos(c.upstreamConnect)
             upstreamRead = ConfigMapping.nanos(c.upstreamRead)
             upstreamSend = ConfigMapping.nanos(c.upstreamSend)
+            tunnelIdle = ConfigMapping.nanos(c.tunnelIdle)
             drain = ConfigMapping.nanos(c.drain)
         }
     }
@@ -89,7 +91,8 @@ public final class RuntimeSnapshot: Sendable {
         self.forwarderTimeouts = ForwarderTimeouts(
             connect: timeouts.upstreamConnect,
             send: timeouts.upstreamSend,
-            read: timeouts.upstreamRead
+            read: timeouts.upstreamRead,
+            tunnelIdle: timeouts.tunnelIdle
         )
         let h = fingerprintHeaders
         // Expect is answered by the proxy itself (100 Continue), so the origin never sees it.

@@ -25,6 +25,10 @@ final class WorkerMetrics {
     let loopBusySeconds: Gauge
     /// accept4 failures for lack of fds or kernel memory (each pauses the listener briefly).
     let acceptExhausted: Counter
+    /// WebSocket/Upgrade tunnels open now and opened in total (`edgeproxy_tunnels_active`, `_total`).
+    let tunnelsActive: Gauge
+    let tunnelsTotal: Counter
+    private var tunnelCount = 0
     /// PROXY protocol counters (created on first use: only with `listen_proxy_protocol`).
     lazy var proxyProtocol = ProxyProtocolMetrics(worker: worker)
     /// HTTP/2 counters (created on first use: most workers of an HTTP/1-only deployment never need them).
@@ -70,6 +74,9 @@ final class WorkerMetrics {
         bytesIn = Counter(label: "edgeproxy_bytes_received_total", dimensions: [("worker", w)])
         bytesOut = Counter(label: "edgeproxy_bytes_sent_total", dimensions: [("worker", w)])
         loopBusySeconds = Gauge(label: "edgeproxy_loop_busy_seconds", dimensions: [("worker", w)])
+        tunnelsActive = Gauge(label: "edgeproxy_tunnels_active", dimensions: [("worker", w)])
+        tunnelsTotal = Counter(label: "edgeproxy_tunnels_total", dimensions: [("worker", w)])
+        tunnelsActive.record(0)
         acceptExhausted = Counter(
             label: "edgeproxy_accept_exhausted_total",
             dimensions: [("listener", "proxy"), ("worker", w)]
@@ -102,6 +109,19 @@ final class WorkerMetrics {
     }
 
     func upstreamError(_ kind: String) { upstreamErrors[kind]?.increment() }
+
+    /// A 101 was forwarded (HTTP/1) or an extended CONNECT answered 200 (HTTP/2).
+    func tunnelOpened() {
+        tunnelCount += 1
+        tunnelsActive.record(tunnelCount)
+        tunnelsTotal.increment()
+    }
+
+    /// That tunnel ended (either way: both sides done, idle timeout, reset, connection closed).
+    func tunnelClosed() {
+        tunnelCount -= 1
+        tunnelsActive.record(tunnelCount)
+    }
 
     func policyApplied(name: String, enforced: Bool) {
         let c: (Counter, Counter, Counter)

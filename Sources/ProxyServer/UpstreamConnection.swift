@@ -228,6 +228,14 @@ final class UpstreamConnection: EventHandler, TimerHandler, OriginTransport {
         }
     }
 
+    /// Tunnel half-close: FIN toward the origin (TLS origins: close_notify first), reading goes on (a tunnel's
+    /// connection is never pooled again).
+    func shutdownWrite() {
+        guard !closed else { return }
+        if let t = tls, t.established { t.stream.shutdown() }
+        Socket.shutdownWrite(fd)
+    }
+
     // MARK: OriginTransport
 
     var isConnected: Bool { connected }

@@ -9,6 +9,19 @@ public enum RouteDecision: Sendable, Equatable {
     case reject(UInt16)
 }
 
+/// A routing decision with the matched route's options.
+public struct RouteMatch: Sendable, Equatable {
+    public var decision: RouteDecision
+    /// `websocket` of the matched route (true for the default pool): HTTP/1.1 Upgrade and RFC 8441 extended
+    /// CONNECT requests may be tunnelled.
+    public var websocket: Bool
+
+    public init(_ decision: RouteDecision, websocket: Bool = true) {
+        self.decision = decision
+        self.websocket = websocket
+    }
+}
+
 /// Routes compiled for matching on raw request bytes: `[[routes]]` in order, then the default pool.
 ///
 /// The rules (README "Fronting origins"):
@@ -52,6 +65,7 @@ public struct Router: Sendable {
         var host: [Pattern]
         var prefix: [UInt8]?
         var pool: Int
+        var websocket: Bool
         /// Whether the route names a site (has `sni` or `host`), so it takes part in the 421 rule.
         var namesSite: Bool { !sni.isEmpty || !host.isEmpty }
 
@@ -72,7 +86,8 @@ public struct Router: Sendable {
                 sni: r.sni.map(Pattern.init),
                 host: r.host.map(Pattern.init),
                 prefix: r.pathPrefix.map { Array($0.utf8) },
-                pool: pool
+                pool: pool,
+                websocket: r.websocket
             )
         }
         defaultPool = poolNames.firstIndex(of: UpstreamPool.defaultName)
@@ -90,8 +105,19 @@ public struct Router: Sendable {
     )
         -> RouteDecision
     {
+        resolve(sni: sni, host: host, path: path).decision
+    }
+
+    /// The decision for one request and the matched route's options (see `route`).
+    public func resolve(
+        sni: UnsafeRawBufferPointer?,
+        host: UnsafeRawBufferPointer?,
+        path: UnsafeRawBufferPointer
+    )
+        -> RouteMatch
+    {
         // No routes (the usual single-pool setup): nothing below can change the answer.
-        if routes.isEmpty { return defaultPool.map { .pool($0) } ?? .reject(404) }
+        if routes.isEmpty { return RouteMatch(defaultPool.map { .pool($0) } ?? .reject(404)) }
         let sniName = sni.map(Self.hostName)
         let hostName = host.map(Self.hostName)
         if let s = sniName, let h = hostName, !Self.equalsIgnoringCase(s, h) {
@@ -108,7 +134,7 @@ public struct Router: Sendable {
                     break
                 }
             }
-            if sniKnown && hostKnown && !together { return .reject(421) }
+            if sniKnown && hostKnown && !together { return RouteMatch(.reject(421)) }
         }
         var pathEnd = path.count
         if let q = path.firstIndex(where: { $0 == UInt8(ascii: "?") || $0 == UInt8(ascii: "#") }) { pathEnd = q }
@@ -125,7 +151,7 @@ public struct Router: Sendable {
         _ host: UnsafeRawBufferPointer?,
         _ path: UnsafeRawBufferPointer
     )
-        -> RouteDecision
+        -> RouteMatch
     {
         for r in routes {
             if !r.sni.isEmpty {
@@ -135,20 +161,25 @@ public struct Router: Sendable {
                 guard let host, r.host.contains(where: { $0.matches(host) }) else { continue }
             }
             if let prefix = r.prefix, !Self.prefix(prefix, matches: path) { continue }
-            return .pool(r.pool)
+            return RouteMatch(.pool(r.pool), websocket: r.websocket)
         }
-        if let defaultPool { return .pool(defaultPool) }
-        return .reject(404)
+        if let defaultPool { return RouteMatch(.pool(defaultPool)) }
+        return RouteMatch(.reject(404))
     }
 
     /// String convenience for tests and the admin endpoint (allocates).
     public func route(sni: String?, host: String?, path: String) -> RouteDecision {
+        resolve(sni: sni, host: host, path: path).decision
+    }
+
+    /// String convenience for tests (allocates).
+    public func resolve(sni: String?, host: String?, path: String) -> RouteMatch {
         func with<R>(_ s: String?, _ body: (UnsafeRawBufferPointer?) -> R) -> R {
             guard let s else { return body(nil) }
             return Array(s.utf8).withUnsafeBytes { body($0) }
         }
         return with(sni) { s in
-            with(host) { h in Array(path.utf8).withUnsafeBytes { route(sni: s, host: h, path: $0) } }
+            with(host) { h in Array(path.utf8).withUnsafeBytes { resolve(sni: s, host: h, path: $0) } }
         }
     }
 

@@ -45,6 +45,17 @@ public final class UpstreamSelector {
         snapshot.router.route(sni: sni, host: host, path: path)
     }
 
+    /// Routes one request and returns the matched route's options too (see ``Router/resolve(sni:host:path:)``).
+    public func resolve(
+        sni: UnsafeRawBufferPointer?,
+        host: UnsafeRawBufferPointer?,
+        path: UnsafeRawBufferPointer
+    )
+        -> RouteMatch
+    {
+        snapshot.router.resolve(sni: sni, host: host, path: path)
+    }
+
     /// String convenience for tests (allocates).
     public func route(sni: String?, host: String?, path: String) -> RouteDecision {
         snapshot.router.route(sni: sni, host: host, path: path)

@@ -110,11 +110,26 @@ def test_proxy_forwarding_headers(proxies, origin, tls_flags, version):
     assert h["forwarded"] == f'for=127.0.0.1;proto=https;host="a.test:{p.port}"'
     assert "edgeproxy" in h["via"] and h["via"].startswith("1.1 ")
     assert h["x-keep"] == "yes"
+    # Upgrade is hop-by-hop: without `Connection: upgrade` naming it, it is not meant for the origin (stripped).
     for gone in ("x-hop", "keep-alive", "te", "upgrade", "proxy-connection"):
         assert gone not in names, (gone, hdrs)
     for k, v in hdrs:
         if k == "connection":
             assert "x-hop" not in v.lower(), hdrs
+
+    # With `Connection: upgrade`, on a route that allows upgrades (the default; test_websocket.py covers
+    # `websocket = false`, where it is stripped as above), the proxy sends its own Connection/Upgrade pair. This
+    # origin does not switch: its 200 is forwarded as a normal response.
+    r = subprocess.run(
+        ["curl", "-sS", "-k", "--http1.1", *tls_flags, "--resolve", f"a.test:{p.port}:127.0.0.1",
+         f"https://a.test:{p.port}/echo", "-H", "Connection: keep-alive, Upgrade", "-H", "Upgrade: websocket",
+         "-w", "\n%{http_code}"],
+        capture_output=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    out, code = r.stdout.rsplit(b"\n", 1)
+    assert code == b"200"
+    h = {k.lower(): v for k, v in json.loads(out)["headers"]}
+    assert h["upgrade"] == "websocket" and h["connection"].lower() == "upgrade", h
 
 
 def test_keep_alive_chunked_and_bodiless_responses(proxies, origin):

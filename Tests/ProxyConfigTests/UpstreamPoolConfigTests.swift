@@ -37,6 +37,31 @@ final class UpstreamPoolConfigTests: XCTestCase {
         upstream = "www"
         """
 
+    func testWebSocketRouteFlagAndTunnelIdleTimeout() throws {
+        let c = try XCTUnwrap(
+            parsed(
+                """
+                [timeouts]
+                tunnel_idle = "5m"
+
+                [upstreams.app]
+                servers = ["http://127.0.0.1:8081"]
+
+                [[routes]]
+                path_prefix = "/static"
+                upstream = "app"
+                websocket = false
+
+                [[routes]]
+                upstream = "app"
+                """
+            )
+        )
+        XCTAssertEqual(c.routes.map(\.websocket), [false, true], "websocket defaults to true")
+        XCTAssertEqual(c.timeouts.tunnelIdle, .seconds(300))
+        XCTAssertEqual(ProxyConfiguration().timeouts.tunnelIdle, .seconds(60))
+    }
+
     func testTwoSitesParse() throws {
         let c = try XCTUnwrap(parsed(twoSites))
         XCTAssertEqual(c.upstreams, [])
@@ -406,6 +431,9 @@ final class UpstreamPoolConfigTests: XCTestCase {
             ["upstreams", "secure", "tls", "client_key"], ["upstreams", "secure", "tls", "min_version"],
         ]
         for key in keys { XCTAssertNotNil(locator.position(of: key), "\(key) is not in the example block") }
-        for key in ["sni", "host", "path_prefix", "upstream"] { XCTAssertTrue(block.contains("\n\(key) = "), key) }
+        for key in ["sni", "host", "path_prefix", "upstream", "websocket"] {
+            XCTAssertTrue(block.contains("\n\(key) = "), key)
+        }
+        XCTAssertEqual(c.routes.map(\.websocket), [true, true, true])
     }
 }

@@ -217,7 +217,7 @@ final class OriginForwarderTests: XCTestCase {
         }
     }
 
-    func testSwitchingProtocolsIsRefused() {
+    func testSwitchingProtocolsWithoutAnUpgradeRequestIs502() {
         for client in Client.allCases {
             let h = Harness(client)
             let bytes = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n"
@@ -225,6 +225,120 @@ final class OriginForwarderTests: XCTestCase {
             h.get()
             XCTAssertEqual(h.seen, .proxyError(502), "\(client)")
         }
+    }
+
+    // MARK: tunnels
+
+    private static let switching = Array(
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n".utf8
+    )
+
+    func testUpgradeBecomesATunnelWithHalfClosesBothWays() {
+        for client in Client.allCases {
+            let h = Harness(client)
+            let t = FakeTransport(server: 0, replies: [.bytes(Self.switching + Array("hello".utf8))])
+            h.connector.add(t)
+            h.upgrade()
+            XCTAssertTrue(h.forwarder.isTunnel, "\(client)")
+            XCTAssertEqual(h.body, Array("hello".utf8), "origin bytes after the 101 flow unparsed")
+            if client == .http1 {
+                XCTAssertTrue(String(decoding: h.clientBytes, as: UTF8.self).hasPrefix("HTTP/1.1 101 "))
+            } else {
+                XCTAssertEqual(h.h2Status, 200)
+            }
+            // Client bytes go out raw (no chunking), after the head.
+            let room = h.forwarder.requestBodyRoom()
+            XCTAssertGreaterThan(room, 1000)
+            let frame: [UInt8] = [0x81, 0x02, 0x68, 0x69]  // a WebSocket text frame "hi"
+            frame.withUnsafeBytes { h.forwarder.sendRequestBody($0) }
+            h.events()
+            XCTAssertEqual(Array(t.written.suffix(8)), Array("\r\n\r\n".utf8) + frame)
+            // Client half-close → FIN toward the origin; the origin's answer still flows.
+            h.forwarder.endTunnelUpstream()
+            XCTAssertEqual(t.writeShutdowns, 1)
+            XCTAssertEqual(h.forwarder.requestBodyRoom(), 0)
+            t.push(.bytes(Array("bye".utf8)))
+            t.push(.eof)
+            h.events()
+            XCTAssertEqual(h.body, Array("hellobye".utf8))
+            XCTAssertTrue(h.tunnelOriginDone)
+            XCTAssertTrue(h.ended, "both sides ended: the exchange is over")
+            XCTAssertEqual(h.forwarder.state, .done)
+            XCTAssertEqual(h.connector.released.last?.reusable, false, "a tunnel's connection is never pooled")
+            XCTAssertEqual(h.forwarder.requestBodyBytes, 4)
+            XCTAssertEqual(h.forwarder.responseBodyBytes, 8)
+        }
+    }
+
+    func testOriginHalfCloseFirstLeavesTheClientSideOpen() {
+        let h = Harness(.http1)
+        let t = FakeTransport(server: 0, replies: [.bytes(Self.switching), .eof])
+        h.connector.add(t)
+        h.upgrade()
+        XCTAssertTrue(h.tunnelOriginDone)
+        XCTAssertFalse(h.ended)
+        XCTAssertTrue(h.forwarder.isTunnel)
+        Array("late".utf8).withUnsafeBytes { h.forwarder.sendRequestBody($0) }
+        h.events()
+        XCTAssertTrue(String(decoding: t.written, as: UTF8.self).hasSuffix("late"))
+        h.forwarder.endTunnelUpstream()
+        XCTAssertEqual(t.writeShutdowns, 1)
+        XCTAssertTrue(h.ended)
+    }
+
+    func testUpgradeRequestHoldsClientBytesUntilTheOriginSwitches() {
+        let h = Harness(.http1)
+        h.connector.add(FakeTransport(server: 0, replies: []))
+        h.upgrade()
+        XCTAssertEqual(h.forwarder.state, .awaitingHead)
+        XCTAssertEqual(h.forwarder.requestBodyRoom(), 0, "no tunnel bytes before the 101")
+    }
+
+    func testRefusedUpgradeIsANormalResponse() {
+        for client in Client.allCases {
+            let h = Harness(client)
+            h.connector.add(FakeTransport(server: 0, replies: [.bytes(ok("no websocket here"))]))
+            h.upgrade()
+            XCTAssertEqual(h.seen, .response(status: 200, body: Array("no websocket here".utf8)), "\(client)")
+            XCTAssertFalse(h.forwarder.isTunnel)
+            XCTAssertEqual(h.connector.released.last?.reusable, true, "a plain exchange keeps its connection")
+        }
+    }
+
+    func testSwitchingWithoutAnUpgradeFieldIs502() {
+        let h = Harness(.http1)
+        h.connector.add(FakeTransport(server: 0, replies: [.bytes(Array("HTTP/1.1 101 OK\r\n\r\n".utf8))]))
+        h.upgrade()
+        XCTAssertEqual(h.seen, .proxyError(502))
+    }
+
+    func testTunnelBackpressureAndIdleTimeout() {
+        let h = Harness(.http1)
+        let t = FakeTransport(server: 0, replies: [.bytes(Self.switching)])
+        h.connector.add(t)
+        h.upgrade()
+        XCTAssertEqual(h.forwarder.deadline, h.now + ForwarderTimeouts().tunnelIdle)
+        // The client reads nothing: the forwarder stops taking origin bytes at the sink's room.
+        h.room = h.out.readableCount + 10
+        t.push(.bytes([UInt8](repeating: 0x41, count: 100)))
+        h.events()
+        XCTAssertEqual(h.body.count, 10)
+        XCTAssertTrue(h.forwarder.pausedBySink)
+        XCTAssertEqual(t.inBuf!.readableCount, 90, "the rest waits in the origin's buffer")
+        // Nothing moved for tunnel_idle: both sides close (a tunnel failure, not an origin error for health).
+        h.now += ForwarderTimeouts().tunnelIdle
+        h.forwarder.checkTimeout(now: h.now)
+        XCTAssertEqual(h.failure, .tunnelIdle)
+        XCTAssertTrue(h.reset)
+        XCTAssertEqual(h.connector.released.last?.reusable, false)
+    }
+
+    func testOriginResetMidTunnelIsTruncation() {
+        let h = Harness(.http2)
+        h.connector.add(FakeTransport(server: 0, replies: [.bytes(Self.switching), .reset]))
+        h.upgrade()
+        XCTAssertEqual(h.failure, .resetMidBody)
+        XCTAssertTrue(h.reset)
     }
 
     func testBodilessResponses() {
@@ -449,6 +563,13 @@ final class FakeTransport: OriginTransport {
     }
 
     func setOwner(_ forwarder: OriginForwarder?) { owner = forwarder }
+
+    /// Tunnel half-closes the forwarder made toward this origin.
+    var writeShutdowns = 0
+    func shutdownWrite() { writeShutdowns += 1 }
+
+    /// Scripts more origin bytes (a tunnel's origin talks after the 101).
+    func push(_ r: Reply) { replies.append(r) }
 }
 
 /// Hands out scripted connections in order, skipping tried servers when the forwarder needs another one.
@@ -504,6 +625,8 @@ final class Harness: ForwarderSink {
     var failedStatus: Int?
     var reset = false
     var isHEAD = false
+    /// Tunnel: the origin's half-close reached the sink.
+    var tunnelOriginDone = false
 
     init(_ client: OriginForwarderTests.Client, clientVersion: HTTPVersion = .http1_1) {
         self.client = client
@@ -621,6 +744,11 @@ final class Harness: ForwarderSink {
                 scratch: &scratch
             )
         case .http2:
+            if head.status == 101 {
+                // As H2Connection does for an extended CONNECT: :status 200, DATA follows.
+                h2Status = 200
+                return true
+            }
             guard H2ResponseTranslation.canTranslate(head) else { return false }
             h2Status = head.status
             h2ContentLength = H2ResponseTranslation.contentLength(head)
@@ -653,4 +781,23 @@ final class Harness: ForwarderSink {
     }
 
     func forwarderOriginReady() { forwarder.drive(now: now) }
+
+    func forwarderTunnelOriginDone() { tunnelOriginDone = true }
+
+    /// Starts an upgrade request (bodiless GET with the proxy's Connection/Upgrade fields).
+    func upgrade() {
+        forwarder.begin(
+            method: Array("GET".utf8)[...],
+            isHEAD: false,
+            requestChunked: false,
+            requestEnded: true,
+            upgrade: true,
+            now: now
+        )
+        let head = "GET /chat HTTP/1.1\r\nHost: o\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n"
+        XCTAssertTrue(forwarder.appendHead(Array(head.utf8)))
+        requestDone = true
+        forwarder.start(now: now)
+        events()
+    }
 }

@@ -69,6 +69,17 @@ final class RouterTests: XCTestCase {
         XCTAssertEqual(Router(routes: [], poolNames: []).route(sni: nil, host: nil, path: "/"), .reject(404))
     }
 
+    func testMatchedRouteSaysWhetherUpgradesPass() {
+        let router = Router(
+            routes: [Route(pathPrefix: "/static", upstream: "web", websocket: false), Route(upstream: "web")],
+            poolNames: ["web"]
+        )
+        XCTAssertEqual(router.resolve(sni: nil, host: "a", path: "/static/x"), RouteMatch(.pool(0), websocket: false))
+        XCTAssertEqual(router.resolve(sni: nil, host: "a", path: "/chat"), RouteMatch(.pool(0), websocket: true))
+        let noRoutes = Router(routes: [], poolNames: ["default"])
+        XCTAssertEqual(noRoutes.resolve(sni: nil, host: nil, path: "/"), RouteMatch(.pool(0), websocket: true))
+    }
+
     func testSNIRouteDoesNotMatchWithoutSNI() {
         let router = Router(routes: [Route(sni: ["a.test"], upstream: "a")], poolNames: ["a"])
         XCTAssertEqual(router.route(sni: nil, host: "a.test", path: "/"), .reject(404))
