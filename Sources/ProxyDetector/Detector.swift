@@ -109,6 +109,8 @@ public struct FlaggedFingerprint: Sendable {
     public var fallbacks: Double
     /// Whether the flag came from this instance's own observations (false: loaded from the fleet or a state file).
     public var local: Bool
+    /// Learnt from another instance through the fleet store (`[redis]`): the instance that raised it.
+    public var fleetInstance: String? = nil
 
     public init(
         key: UInt64,

@@ -5,6 +5,8 @@ import ProxyConfig
 import ProxyCore
 import ProxyDetector
 import ProxyEventLoop
+import ProxyTicketStore
+import ProxyTickets
 
 /// What workers read from the detector: the mode and the quarantined fingerprint keys (immutable; swapped whole).
 final class DetectorPublished: Sendable {
@@ -42,6 +44,13 @@ final class DetectorRuntime: @unchecked Sendable {
     /// `[detector] state_file` (nil: flags are not kept across restarts).
     private var stateFile: String?
     private var savedGeneration: UInt64 = 0
+    /// The fleet store (`[redis]` configured, detector not off): own flags out, other instances' flags in.
+    private var fleet: RedisFlagSync?
+    /// What was last handed to the fleet: own flag key → expiry (a change is handed over again).
+    private var sharedExpiry: [UInt64: Double] = [:]
+    private var fleetImported = 0
+    private let fleetUp = Gauge(label: "edgeproxy_detector_fleet_up")
+    private let fleetImportedCounter = Counter(label: "edgeproxy_detector_fleet_imported_total")
 
     init(config: ProxyConfiguration.Detector, logger: Logger) {
         let s = Self.settings(config)
@@ -111,11 +120,129 @@ final class DetectorRuntime: @unchecked Sendable {
             perFlagged[k]?.record(0)
             perFlagged[k] = nil
         }
+        syncFleet(wall: wall)
         if publishIfChanged(force: false) {
             for m in messengers { m.send {} }
         }
         save()
         reportMetrics()
+    }
+
+    // MARK: fleet
+
+    /// Starts sharing flags through `[redis]` (when configured and the detector is on). `wake` runs on the sync
+    /// thread when other instances' flags changed: it must get `tick()` called on the control thread soon.
+    func startFleet(config: ProxyConfiguration, wake: @escaping @Sendable () -> Void) throws {
+        guard mode != .off, let r = config.redis, let url = r.url else { return }
+        let sealer = try FleetFlagSealer(wrapping: ConfigMapping.ticketKeyWrapper(r))
+        let logger = self.logger
+        let rejected = RejectedCounters()
+        let onEvent: @Sendable (RedisFlagSync.Event) -> Void = { event in
+            switch event {
+            case .up: logger.notice("detector fleet store reachable", metadata: ["redis": "\(url)"])
+            case .down(let why):
+                logger.warning(
+                    "detector fleet store unreachable: keeping this instance's flags, retrying with backoff",
+                    metadata: ["redis": "\(url)", "error": "\(why)"]
+                )
+            case .rejected(let slot, let reason):
+                rejected.counter(reason.kind).increment()
+                logger.warning(
+                    "detector fleet entry rejected (not authenticated by the wrapping key): ignored",
+                    metadata: ["key": "\(slot)", "reason": "\(reason)"]
+                )
+            }
+        }
+        let sync = RedisFlagSync(
+            endpoint: ConfigMapping.endpoint(url),
+            connectTimeoutNanoseconds: r.connectTimeout.milliseconds * 1_000_000,
+            commandTimeoutNanoseconds: r.commandTimeout.milliseconds * 1_000_000,
+            pollNanoseconds: max(1, r.pollInterval.milliseconds) * 1_000_000,
+            prefix: r.keyPrefix + "detector:",
+            sealer: sealer,
+            maxEntries: max(detector.settings.maxFlagged, 1000),
+            onEvent: onEvent,
+            onImported: wake
+        )
+        fleet = sync
+        sync.start()
+        logger.info(
+            "detector: sharing flags through redis",
+            metadata: ["redis": "\(url)", "prefix": "\(sync.prefix)", "poll_interval": "\(r.pollInterval)"]
+        )
+    }
+
+    func stopFleet() { fleet?.stop() }
+
+    /// Control thread: adopt other instances' flags (caps, expiry and local precedence as `Detector.adopt`), and
+    /// hand this instance's own flags to the sync thread when they changed.
+    private func syncFleet(wall: Double) {
+        guard let fleet else { return }
+        if let entries = fleet.takeImported() {
+            for e in entries {
+                var f = FlaggedFingerprint(
+                    key: DetectorKey.of(ja4: e.ja4),
+                    labels: FingerprintLabels(ja4: e.ja4, ja3Hash: e.ja3Hash, tag: e.tag),
+                    flaggedAt: Double(e.flaggedAt.nanosecondsSinceEpoch) / 1e9,
+                    expiresAt: Double(e.expiresAt.nanosecondsSinceEpoch) / 1e9,
+                    aborts: e.aborts,
+                    abortRate: e.abortRate,
+                    baselineAbortRate: e.baselineAbortRate,
+                    prefixes: e.prefixes,
+                    fallbacks: e.fallbacks,
+                    local: false
+                )
+                f.fleetInstance = e.instance
+                if detector.adopt(f, wall: wall) {
+                    fleetImported += 1
+                    fleetImportedCounter.increment()
+                    let effect = mode == .quarantine ? "quarantined" : "observe mode: nothing changes"
+                    logger.notice(
+                        "detector applied a flag raised by another instance (\(effect))",
+                        metadata: ["ja4": "\(e.ja4)", "flagged_by": "\(e.instance)"]
+                    )
+                }
+            }
+        }
+        var mine: [UInt64: Double] = [:]
+        for f in detector.flagged.values where f.local { mine[f.key] = f.expiresAt }
+        guard mine != sharedExpiry else { return }
+        sharedExpiry = mine
+        let instance = Self.instanceName
+        fleet.share(
+            detector.flagged.values.filter(\.local).map { f in
+                FleetFlagEntry(
+                    ja4: f.labels.ja4,
+                    ja3Hash: f.labels.ja3Hash,
+                    tag: f.labels.tag,
+                    flaggedAt: Timestamp(nanosecondsSinceEpoch: Int64(f.flaggedAt * 1e9)),
+                    expiresAt: Timestamp(nanosecondsSinceEpoch: Int64(f.expiresAt * 1e9)),
+                    aborts: f.aborts,
+                    abortRate: f.abortRate,
+                    baselineAbortRate: f.baselineAbortRate,
+                    prefixes: f.prefixes,
+                    fallbacks: f.fallbacks,
+                    instance: instance
+                )
+            }
+        )
+    }
+
+    /// `host:pid`, shown beside flags other instances learn from this one.
+    static let instanceName: String = {
+        var buf = [CChar](repeating: 0, count: 256)
+        let host = gethostname(&buf, 255) == 0 ? buf.withUnsafeBufferPointer { String(cString: $0.baseAddress!) } : "?"
+        return "\(host):\(getpid())"
+    }()
+
+    /// One rejected-entries counter per reason (bounded: malformed, foreign, tampered).
+    private final class RejectedCounters: Sendable {
+        private let byKind: [String: Counter] = Dictionary(
+            uniqueKeysWithValues: ["malformed", "foreign", "tampered"].map {
+                ($0, Counter(label: "edgeproxy_detector_fleet_rejected_entries_total", dimensions: [("reason", $0)]))
+            }
+        )
+        func counter(_ kind: String) -> Counter { byKind[kind] ?? byKind["malformed"]! }
     }
 
     /// Flags kept by a previous run (expired ones dropped); published before the workers start.
@@ -184,6 +311,7 @@ final class DetectorRuntime: @unchecked Sendable {
             reportedDropped = d
         }
         tracked.record(detector.entries.count)
+        if let fleet { fleetUp.record(fleet.isUp == true ? 1 : 0) }
         flaggedGauge.record(detector.flagged.count)
         quarantinedGauge.record(mode == .quarantine ? detector.flagged.count : 0)
         for (k, f) in detector.flagged {
@@ -229,6 +357,18 @@ final class DetectorRuntime: @unchecked Sendable {
         w.field("flags_refused_by_cap", detector.flagsRefusedByCap)
         w.field("dropped_observations", queues.reduce(0) { $0 + $1.dropped })
         w.endObject()
+        w.beginObject("fleet")
+        w.field("enabled", fleet != nil)
+        if let fleet {
+            w.field("up", fleet.isUp == true)
+            w.field("redis", "\(fleet.endpoint)")
+            w.field("prefix", fleet.prefix)
+            w.field("imported_flags", fleetImported)
+            w.field("written_entries", fleet.writtenEntries)
+            w.field("rejected_entries", fleet.rejectedEntries)
+            w.field("cycles", fleet.completedCycles)
+        }
+        w.endObject()
         w.beginArray("flagged")
         for f in detector.flagged.values.sorted(by: { $0.flaggedAt < $1.flaggedAt }) {
             w.beginObject()
@@ -243,7 +383,8 @@ final class DetectorRuntime: @unchecked Sendable {
             w.number("baseline_abort_rate", f.baselineAbortRate)
             w.field("distinct_client_prefixes", f.prefixes)
             w.number("fallbacks", f.fallbacks)
-            w.field("source", f.local ? "local" : "restored")
+            w.field("source", f.local ? "local" : (f.fleetInstance != nil ? "fleet" : "restored"))
+            if let by = f.fleetInstance { w.field("flagged_by", by) }
             w.endObject()
         }
         w.endArray()

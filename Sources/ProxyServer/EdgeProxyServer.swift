@@ -140,6 +140,12 @@ public final class EdgeProxyServer: @unchecked Sendable {
         // After an upgrade, every inherited listener gets a worker (its queue must be served).
         let n = max(config.effectiveWorkers, inherited?.fds.count ?? 0)
         detector = DetectorRuntime(config: config.detector, logger: logger)
+        // Other instances' flags: the sync thread wakes the control loop, which adopts them on its thread.
+        try detector!.startFleet(config: config) { [weak self] in
+            guard let self else { return }
+            self.controlMessenger.send { [weak self] in self?.detector?.tick() }
+        }
+        defer { detector?.stopFleet() }
         for i in 0..<n {
             let w = try Worker(
                 index: i,

@@ -21,6 +21,10 @@ enum MetricHelp {
             "Handshake observations the detector dropped because a worker's ring was full.",
         "edgeproxy_detector_fallbacks_total":
             "Reconnects offering a lower TLS version or TLS_FALLBACK_SCSV soon after an abort after renewal.",
+        "edgeproxy_detector_fleet_imported_total": "Flags raised by other instances and applied here (fleet store).",
+        "edgeproxy_detector_fleet_rejected_entries_total":
+            "Fleet flag entries in Redis that did not authenticate under the wrapping key, by reason (ignored).",
+        "edgeproxy_detector_fleet_up": "1 when the detector's fleet store (Redis) answered its last poll, else 0.",
         "edgeproxy_detector_fingerprints": "Fingerprints the detector tracks (top-K, decaying counts).",
         "edgeproxy_detector_flagged": "Fingerprints flagged as intolerant of inline ticket renewal.",
         "edgeproxy_detector_flagged_renewal_aborts": "Decayed aborts after inline renewal of a flagged fingerprint.",
