@@ -52,7 +52,8 @@ let package = Package(
         ),
         .target(name: "ProxyTickets", dependencies: ["ProxyCore", "COpenSSL"]),
         // The renewal-intolerance detector (issue #14): observations in, flags out; no I/O, no OpenSSL.
-        .target(name: "ProxyDetector", dependencies: ["ProxyCore"]),
+        // Single-threaded per instance (a worker's cache, the control thread's table): no exclusivity checks either.
+        .target(name: "ProxyDetector", dependencies: ["ProxyCore"], swiftSettings: hotPath),
         // Redis I/O for fleet-wide ticket keys (the only hiredis user); ProxyTickets stays sans-IO.
         .target(name: "ProxyTicketStore", dependencies: ["ProxyCore", "ProxyTickets", "CHiredis"]),
         .target(name: "ProxyHTTP1", dependencies: ["ProxyCore"], swiftSettings: hotPath),

@@ -37,6 +37,37 @@ public enum DetectorKey {
     }
 }
 
+/// A worker's cache of fingerprint keys and labels, by a hash of the JA4 inputs (`ClientHello.ja4InputsHash`): JA4
+/// and the JA3 hash are computed once per fingerprint per worker, not per handshake. Bounded (cleared when full).
+/// One owner (a worker's loop thread); no lock.
+public struct FingerprintLabelCache {
+    public static let capacity = 4096
+    private var map: [UInt64: (key: UInt64, labels: FingerprintLabels)] = [:]
+
+    public init() {}
+
+    /// Fingerprints cached now.
+    public var count: Int { map.count }
+
+    /// The detector key and labels cached for a hello whose JA4 inputs hash to `inputsHash`, if any. (No closure
+    /// computing the labels on a miss: capturing the parsed hello in one would copy it on every handshake.)
+    @inline(__always)
+    public func find(_ inputsHash: UInt64) -> (key: UInt64, labels: FingerprintLabels)? { map[inputsHash] }
+
+    /// Caches `labels` (computed once, on a miss) for `inputsHash`; returns them with their detector key.
+    public mutating func insert(
+        _ inputsHash: UInt64,
+        _ labels: FingerprintLabels
+    ) -> (
+        key: UInt64, labels: FingerprintLabels
+    ) {
+        if map.count >= Self.capacity { map.removeAll(keepingCapacity: true) }
+        let entry = (key: DetectorKey.of(ja4: labels.ja4), labels: labels)
+        map[inputsHash] = entry
+        return entry
+    }
+}
+
 /// A client address as the detector needs it: whole (fallback tracking) and its /24 (IPv4) or /64 (IPv6) prefix.
 public struct ClientAddress: Sendable, Hashable {
     public var high: UInt64

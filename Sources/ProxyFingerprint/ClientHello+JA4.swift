@@ -118,6 +118,11 @@ struct JA4Parts {
     /// alphanumeric, the first and last characters of the value's hex form instead (JA4.md, ALPN section).
     static func alpnCode(_ name: [UInt8]?) -> (UInt8, UInt8) {
         guard let name, let f = name.first, let l = name.last else { return (UInt8(ascii: "0"), UInt8(ascii: "0")) }
+        return alpnCode(first: f, last: l)
+    }
+
+    /// ``alpnCode(_:)`` from the name's first and last bytes.
+    static func alpnCode(first f: UInt8, last l: UInt8) -> (UInt8, UInt8) {
         func alnum(_ c: UInt8) -> Bool {
             (0x30...0x39).contains(c) || (0x41...0x5a).contains(c) || (0x61...0x7a).contains(c)
         }

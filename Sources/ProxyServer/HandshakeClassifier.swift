@@ -71,8 +71,7 @@ final class HandshakeClassifier: TLSHandshakeDelegate {
     private unowned(unsafe) let metrics: WorkerMetrics
     private let observations: ObservationQueue
     /// ja4InputsHash → (detector key, labels): ja4 and JA3 are computed once per fingerprint, not per handshake.
-    private var labelCache: [UInt64: (UInt64, FingerprintLabels)] = [:]
-    static let labelCacheCapacity = 4096
+    private var labelCache = FingerprintLabelCache()
 
     /// - Parameter metrics: must outlive this classifier (the worker owns both).
     init(metrics: WorkerMetrics, observations: ObservationQueue) {
@@ -116,18 +115,17 @@ final class HandshakeClassifier: TLSHandshakeDelegate {
     /// The fingerprint key and labels (cached per worker), and what a fallback check needs.
     private func noteForDetector(_ parsed: ClientHello, state: ServerTLSState) {
         let h = parsed.ja4InputsHash
-        if let (key, labels) = labelCache[h] {
-            state.detectorKey = key
-            state.detectorLabels = labels
+        let entry: (key: UInt64, labels: FingerprintLabels)
+        if let hit = labelCache.find(h) {
+            entry = hit
         } else {
-            let ja4 = parsed.ja4Fingerprint
-            let labels = FingerprintLabels(ja4: ja4, ja3Hash: parsed.ja3.md5, tag: state.tag)
-            if labelCache.count >= Self.labelCacheCapacity { labelCache.removeAll(keepingCapacity: true) }
-            let key = DetectorKey.of(ja4: ja4)
-            labelCache[h] = (key, labels)
-            state.detectorKey = key
-            state.detectorLabels = labels
+            entry = labelCache.insert(
+                h,
+                FingerprintLabels(ja4: parsed.ja4Fingerprint, ja3Hash: parsed.ja3.md5, tag: state.tag)
+            )
         }
+        state.detectorKey = entry.key
+        state.detectorLabels = entry.labels
         state.highestVersion = parsed.highestOfferedVersion
         state.fallbackSCSV = parsed.offersFallbackSCSV
     }

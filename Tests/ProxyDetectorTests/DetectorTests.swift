@@ -178,6 +178,65 @@ final class DetectorTests: XCTestCase {
         XCTAssertTrue(d.flagged.isEmpty)
     }
 
+    /// Flags learnt from the fleet: applied in quarantine mode like local ones, capped, dropped at their own expiry,
+    /// extended by a later copy, and never replacing a local flag.
+    func testAdoptedFleetFlagsRespectCapExpiryAndLocalFlags() {
+        var s = settings()
+        s.mode = .quarantine
+        s.maxFlagged = 2
+        s.minAborts = 1
+        s.minPrefixes = 1
+        s.quarantineTTL = 100
+        let d = Detector(settings: s)
+        func fleet(_ ja4: String, expires: Double) -> FlaggedFingerprint {
+            var f = FlaggedFingerprint(
+                key: DetectorKey.of(ja4: ja4),
+                labels: FingerprintLabels(ja4: ja4, ja3Hash: "", tag: nil),
+                flaggedAt: 0,
+                expiresAt: expires,
+                aborts: 10,
+                abortRate: 1,
+                baselineAbortRate: 0,
+                prefixes: 4,
+                fallbacks: 10,
+                local: false
+            )
+            f.fleetInstance = "other:1"
+            return f
+        }
+        XCTAssertFalse(d.adopt(fleet("expired", expires: 999), wall: 1000), "already expired")
+        XCTAssertTrue(d.adopt(fleet("remote", expires: 1050), wall: 1000))
+        XCTAssertTrue(d.quarantinedKeys.contains(DetectorKey.of(ja4: "remote")))
+        XCTAssertFalse(d.adopt(fleet("remote", expires: 1080), wall: 1000), "known: extended, not added")
+        XCTAssertEqual(d.flagged[DetectorKey.of(ja4: "remote")]?.expiresAt, 1080)
+        // A local flag wins over a fleet copy of the same fingerprint.
+        d.record(obs(brokenLabels, .renewal, .aborted, from: ip(5, 5)), wall: 1000)
+        let local = DetectorKey.of(ja4: brokenLabels.ja4)
+        XCTAssertEqual(d.flagged[local]?.local, true)
+        XCTAssertFalse(d.adopt(fleet(brokenLabels.ja4, expires: 5000), wall: 1000))
+        XCTAssertEqual(d.flagged[local]?.expiresAt, 1100)
+        XCTAssertNil(d.flagged[local]?.fleetInstance)
+        // The cap (2) holds for fleet flags too.
+        XCTAssertFalse(d.adopt(fleet("third", expires: 2000), wall: 1000))
+        XCTAssertEqual(d.flagsRefusedByCap, 1)
+        XCTAssertEqual(d.expire(wall: 1080), [DetectorKey.of(ja4: "remote")])
+        XCTAssertEqual(Set(d.flagged.keys), [local])
+    }
+
+    func testLabelCacheKeepsLabelsPerFingerprintAndIsBounded() {
+        var cache = FingerprintLabelCache()
+        XCTAssertNil(cache.find(7))
+        let (key, labels) = cache.insert(7, FingerprintLabels(ja4: "ja4-7", ja3Hash: "", tag: nil))
+        XCTAssertEqual(key, DetectorKey.of(ja4: "ja4-7"))
+        XCTAssertTrue(cache.find(7)?.labels === labels)
+        XCTAssertEqual(cache.find(7)?.key, key)
+        for h in UInt64(100)..<UInt64(100 + FingerprintLabelCache.capacity) {
+            _ = cache.insert(h, FingerprintLabels(ja4: "x\(h)", ja3Hash: "", tag: nil))
+        }
+        XCTAssertNil(cache.find(7), "cleared when full: bounded")
+        XCTAssertLessThanOrEqual(cache.count, FingerprintLabelCache.capacity)
+    }
+
     /// A reconnection long after the abort, or offering the same version, is not a fallback; SCSV is.
     func testFallbackRules() {
         let d = Detector(settings: settings())

@@ -157,3 +157,42 @@ final class FingerprintFixtureTests: XCTestCase {
         XCTAssertFalse(parsed.ja4.raw.split(separator: "_").count > 3)
     }
 }
+
+/// The detector's cache key (`ja4InputsHash`): equal for hellos whose JA4 inputs are equal (whatever the order of
+/// ciphers and extensions, and GREASE), different whenever JA4 differs.
+final class JA4InputsHashTests: XCTestCase {
+    func testEqualJA4InputsEqualHashesAndDistinctJA4DistinctHashes() throws {
+        var byHash: [UInt64: String] = [:]
+        var checked = 0
+        for f in try HelloFixture.all() {
+            let hello = try ClientHello(fixtureJSON: f.bytes)
+            let ja4 = hello.ja4Fingerprint
+            if let seen = byHash[hello.ja4InputsHash] {
+                XCTAssertEqual(seen, ja4, "\(f.name): two JA4s share one cache key")
+            }
+            byHash[hello.ja4InputsHash] = ja4
+            // Shuffled ciphers and extensions (JA4 sorts them), GREASE added: the same JA4 and the same key.
+            var shuffled = hello
+            shuffled.cipherSuites = [0x0A0A] + hello.cipherSuites.reversed()
+            shuffled.extensions = [ClientHello.Extension(type: 0x1A1A, body: [])] + hello.extensions.reversed()
+            XCTAssertEqual(shuffled.ja4Fingerprint, ja4, f.name)
+            XCTAssertEqual(shuffled.ja4InputsHash, hello.ja4InputsHash, f.name)
+            // Each input JA4 reads changes the key.
+            var other = hello
+            other.cipherSuites.append(0x00FF)
+            XCTAssertNotEqual(other.ja4InputsHash, hello.ja4InputsHash, f.name)
+            other = hello
+            other.signatureAlgorithms.reverse()
+            if other.signatureAlgorithms != hello.signatureAlgorithms {
+                XCTAssertNotEqual(other.ja4Fingerprint, ja4)
+                XCTAssertNotEqual(other.ja4InputsHash, hello.ja4InputsHash, f.name)
+            }
+            other = hello
+            other.extensions.append(ClientHello.Extension(type: 0x4469, body: []))
+            XCTAssertNotEqual(other.ja4InputsHash, hello.ja4InputsHash, f.name)
+            checked += 1
+        }
+        XCTAssertGreaterThanOrEqual(checked, 20)
+        XCTAssertGreaterThanOrEqual(Set(byHash.values).count, 15, "the fixtures have many distinct JA4s")
+    }
+}
