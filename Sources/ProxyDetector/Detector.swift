@@ -208,13 +208,15 @@ public final class Detector {
     private func evaluate(_ e: FingerprintEvidence, wall: Double) -> FlaggedFingerprint? {
         guard Self.meetsThreshold(e, settings) else { return nil }
         if var f = flagged[e.key] {
-            f.expiresAt = wall + settings.quarantineTTL
+            f.expiresAt = max(f.expiresAt, wall + settings.quarantineTTL)
             f.aborts = e.renewalAborts
             f.abortRate = e.renewalAbortRate
             f.baselineAbortRate = e.baselineAbortRate
             f.prefixes = e.distinctAbortPrefixes
             f.fallbacks = e.fallbacks
+            // This instance's own evidence now backs it (shared from here on as its own flag).
             f.local = true
+            f.fleetInstance = nil
             flagged[e.key] = f
             return nil
         }

@@ -221,6 +221,16 @@ final class DetectorTests: XCTestCase {
         XCTAssertEqual(d.flagsRefusedByCap, 1)
         XCTAssertEqual(d.expire(wall: 1080), [DetectorKey.of(ja4: "remote")])
         XCTAssertEqual(Set(d.flagged.keys), [local])
+        // A fleet flag this instance then sees evidence for itself becomes its own.
+        XCTAssertTrue(d.adopt(fleet("twin", expires: 2000), wall: 1080))
+        d.record(
+            obs(FingerprintLabels(ja4: "twin", ja3Hash: "", tag: nil), .renewal, .aborted, from: ip(6, 6)),
+            wall: 1090
+        )
+        let twin = d.flagged[DetectorKey.of(ja4: "twin")]
+        XCTAssertEqual(twin?.local, true)
+        XCTAssertNil(twin?.fleetInstance)
+        XCTAssertEqual(twin?.expiresAt, 2000, "a renewal never shortens a flag")
     }
 
     func testLabelCacheKeepsLabelsPerFingerprintAndIsBounded() {
