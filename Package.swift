@@ -55,7 +55,7 @@ let package = Package(
         // Single-threaded per instance (a worker's cache, the control thread's table): no exclusivity checks either.
         .target(name: "ProxyDetector", dependencies: ["ProxyCore"], swiftSettings: hotPath),
         // Redis I/O for fleet-wide ticket keys (the only hiredis user); ProxyTickets stays sans-IO.
-        .target(name: "ProxyTicketStore", dependencies: ["ProxyCore", "ProxyTickets", "CHiredis"]),
+        .target(name: "ProxyTicketStore", dependencies: ["ProxyCore", "ProxyEventLoop", "ProxyTickets", "CHiredis"]),
         .target(name: "ProxyHTTP1", dependencies: ["ProxyCore"], swiftSettings: hotPath),
         // Sans-IO HTTP/2 server session on nghttp2; shares the header container type with ProxyHTTP1.
         .target(name: "ProxyHTTP2", dependencies: ["ProxyCore", "ProxyHTTP1", "CNGHTTP2"], swiftSettings: hotPath),

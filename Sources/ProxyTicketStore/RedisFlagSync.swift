@@ -1,5 +1,6 @@
 import Glibc
 public import ProxyCore
+import ProxyEventLoop
 public import ProxyTickets
 import Synchronization
 
@@ -37,7 +38,7 @@ public final class RedisFlagSync: Sendable {
     private let rejectedTotal = Atomic<Int>(0)
     private let writtenTotal = Atomic<Int>(0)
     private let cycles = Atomic<Int>(0)
-    private let thread = Mutex<pthread_t?>(nil)
+    private let thread = Mutex<OSThread?>(nil)
     /// This instance's flags to keep in Redis (replaced whole by `share`), and whether they changed since the last
     /// cycle (a change wakes the thread early).
     private let outgoing = Mutex<(entries: [FleetFlagEntry], changed: Bool)>(([], false))
@@ -193,31 +194,18 @@ public final class RedisFlagSync: Sendable {
 
     /// Starts the sync thread. Call once.
     public func start() {
-        let box = Unmanaged.passRetained(self)
-        var t = pthread_t()
-        let rc = pthread_create(
-            &t,
-            nil,
-            { arg in
-                // SAFETY: retained above; this thread owns that reference until run() returns.
-                let s = Unmanaged<RedisFlagSync>.fromOpaque(arg!).takeRetainedValue()
-                s.run()
-                return nil
-            },
-            box.toOpaque()
-        )
-        precondition(rc == 0, "pthread_create failed")
+        let t = OSThread { [self] in run() }
         thread.withLock { $0 = t }
     }
 
     /// Stops the thread and waits for it (at most about one command timeout).
     public func stop() {
         stopping.store(true, ordering: .relaxed)
-        if let t = thread.withLock({ v -> pthread_t? in
+        if let t = thread.withLock({ v -> OSThread? in
             defer { v = nil }
             return v
         }) {
-            pthread_join(t, nil)
+            t.join()
         }
     }
 
