@@ -175,57 +175,63 @@ public final class EventLoop {
 /// A binary min-heap of handlers keyed by their deadline; each handler records its own index, so a timer can be
 /// moved or cancelled in O(log n) and a closed connection leaves the heap at once (no dead entries waking the loop).
 struct TimerHeap {
-    private var handlers: [TimerHandler] = []
+    /// The deadline is kept next to its handler so that sifting compares plain integers instead of reading each
+    /// handler's slot through its protocol witness (a retain and release per comparison).
+    private struct Entry {
+        var deadline: UInt64
+        let handler: TimerHandler
+    }
+    private var entries: [Entry] = []
 
-    var peekDeadline: UInt64? { handlers.first?.timerSlot.deadline }
-    var count: Int { handlers.count }
+    var peekDeadline: UInt64? { entries.first?.deadline }
+    var count: Int { entries.count }
 
     mutating func set(_ h: TimerHandler, deadline: UInt64) {
-        if h.timerSlot.index >= 0 {
-            let i = h.timerSlot.index
-            let old = h.timerSlot.deadline
-            h.timerSlot.deadline = deadline
+        let i = h.timerSlot.index
+        h.timerSlot.deadline = deadline
+        if i >= 0 {
+            let old = entries[i].deadline
+            entries[i].deadline = deadline
             if deadline < old { siftUp(i) } else if deadline > old { siftDown(i) }
         } else {
-            h.timerSlot.deadline = deadline
-            h.timerSlot.index = handlers.count
-            handlers.append(h)
-            siftUp(handlers.count - 1)
+            h.timerSlot.index = entries.count
+            entries.append(Entry(deadline: deadline, handler: h))
+            siftUp(entries.count - 1)
         }
     }
 
     mutating func remove(_ h: TimerHandler) {
         let i = h.timerSlot.index
-        guard i >= 0, i < handlers.count, handlers[i] === h else { return }
-        let last = handlers.count - 1
+        guard i >= 0, i < entries.count, entries[i].handler === h else { return }
+        let last = entries.count - 1
         if i != last {
             swapAt(i, last)
         }
-        handlers.removeLast()
+        entries.removeLast()
         h.timerSlot.index = -1
-        if i < handlers.count {
+        if i < entries.count {
             siftDown(i)
             siftUp(i)
         }
     }
 
     mutating func pop() -> TimerHandler {
-        let top = handlers[0]
+        let top = entries[0].handler
         remove(top)
         return top
     }
 
     private mutating func swapAt(_ a: Int, _ b: Int) {
-        handlers.swapAt(a, b)
-        handlers[a].timerSlot.index = a
-        handlers[b].timerSlot.index = b
+        entries.swapAt(a, b)
+        entries[a].handler.timerSlot.index = a
+        entries[b].handler.timerSlot.index = b
     }
 
     private mutating func siftUp(_ start: Int) {
         var i = start
         while i > 0 {
             let parent = (i - 1) / 2
-            if handlers[parent].timerSlot.deadline <= handlers[i].timerSlot.deadline { break }
+            if entries[parent].deadline <= entries[i].deadline { break }
             swapAt(parent, i)
             i = parent
         }
@@ -233,13 +239,13 @@ struct TimerHeap {
 
     private mutating func siftDown(_ start: Int) {
         var i = start
-        let n = handlers.count
+        let n = entries.count
         while true {
             let l = 2 * i + 1
             let r = l + 1
             var m = i
-            if l < n && handlers[l].timerSlot.deadline < handlers[m].timerSlot.deadline { m = l }
-            if r < n && handlers[r].timerSlot.deadline < handlers[m].timerSlot.deadline { m = r }
+            if l < n && entries[l].deadline < entries[m].deadline { m = l }
+            if r < n && entries[r].deadline < entries[m].deadline { m = r }
             if m == i { break }
             swapAt(m, i)
             i = m
