@@ -106,14 +106,7 @@ public final class OriginForwarder {
 
     /// RFC 9110 §9.2.2 idempotent methods.
     public static func isIdempotent(_ method: ArraySlice<UInt8>) -> Bool {
-        switch method.count {
-        case 3: return method.elementsEqual("GET".utf8) || method.elementsEqual("PUT".utf8)
-        case 4: return method.elementsEqual("HEAD".utf8)
-        case 5: return method.elementsEqual("TRACE".utf8)
-        case 6: return method.elementsEqual("DELETE".utf8)
-        case 7: return method.elementsEqual("OPTIONS".utf8)
-        default: return false
-        }
+        HTTPMethod.classify(method).isIdempotent
     }
 
     public private(set) var state = State.idle
@@ -285,7 +278,8 @@ public final class OriginForwarder {
     public func endRequest(trailers: [UInt8] = []) {
         requestEnded = true
         requestTrailers.removeAll(keepingCapacity: true)
-        requestTrailers.append(contentsOf: trailers)
+        // (Appending even nothing to the never-allocated empty array allocated a buffer on every request.)
+        if !trailers.isEmpty { requestTrailers.append(contentsOf: trailers) }
         queueFinalChunk()
     }
 

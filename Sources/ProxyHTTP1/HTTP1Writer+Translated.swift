@@ -20,7 +20,7 @@ extension HTTP1Writer {
         authority: ArraySlice<UInt8>,
         headers: HTTPHeaders,
         framing: OutboundFraming,
-        forwarding ctx: ForwardingContext,
+        forwarding ctx: borrowing ForwardingContext,
         upgrade: ArraySlice<UInt8>? = nil,
         upgradeFields: [UInt8] = [],
         to out: inout [UInt8]

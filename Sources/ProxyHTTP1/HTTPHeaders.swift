@@ -20,7 +20,8 @@ public struct HTTPHeaders: Sendable {
     /// The field lines, in order.
     public internal(set) var fields: [HeaderField]
 
-    init() {
+    /// An empty section that has allocated nothing.
+    public init() {
         bytes = []
         fields = []
     }

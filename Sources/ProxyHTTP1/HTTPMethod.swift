@@ -9,6 +9,27 @@ public enum HTTPMethod: Sendable, Equatable {
     /// A syntactically valid method token that is none of the above (method names are case-sensitive).
     case other
 
+    /// Classifies method bytes without copying them (HTTP/2 `:method`, a forwarder's method slice).
+    @inline(__always)
+    public static func classify(_ bytes: UnsafeRawBufferPointer) -> HTTPMethod {
+        guard let base = bytes.baseAddress else { return .other }
+        return classify(base.assumingMemoryBound(to: UInt8.self), bytes.count)
+    }
+
+    /// `classify` of a slice.
+    @inline(__always)
+    public static func classify(_ bytes: ArraySlice<UInt8>) -> HTTPMethod {
+        bytes.withUnsafeBytes { classify($0) }
+    }
+
+    /// RFC 9110 §9.2.2 idempotent methods.
+    public var isIdempotent: Bool {
+        switch self {
+        case .get, .head, .put, .delete, .options, .trace: return true
+        case .post, .connect, .patch, .other: return false
+        }
+    }
+
     /// Classifies a method token. `p` points at `count` bytes already checked to be token characters.
     @inline(__always)
     static func classify(_ p: UnsafePointer<UInt8>, _ count: Int) -> HTTPMethod {

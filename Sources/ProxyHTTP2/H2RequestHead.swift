@@ -11,14 +11,23 @@ public struct H2RequestHead: Sendable {
     var authorityRange = 0..<0
     var pathRange = 0..<0
     var protocolRange = 0..<0
+    /// `:method` classified once when it arrives (the checks below run several times per request).
+    public internal(set) var methodKind = HTTPMethod.other
     /// Regular fields in arrival order, names lowercase.
-    public internal(set) var headers = HTTPHeaders(reservingBytes: 1024)
+    public internal(set) var headers: HTTPHeaders
     /// The `content-length` value, when present.
     public internal(set) var contentLength: Int?
     /// The RFC 9113 §6.5.2 size of the list so far.
     var listSize = 0
 
-    public init() {}
+    public init() {
+        headers = HTTPHeaders(reservingBytes: 1024)
+    }
+
+    /// An empty head that allocates nothing (a placeholder to swap with).
+    init(unreserved: Void) {
+        headers = HTTPHeaders()
+    }
 
     public var method: ArraySlice<UInt8> { pseudo[methodRange] }
     public var scheme: ArraySlice<UInt8> { pseudo[schemeRange] }
@@ -29,8 +38,8 @@ public struct H2RequestHead: Sendable {
     /// `:protocol` of an extended CONNECT (RFC 8441 §4), empty otherwise.
     public var protocolName: ArraySlice<UInt8> { pseudo[protocolRange] }
 
-    public var isHEAD: Bool { method.elementsEqual("HEAD".utf8) }
-    public var isCONNECT: Bool { method.elementsEqual("CONNECT".utf8) }
+    public var isHEAD: Bool { methodKind == .head }
+    public var isCONNECT: Bool { methodKind == .connect }
     /// RFC 8441 extended CONNECT: CONNECT with `:protocol` (nghttp2 required `:scheme` and `:path` with it).
     public var isExtendedCONNECT: Bool { !protocolRange.isEmpty && isCONNECT }
 
@@ -41,6 +50,7 @@ public struct H2RequestHead: Sendable {
         authorityRange = 0..<0
         pathRange = 0..<0
         protocolRange = 0..<0
+        methodKind = .other
         headers.removeAllKeepingCapacity()
         contentLength = nil
         listSize = 0

@@ -376,27 +376,21 @@ public final class H2ServerSession {
 
     private func withNV(_ block: H2HeaderBlock, _ body: (UnsafePointer<nghttp2_nv>?, Int) -> Void) {
         nv.removeAll(keepingCapacity: true)
-        block.bytes.withUnsafeBufferPointer { buf in
-            guard let base = buf.baseAddress else {
-                body(nil, 0)
-                return
-            }
-            // SAFETY: nghttp2 copies names and values at submission (no NO_COPY flags) and never writes through
-            // these pointers; `buf` is alive for the whole call.
-            let m = UnsafeMutablePointer(mutating: base)
-            for (start, nl, vl) in block.entries {
-                nv.append(
-                    nghttp2_nv(
-                        name: m + Int(start),
-                        value: m + Int(start + nl),
-                        namelen: Int(nl),
-                        valuelen: Int(vl),
-                        flags: UInt8(NGHTTP2_NV_FLAG_NONE.rawValue)
-                    )
+        // SAFETY: nghttp2 copies names and values at submission (no NO_COPY flags) and never writes through
+        // these pointers; the block's buffer is alive and unchanged for the whole call.
+        let m = block.bytes
+        for (start, nl, vl) in block.entries {
+            nv.append(
+                nghttp2_nv(
+                    name: m + Int(start),
+                    value: m + Int(start + nl),
+                    namelen: Int(nl),
+                    valuelen: Int(vl),
+                    flags: UInt8(NGHTTP2_NV_FLAG_NONE.rawValue)
                 )
-            }
-            nv.withUnsafeBufferPointer { body($0.baseAddress, $0.count) }
+            )
         }
+        nv.withUnsafeBufferPointer { body($0.baseAddress, $0.count) }
     }
 
     // MARK: callbacks (called through the trampolines below)
@@ -437,7 +431,9 @@ public final class H2ServerSession {
             head.pseudo.append(contentsOf: value)
             let r = start..<head.pseudo.count
             switch name.count {
-            case 7 where name[1] == 0x6D: head.methodRange = r  // :method
+            case 7 where name[1] == 0x6D:  // :method
+                head.methodRange = r
+                head.methodKind = HTTPMethod.classify(value)
             case 7 where name[1] == 0x73: head.schemeRange = r  // :scheme
             case 5: head.pathRange = r  // :path
             case 10: head.authorityRange = r  // :authority
@@ -485,7 +481,12 @@ public final class H2ServerSession {
                 if headTooLarge {
                     handler.h2RequestRejected(stream: stream, status: 431)
                 } else {
-                    handler.h2Request(stream: stream, head: head, endStream: endStream)
+                    // Moved out for the call and back after it: passing the stored property itself copied the
+                    // head (a retain and release of each of its arrays) on every request.
+                    var h = H2RequestHead(unreserved: ())
+                    swap(&h, &head)
+                    handler.h2Request(stream: stream, head: h, endStream: endStream)
+                    swap(&h, &head)
                 }
             }
         case NGHTTP2_DATA.rawValue:

@@ -21,6 +21,9 @@ final class ClientConnection: EventHandler, TimerHandler {
     // SAFETY: a worker lives as long as the process and outlives its connections; unowned(unsafe) avoids an
     // unowned-retain on every access on the request path (swift_unownedRetainStrong in perf).
     unowned(unsafe) let worker: Worker
+    /// `worker.loop`, held directly (reading the worker's implicitly unwrapped `var` retained and released the
+    /// loop on every clock read of the request path).
+    unowned(unsafe) let loop: EventLoop
     let fd: Int32
     /// The client: the socket's peer, or the address a PROXY protocol header named (`listen_proxy_protocol`).
     private(set) var peer: SocketAddress
@@ -100,7 +103,7 @@ final class ClientConnection: EventHandler, TimerHandler {
         _modify { yield &httpState.ex }
     }
     /// Built on the first proxied request (needs the handshake's fingerprint), reused for the rest.
-    private var forwarding: ForwardingContext?
+    private var forwarding: ForwardingBox?
     private var cachedPeerText: [UInt8]?
     /// This connection's number in its worker (never reused): the key of its private origin connections.
     let serial: UInt64
@@ -112,11 +115,12 @@ final class ClientConnection: EventHandler, TimerHandler {
 
     init(worker: Worker, fd: Int32, peer: SocketAddress) {
         self.worker = worker
+        self.loop = worker.loop
         self.fd = fd
         self.peer = peer
         self.snapshot = worker.snapshot
         self.tlsState = ServerTLSState(worker: worker.tlsWorker, contextSet: worker.snapshot.tls, peer: peer)
-        self.acceptedAt = worker.loop.now
+        self.acceptedAt = loop.now
         worker.clientSerials &+= 1
         self.serial = worker.clientSerials
     }
@@ -181,7 +185,7 @@ final class ClientConnection: EventHandler, TimerHandler {
             awaitingProxyHeader = true
         }
         do {
-            try worker.loop.register(
+            try loop.register(
                 fd: fd,
                 interest: EventLoop.readable | EventLoop.writable | EventLoop.readHangup | EventLoop.edgeTriggered,
                 handler: self
@@ -258,7 +262,7 @@ final class ClientConnection: EventHandler, TimerHandler {
         if now >= deadline {
             onTimeout(now: now)
         } else {
-            worker.loop.schedule(at: compactAt != 0 ? min(compactAt, deadline) : deadline, self)
+            loop.schedule(at: compactAt != 0 ? min(compactAt, deadline) : deadline, self)
         }
     }
 
@@ -291,7 +295,7 @@ final class ClientConnection: EventHandler, TimerHandler {
     private func setDeadline(_ d: UInt64) {
         deadline = d
         if d != 0 && (!timerSlot.isPending || timerSlot.deadline > d) {
-            worker.loop.schedule(at: d, self)
+            loop.schedule(at: d, self)
         }
     }
 
@@ -351,7 +355,7 @@ final class ClientConnection: EventHandler, TimerHandler {
                 tls?.shutdown()
             }
             if ex.active, let f = fwd, f.isActive {
-                if f.drive(now: worker.loop.now) { progress = true }
+                if f.drive(now: loop.now) { progress = true }
                 if closed { return }
             }
             if readClient() { progress = true }
@@ -366,7 +370,7 @@ final class ClientConnection: EventHandler, TimerHandler {
         }
         if rounds > 64 && !closed {
             // Fairness: let other connections run; the edge-triggered flags keep our state.
-            worker.loop.schedule(at: 0, YieldTimer(self))
+            loop.schedule(at: 0, YieldTimer(self))
         }
         refreshDeadline()
     }
@@ -388,9 +392,9 @@ final class ClientConnection: EventHandler, TimerHandler {
             canRead = true
             tlsVersion = tls.version
             outcome = tlsState.finalOutcome(resumed: tls.resumed)
-            worker.metrics.handshake(version: tlsVersion, outcome: outcome, nanoseconds: worker.loop.now &- acceptedAt)
+            worker.metrics.handshake(version: tlsVersion, outcome: outcome, nanoseconds: loop.now &- acceptedAt)
             tls.issueExtraTickets(tlsState.extraTicketsAfterHandshake(version: tlsVersion, resumed: tls.resumed))
-            setDeadline(worker.loop.now &+ snapshot.timeouts.idle)
+            setDeadline(loop.now &+ snapshot.timeouts.idle)
             if startH2IfNegotiated() { return false }
             return true
         case .wantRead:
@@ -418,7 +422,7 @@ final class ClientConnection: EventHandler, TimerHandler {
             case .written(let n):
                 out.consume(n)
                 worker.metrics.bytesOut.increment(by: Int64(n))
-                lastClientProgress = worker.loop.now
+                lastClientProgress = loop.now
                 moved = true
             case .wantWrite:
                 canWrite = false
@@ -449,7 +453,7 @@ final class ClientConnection: EventHandler, TimerHandler {
             case .bytes(let n):
                 buf.commit(n)
                 worker.metrics.bytesIn.increment(by: Int64(n))
-                lastClientProgress = worker.loop.now
+                lastClientProgress = loop.now
                 moved = true
             case .wantRead:
                 canRead = false
@@ -531,7 +535,7 @@ final class ClientConnection: EventHandler, TimerHandler {
                 parserPending = true
                 headInProgress = false
                 progress = true
-                lastClientProgress = worker.loop.now
+                lastClientProgress = loop.now
                 startExchange()
                 if phase != .open { return true }
             case .body(let range, let consumed):
@@ -590,10 +594,10 @@ final class ClientConnection: EventHandler, TimerHandler {
 
     private func startExchange() {
         let head = parser.head
-        ex.begin(head: head, now: worker.loop.now, logFields: worker.accessLog != nil)
+        ex.begin(head: head, now: loop.now, logFields: worker.accessLog != nil)
         requestsServed += 1
         if !head.keepAlive || draining { closeAfterResponse = true }
-        if let status = RequestPolicy.reject(method: head.methodBytes, authority: nil) {
+        if let status = RequestPolicy.reject(method: head.method, authority: nil) {
             ex.local = true
             failExchange(status: status)
             return
@@ -634,15 +638,14 @@ final class ClientConnection: EventHandler, TimerHandler {
             requestChunked: head.isChunked,
             requestEnded: !head.hasBody,
             upgrade: upgrade != nil,
-            now: worker.loop.now
+            now: loop.now
         )
         f.pool = pool
         f.hashKey = hashKey
         worker.scratch.removeAll(keepingCapacity: true)
-        HTTP1Writer.appendRequestHead(
+        forwardingContext().appendRequestHead(
             head,
             framing: head.outboundFraming,
-            forwarding: forwardingContext(),
             upgrade: upgrade,
             to: &worker.scratch
         )
@@ -651,7 +654,7 @@ final class ClientConnection: EventHandler, TimerHandler {
             failExchange(status: 431)
             return
         }
-        f.start(now: worker.loop.now)
+        f.start(now: loop.now)
     }
 
     /// The connection's forwarder, created with its first proxied request and reused for the rest.
@@ -707,12 +710,12 @@ final class ClientConnection: EventHandler, TimerHandler {
         if closeAfterResponse || (draining && !drainGently) {
             phase = .closing
         } else {
-            setDeadline(worker.loop.now &+ snapshot.timeouts.idle)
+            setDeadline(loop.now &+ snapshot.timeouts.idle)
             // Between requests an idle keep-alive connection gives its input buffer back to the pool, and after
             // a second of idleness its HTTP state too.
             releaseInBufIfEmpty()
-            compactAt = worker.loop.now &+ 1_000_000_000
-            if !timerSlot.isPending || timerSlot.deadline > compactAt { worker.loop.schedule(at: compactAt, self) }
+            compactAt = loop.now &+ 1_000_000_000
+            if !timerSlot.isPending || timerSlot.deadline > compactAt { loop.schedule(at: compactAt, self) }
         }
     }
 
@@ -760,7 +763,7 @@ final class ClientConnection: EventHandler, TimerHandler {
             tunnel = false
             worker.metrics.tunnelClosed()
         }
-        worker.metrics.request(status: ex.status, pool: ex.originPool, nanoseconds: worker.loop.now &- ex.startedAt)
+        worker.metrics.request(status: ex.status, pool: ex.originPool, nanoseconds: loop.now &- ex.startedAt)
         guard worker.accessLog != nil else { return }
         AccessLogLine.append(
             connection: self,
@@ -775,7 +778,7 @@ final class ClientConnection: EventHandler, TimerHandler {
 
     private func refreshDeadline() {
         guard !closed else { return }
-        let now = worker.loop.now
+        let now = loop.now
         switch phase {
         case .handshaking:
             break
@@ -854,7 +857,7 @@ final class ClientConnection: EventHandler, TimerHandler {
         lingerBytes = 0
         releaseState()
         Socket.shutdownWrite(fd)
-        worker.loop.schedule(at: worker.loop.now &+ Self.lingerNanos, self)
+        loop.schedule(at: loop.now &+ Self.lingerNanos, self)
         drainLingering()
     }
 
@@ -888,8 +891,8 @@ final class ClientConnection: EventHandler, TimerHandler {
     private func finishLingering(abortive: Bool) {
         guard lingering else { return }
         lingering = false
-        worker.loop.cancelTimer(self)
-        worker.loop.forgetClosing(fd: fd)
+        loop.cancelTimer(self)
+        loop.forgetClosing(fd: fd)
         if abortive { Socket.abort(fd) } else { Socket.close(fd) }
         worker.connectionClosed(fd: fd)
     }
@@ -908,8 +911,8 @@ final class ClientConnection: EventHandler, TimerHandler {
     private func release(abortive: Bool) {
         guard !closed else { return }
         releaseState()
-        worker.loop.cancelTimer(self)
-        worker.loop.forgetClosing(fd: fd)
+        loop.cancelTimer(self)
+        loop.forgetClosing(fd: fd)
         if abortive { Socket.abort(fd) } else { Socket.close(fd) }
         worker.connectionClosed(fd: fd)
     }
@@ -917,7 +920,7 @@ final class ClientConnection: EventHandler, TimerHandler {
     /// Frees everything but the socket (closed by the caller, at once or after lingering).
     private func releaseState() {
         closed = true
-        worker.loop.cancelTimer(self)
+        loop.cancelTimer(self)
         h2?.teardown()
         h2 = nil
         if ex.active && !ex.local && ex.status != 0 && !ex.responseEnded {
@@ -942,6 +945,47 @@ final class ClientConnection: EventHandler, TimerHandler {
 }
 
 /// A zero-delay timer that re-enters a connection's pump after a fairness yield.
+/// One connection's `ForwardingContext`, built once (see `forwardingContext()`).
+final class ForwardingBox {
+    let context: ForwardingContext
+    init(_ context: ForwardingContext) { self.context = context }
+
+    /// `HTTP1Writer.appendTranslatedRequestHead` with this context, read in place (a method's `self.context` is
+    /// borrowed; the same call made from outside copied the struct).
+    func appendTranslatedRequestHead(
+        method: ArraySlice<UInt8>,
+        target: ArraySlice<UInt8>,
+        authority: ArraySlice<UInt8>,
+        headers: HTTPHeaders,
+        framing: OutboundFraming,
+        upgrade: ArraySlice<UInt8>? = nil,
+        upgradeFields: [UInt8] = [],
+        to out: inout [UInt8]
+    ) {
+        HTTP1Writer.appendTranslatedRequestHead(
+            method: method,
+            target: target,
+            authority: authority,
+            headers: headers,
+            framing: framing,
+            forwarding: context,
+            upgrade: upgrade,
+            upgradeFields: upgradeFields,
+            to: &out
+        )
+    }
+
+    /// `HTTP1Writer.appendRequestHead` with this context, read in place.
+    func appendRequestHead(
+        _ head: RequestHead,
+        framing: OutboundFraming,
+        upgrade: ArraySlice<UInt8>?,
+        to out: inout [UInt8]
+    ) {
+        HTTP1Writer.appendRequestHead(head, framing: framing, forwarding: context, upgrade: upgrade, to: &out)
+    }
+}
+
 private final class YieldTimer: TimerHandler {
     var timerSlot = TimerSlot()
     let c: ClientConnection
@@ -952,7 +996,10 @@ private final class YieldTimer: TimerHandler {
 extension ClientConnection {
     /// The per-connection rewrite settings toward the origin: client address, stripped spoofable headers and,
     /// when enabled, the fingerprint headers (computed once per connection).
-    func forwardingContext() -> ForwardingContext {
+    ///
+    /// Returned boxed: a `let` in a final class is passed on borrowed, where returning the struct itself copied
+    /// (retained and released) its seven arrays on every request.
+    func forwardingContext() -> ForwardingBox {
         if let f = forwarding { return f }
         var extra: [UInt8] = []
         let h = snapshot.fingerprintHeaders
@@ -975,8 +1022,9 @@ extension ClientConnection {
             // Via names the protocol the request was received with (RFC 9110 §7.6.3): "2" for HTTP/2 clients.
             f.via = Array("2 ".utf8) + f.via.dropFirst(4)
         }
-        forwarding = f
-        return f
+        let box = ForwardingBox(f)
+        forwarding = box
+        return box
     }
 
     var tlsVersionStatic: StaticString { tls?.versionName ?? "unknown" }

@@ -55,7 +55,8 @@ struct Exchange {
             version: head.version,
             requestChunked: head.isChunked,
             requestEnded: false,
-            now: now
+            now: now,
+            logFields: logFields
         )
         if logFields { captureLogFields(head.headers, host: head.host ?? []) }
     }
@@ -96,17 +97,22 @@ struct Exchange {
         version: HTTPVersion,
         requestChunked: Bool,
         requestEnded: Bool,
-        now: UInt64
+        now: UInt64,
+        logFields: Bool
     ) {
         active = true
         local = false
         self.method = method
         self.isHEAD = isHEAD
         self.version = version
-        methodBytes.removeAll(keepingCapacity: true)
-        methodBytes.append(contentsOf: m)
-        target.removeAll(keepingCapacity: true)
-        target.append(contentsOf: t.prefix(2048))
+        if logFields {
+            // Only the access log reads these copies; without one they are not made (two array clears and
+            // appends per request).
+            methodBytes.removeAll(keepingCapacity: true)
+            methodBytes.append(contentsOf: m)
+            target.removeAll(keepingCapacity: true)
+            target.append(contentsOf: t.prefix(2048))
+        }
         self.requestChunked = requestChunked
         self.requestEnded = requestEnded
         requestBodyBytes = 0

@@ -24,6 +24,9 @@ final class H2Connection: H2SessionHandler, TimerHandler {
     // long as the process. unowned(unsafe): no unowned-retain per access on the request path.
     unowned(unsafe) let conn: ClientConnection
     unowned(unsafe) let worker: Worker
+    /// `worker.loop`, held directly: reading the worker's implicitly unwrapped `var` retained and released the loop
+    /// on each of the ~10 clock reads of a request.
+    unowned(unsafe) let loop: EventLoop
     let snapshot: RuntimeSnapshot
     private var session: H2ServerSession!
     var timerSlot = TimerSlot()
@@ -43,13 +46,14 @@ final class H2Connection: H2SessionHandler, TimerHandler {
     private var lastActivity: UInt64
     private var lastWrite: UInt64
     private var flusher: H2FlushTimer!
-    private var headers = H2HeaderBlock()
+    private let headers = H2HeaderBlock()
     private var closed = false
     private let metrics: H2Metrics
 
     init(conn: ClientConnection) {
         self.conn = conn
         self.worker = conn.worker
+        self.loop = conn.worker.loop
         self.snapshot = conn.snapshot
         self.lastActivity = conn.worker.loop.now
         self.lastWrite = lastActivity
@@ -93,7 +97,7 @@ final class H2Connection: H2SessionHandler, TimerHandler {
 
     /// Coalesces writes: streams woken by their origins in one loop tick are flushed together after the events.
     func scheduleFlush() {
-        if !flusher.timerSlot.isPending { worker.loop.schedule(at: 0, flusher) }
+        if !flusher.timerSlot.isPending { loop.schedule(at: 0, flusher) }
     }
 
     private func readClient() -> Bool {
@@ -109,8 +113,8 @@ final class H2Connection: H2SessionHandler, TimerHandler {
                 buf.commit(n)
                 worker.metrics.bytesIn.increment(by: Int64(n))
                 moved = true
-                lastActivity = worker.loop.now
-                let failure = session.receive(buf.readable, now: worker.loop.now)
+                lastActivity = loop.now
+                let failure = session.receive(buf.readable, now: loop.now)
                 buf.clear()
                 if let failure {
                     onFailure(failure)
@@ -186,7 +190,7 @@ final class H2Connection: H2SessionHandler, TimerHandler {
                 out.consume(n)
                 worker.metrics.bytesOut.increment(by: Int64(n))
                 moved = true
-                lastWrite = worker.loop.now
+                lastWrite = loop.now
             case .wantWrite:
                 canWrite = false
                 return moved
@@ -241,8 +245,8 @@ final class H2Connection: H2SessionHandler, TimerHandler {
     func teardown() {
         guard !closed else { return }
         closed = true
-        worker.loop.cancelTimer(self)
-        worker.loop.cancelTimer(flusher)
+        loop.cancelTimer(self)
+        loop.cancelTimer(flusher)
         for (_, s) in streams {
             if !s.logged && s.headReceived {
                 s.fwd?.abandon()
@@ -277,7 +281,7 @@ final class H2Connection: H2SessionHandler, TimerHandler {
         guard !goingAway, !closed else { return }
         goingAway = true
         session.shutdownNotice()
-        finalGoAwayAt = worker.loop.now &+ 1_000_000_000
+        finalGoAwayAt = loop.now &+ 1_000_000_000
         setDeadline(finalGoAwayAt)
         scheduleFlush()
     }
@@ -292,11 +296,11 @@ final class H2Connection: H2SessionHandler, TimerHandler {
 
     private func setDeadline(_ d: UInt64) {
         deadline = d
-        if !timerSlot.isPending || timerSlot.deadline > d { worker.loop.schedule(at: d, self) }
+        if !timerSlot.isPending || timerSlot.deadline > d { loop.schedule(at: d, self) }
     }
 
     private func refreshDeadline() {
-        let now = worker.loop.now
+        let now = loop.now
         if streams.isEmpty {
             setDeadline(max(lastActivity, lastWrite) &+ snapshot.timeouts.idle)
         } else {
@@ -306,7 +310,7 @@ final class H2Connection: H2SessionHandler, TimerHandler {
             if !timerSlot.isPending || deadline <= now || deadline > now &+ step { setDeadline(now &+ step) }
         }
         if finalGoAwayAt != 0 && (!timerSlot.isPending || timerSlot.deadline > finalGoAwayAt) {
-            worker.loop.schedule(at: finalGoAwayAt, self)
+            loop.schedule(at: finalGoAwayAt, self)
         }
     }
 
@@ -369,7 +373,7 @@ final class H2Connection: H2SessionHandler, TimerHandler {
 
     func h2Request(stream id: Int32, head: H2RequestHead, endStream: Bool) {
         let s = acquireStream(id)
-        s.ex.beginH2(head: head, endStream: endStream, now: worker.loop.now, logFields: worker.accessLog != nil)
+        s.ex.beginH2(head: head, endStream: endStream, now: loop.now, logFields: worker.accessLog != nil)
         s.headReceived = true
         metrics.streams.increment()
         if worker.snapshot !== snapshot && !goingAway {
@@ -383,7 +387,7 @@ final class H2Connection: H2SessionHandler, TimerHandler {
             return
         }
         // (An extended CONNECT is judged as the GET it becomes: only its authority matters here.)
-        let policyMethod: ArraySlice<UInt8> = extended ? Array("GET".utf8)[...] : head.method
+        let policyMethod: HTTPMethod = extended ? .get : head.methodKind
         if let status = RequestPolicy.reject(method: policyMethod, authority: head.authority) {
             respondLocal(s, status: status)
             return
@@ -441,19 +445,18 @@ final class H2Connection: H2SessionHandler, TimerHandler {
             isHEAD: head.isHEAD,
             requestChunked: framing == .chunked,
             requestEnded: endStream,
-            now: worker.loop.now
+            now: loop.now
         )
         f.pool = routedPool
         f.hashKey = hashKey
         f.client = conn
         worker.scratch.removeAll(keepingCapacity: true)
-        HTTP1Writer.appendTranslatedRequestHead(
+        conn.forwardingContext().appendTranslatedRequestHead(
             method: head.method,
             target: head.path,
             authority: head.authority,
             headers: head.headers,
             framing: framing,
-            forwarding: conn.forwardingContext(),
             to: &worker.scratch
         )
         guard f.appendHead(worker.scratch) else {
@@ -461,7 +464,7 @@ final class H2Connection: H2SessionHandler, TimerHandler {
             respondLocal(s, status: 431)
             return
         }
-        f.start(now: worker.loop.now)
+        f.start(now: loop.now)
         if f.isActive { drive(s) }
     }
 
@@ -480,7 +483,7 @@ final class H2Connection: H2SessionHandler, TimerHandler {
             requestChunked: false,
             requestEnded: true,
             upgrade: true,
-            now: worker.loop.now
+            now: loop.now
         )
         f.pool = pool
         f.hashKey = hashKey
@@ -490,13 +493,12 @@ final class H2Connection: H2SessionHandler, TimerHandler {
             keyField = ProtocolUpgrade.webSocketKeyField(using: &rng)
         }
         worker.scratch.removeAll(keepingCapacity: true)
-        HTTP1Writer.appendTranslatedRequestHead(
+        conn.forwardingContext().appendTranslatedRequestHead(
             method: get,
             target: head.path,
             authority: head.authority,
             headers: head.headers,
             framing: .bodiless,
-            forwarding: conn.forwardingContext(),
             upgrade: head.protocolName,
             upgradeFields: keyField,
             to: &worker.scratch
@@ -506,19 +508,19 @@ final class H2Connection: H2SessionHandler, TimerHandler {
             respondLocal(s, status: 431)
             return
         }
-        f.start(now: worker.loop.now)
+        f.start(now: loop.now)
         if f.isActive { drive(s) }
     }
 
     func h2RequestRejected(stream id: Int32, status: Int) {
         let s = acquireStream(id)
         s.headReceived = true
-        s.ex.startedAt = worker.loop.now
+        s.ex.startedAt = loop.now
         respondLocal(s, status: status)
     }
 
     func h2Data(stream id: Int32, bytes: UnsafeRawBufferPointer) {
-        streams[id]?.lastClientData = worker.loop.now
+        streams[id]?.lastClientData = loop.now
         guard let s = streams[id], let f = s.fwd, f.isActive, !s.ex.local else {
             // Nobody will forward these bytes (local answer, finished or failed stream): give the window back.
             streams[id]?.ex.requestBodyBytes += bytes.count
@@ -600,7 +602,7 @@ final class H2Connection: H2SessionHandler, TimerHandler {
                 buf.baseAddress!.copyMemory(from: rb.base + rb.start, byteCount: n)
                 rb.consume(n)
                 s.bytesDelivered += n
-                s.lastProgress = worker.loop.now
+                s.lastProgress = loop.now
                 if let f = s.fwd, f.pausedBySink { wake(s) }
             }
             if rb.isEmpty && s.ex.responseEnded {
@@ -634,8 +636,8 @@ final class H2Connection: H2SessionHandler, TimerHandler {
         let s = freeStreams.popLast() ?? H2Stream()
         s.h2 = self
         s.id = id
-        s.lastClientData = worker.loop.now
-        s.lastProgress = worker.loop.now
+        s.lastClientData = loop.now
+        s.lastProgress = loop.now
         streams[id] = s
         return s
     }
@@ -649,15 +651,15 @@ final class H2Connection: H2SessionHandler, TimerHandler {
         s.needsDrive = false
         guard let f = s.fwd, f.isActive else { return }
         moveRequestBody(s, f)
-        f.drive(now: worker.loop.now)
+        f.drive(now: loop.now)
         // Each write to the origin makes room for more staged body.
         while f.isActive, let st = s.stage, st.readableCount > 0, f.requestBodyRoom() > 0 {
             moveRequestBody(s, f)
-            f.drive(now: worker.loop.now)
+            f.drive(now: loop.now)
         }
         if f.isActive && s.ex.requestEnded && s.stage == nil && !s.requestEndSent {
             moveRequestBody(s, f)
-            f.drive(now: worker.loop.now)
+            f.drive(now: loop.now)
         }
         if s.tunnel && f.isTunnel && s.ex.requestEnded && s.stage == nil && !s.tunnelEndSent {
             // The client's END_STREAM, after its last DATA: half-close toward the origin.
@@ -856,7 +858,7 @@ final class H2Connection: H2SessionHandler, TimerHandler {
         worker.metrics.request(
             status: s.ex.status,
             pool: s.ex.originPool,
-            nanoseconds: worker.loop.now &- s.ex.startedAt
+            nanoseconds: loop.now &- s.ex.startedAt
         )
         guard worker.accessLog != nil else { return }
         AccessLogLine.append(
@@ -937,7 +939,7 @@ final class H2Stream: ForwarderSink {
 
     func forwarderResponseBody(_ bytes: UnsafeRawBufferPointer) {
         guard let h2, id != 0, let rb = respBuf else { return }
-        if rb.isEmpty { lastProgress = h2.worker.loop.now }
+        if rb.isEmpty { lastProgress = h2.loop.now }
         rb.append(bytes)
         ex.responseBodyBytes += bytes.count
         h2.wakeData(self)
@@ -1020,7 +1022,8 @@ extension Exchange {
             version: .http1_1,
             requestChunked: false,
             requestEnded: endStream,
-            now: now
+            now: now,
+            logFields: logFields
         )
         if logFields { captureLogFields(head.headers, host: head.authority) }
     }

@@ -39,7 +39,7 @@ extension Worker {
             return .reject(Int(status))
         case .pool(let i):
             let pool = upstreams.snapshot.pools[i]
-            guard pool.config.balance == .hash else { return .pool(i, hashKey: 0, websocket: websocket) }
+            guard pool.balance == .hash else { return .pool(i, hashKey: 0, websocket: websocket) }
             let client = Array(peer.host.utf8)
             let header = pool.hashHeader.flatMap { headers.firstIndex(of: $0) }.map { headers.value(at: $0) }
             let key = client.withUnsafeBytes { c in

@@ -11,6 +11,9 @@ final class UpstreamConnection: EventHandler, TimerHandler, OriginTransport {
     // SAFETY: a worker lives as long as the process and outlives its connections; unowned(unsafe) avoids an
     // unowned-retain on every access on the request path (swift_unownedRetainStrong in perf).
     unowned(unsafe) let worker: Worker
+    /// `worker.loop`, held directly (reading the worker's implicitly unwrapped `var` retained and released the
+    /// loop on every clock read of the request path).
+    unowned(unsafe) let loop: EventLoop
     let fd: Int32
     /// Index of the endpoint (server address) in `pool.endpoints`: the forwarder's "server".
     let origin: Int
@@ -55,6 +58,7 @@ final class UpstreamConnection: EventHandler, TimerHandler, OriginTransport {
 
     init(worker: Worker, fd: Int32, pool: PoolSnapshot, origin: Int, connected: Bool) {
         self.worker = worker
+        self.loop = worker.loop
         self.fd = fd
         self.origin = origin
         self.pool = pool
@@ -63,7 +67,7 @@ final class UpstreamConnection: EventHandler, TimerHandler, OriginTransport {
         self.connected = connected
         self.canWrite = connected
         latency = worker.metrics.latency.upstreamCells(pool: pool.name)
-        connectStartedAt = worker.loop.now
+        connectStartedAt = loop.now
         if connected { latency.connect.record(nanoseconds: 0) }
     }
 
@@ -137,7 +141,7 @@ final class UpstreamConnection: EventHandler, TimerHandler, OriginTransport {
     }
 
     func recordConnected() {
-        let now = worker.loop.now
+        let now = loop.now
         latency.connect.record(nanoseconds: now &- connectStartedAt)
         if owner != nil { readySince = now }
     }
@@ -174,7 +178,7 @@ final class UpstreamConnection: EventHandler, TimerHandler, OriginTransport {
             b.commit(n)
             if awaitingFirstByte {
                 awaitingFirstByte = false
-                latency.firstByte.record(nanoseconds: worker.loop.now &- readySince)
+                latency.firstByte.record(nanoseconds: loop.now &- readySince)
             }
             return .read(n)
         }
@@ -245,7 +249,7 @@ final class UpstreamConnection: EventHandler, TimerHandler, OriginTransport {
         owner = forwarder
         // A forwarder takes the connection for a request: its first response byte is that request's.
         awaitingFirstByte = forwarder != nil
-        if forwarder != nil && connected { readySince = worker.loop.now }
+        if forwarder != nil && connected { readySince = loop.now }
     }
 
     /// A pooled connection is usable only if the origin has not closed it (or sent unsolicited bytes) meanwhile.
@@ -270,7 +274,7 @@ final class UpstreamConnection: EventHandler, TimerHandler, OriginTransport {
         }
         idleDeadline = deadline
         // A pending timer with an earlier deadline re-arms itself for `idleDeadline` when it fires.
-        if !timerSlot.isPending || timerSlot.deadline > deadline { worker.loop.schedule(at: deadline, self) }
+        if !timerSlot.isPending || timerSlot.deadline > deadline { loop.schedule(at: deadline, self) }
     }
 
     func timerFired(now: UInt64) {
@@ -279,7 +283,7 @@ final class UpstreamConnection: EventHandler, TimerHandler, OriginTransport {
             worker.removeIdleUpstream(self)
             close()
         } else {
-            worker.loop.schedule(at: idleDeadline, self)
+            loop.schedule(at: idleDeadline, self)
         }
     }
 
@@ -287,8 +291,8 @@ final class UpstreamConnection: EventHandler, TimerHandler, OriginTransport {
         guard !closed else { return }
         closed = true
         owner = nil
-        worker.loop.cancelTimer(self)
-        worker.loop.forgetClosing(fd: fd)
+        loop.cancelTimer(self)
+        loop.forgetClosing(fd: fd)
         if let t = tls { tlsClose(t) }
         Socket.close(fd)
         if let b = inBuf {

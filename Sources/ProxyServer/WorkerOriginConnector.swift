@@ -17,11 +17,7 @@ final class WorkerOriginConnector: OriginConnector {
 
     init(worker: Worker) { self.worker = worker }
 
-    var maxAttempts: Int {
-        var most = 0
-        for p in worker.upstreams.snapshot.pools where p.endpoints.count > most { most = p.endpoints.count }
-        return max(2, most * 2)
-    }
+    var maxAttempts: Int { max(2, worker.upstreams.snapshot.largestPoolSize * 2) }
 
     func acquire(for f: OriginForwarder) -> (any OriginTransport)? {
         let selector = worker.upstreams

@@ -99,7 +99,7 @@ public final class UpstreamSelector {
     }
 
     private func choose(pool: Int, _ p: PoolSnapshot, key: UInt64, usable: (Int) -> Bool) -> Int? {
-        switch p.config.balance {
+        switch p.balance {
         case .roundRobin:
             return roundRobin[pool].pick(weights: p.weights, usable: usable)
         case .leastOutstanding:
@@ -151,8 +151,8 @@ public final class UpstreamSelector {
         let ejected = state.report(
             event,
             now: now,
-            maxFails: pool.config.maxFails,
-            failTimeout: UInt64(pool.config.failTimeout.milliseconds)
+            maxFails: pool.maxFails,
+            failTimeout: pool.failTimeoutMillis
         )
         if ejected, let e = pool.endpoints.first(where: { $0.state === state }), e.server < pool.metrics.count {
             pool.metrics[e.server].ejections.increment()

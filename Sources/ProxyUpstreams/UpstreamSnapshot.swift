@@ -94,6 +94,11 @@ public final class PoolSnapshot: Sendable {
     /// `proxy_protocol` (copied out of `config`: reading a field of the struct on the request path copies it).
     public let proxyProtocol: ProxyProtocol.Version?
     public let proxyProtocolTLVs: ProxyProtocol.TLVSet
+    /// `balance`, copied out of `config` for the same reason (read per request by routing and picking).
+    public let balance: BalanceMethod
+    /// Passive health settings, copied out of `config` likewise (read on every reported attempt).
+    let maxFails: Int
+    let failTimeoutMillis: UInt64
     let metrics: [ServerMetrics]
 
     public var name: String { config.name }
@@ -125,6 +130,9 @@ public final class PoolSnapshot: Sendable {
         if case .header(let name) = config.hashKey { hashHeader = Array(name.utf8) } else { hashHeader = nil }
         proxyProtocol = config.proxyProtocol
         proxyProtocolTLVs = config.proxyProtocolTLVs
+        balance = config.balance
+        maxFails = config.maxFails
+        failTimeoutMillis = UInt64(config.failTimeout.milliseconds)
         self.metrics = metrics
     }
 }
@@ -133,12 +141,15 @@ public final class PoolSnapshot: Sendable {
 public final class UpstreamSnapshot: Sendable {
     public let pools: [PoolSnapshot]
     public let router: Router
+    /// The number of servers of the largest pool (bounds a request's attempts; read per request).
+    public let largestPoolSize: Int
     /// Whether any pool exists (with none, the server keeps serving its built-in page).
     public var isEmpty: Bool { pools.isEmpty }
 
     init(pools: [PoolSnapshot], routes: [Route]) {
         self.pools = pools
         self.router = Router(routes: routes, poolNames: pools.map(\.name))
+        self.largestPoolSize = pools.reduce(0) { max($0, $1.endpoints.count) }
     }
 
     /// The pool named `name`, if any.

@@ -29,7 +29,7 @@ final class H2InboundChecksTests: H2SessionTestCase {
 
     /// Completes the response of `stream` (HEADERS + END_STREAM), so that nghttp2 closes and forgets it.
     func respond(_ s: H2ServerSession, _ stream: Int32) {
-        var block = H2HeaderBlock()
+        let block = H2HeaderBlock()
         block.reset(status: 204)
         s.submitResponse(stream: stream, headers: block, hasBody: false)
     }

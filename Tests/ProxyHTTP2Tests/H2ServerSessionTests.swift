@@ -35,7 +35,7 @@ final class H2ServerSessionTests: H2SessionTestCase {
         let (s, r) = makeSession()
         _ = exchange(s, Self.preface + frame(4, 0, 0) + frame(1, 0x5, 1, request()))
         r.body = Array(repeating: 0x61, count: 20000)
-        var block = H2HeaderBlock()
+        let block = H2HeaderBlock()
         block.reset(status: 200)
         block.append(name: "Content-Type", value: "text/plain")
         s.submitResponse(stream: 1, headers: block, hasBody: true)
