@@ -46,9 +46,26 @@ final class ClientConnection: EventHandler, TimerHandler {
     /// arrives, so a connection that only completed its handshake holds as little as possible.
     private final class HTTPState {
         var parser: RequestParser
-        var ex = Exchange()
-        init(limits: HTTP1Limits) { parser = RequestParser(limits: limits) }
+        /// The exchange at a fixed address, read and written through `ex`'s addressors. (The `_read`/`_modify`
+        /// coroutines they replace allocated a coroutine frame with malloc on each of the ~30 reads of a request:
+        /// 30 % of the HTTP/1 64 B row's mallocs, callgrind.)
+        let exchange: UnsafeMutablePointer<Exchange>
+        init(limits: HTTP1Limits) {
+            parser = RequestParser(limits: limits)
+            exchange = .allocate(capacity: 1)
+            exchange.initialize(to: Exchange())
+        }
+        deinit {
+            exchange.deinitialize(count: 1)
+            exchange.deallocate()
+        }
     }
+    /// What `ex` reads before the first request: an idle exchange, never written (writes go to `httpState`).
+    private nonisolated(unsafe) static let idleExchange: UnsafeMutablePointer<Exchange> = {
+        let p = UnsafeMutablePointer<Exchange>.allocate(capacity: 1)
+        p.initialize(to: Exchange.idle)
+        return p
+    }()
     private var http: HTTPState?
     private var httpState: HTTPState {
         if let h = http { return h }
@@ -97,10 +114,8 @@ final class ClientConnection: EventHandler, TimerHandler {
     /// The current exchange, stored inline in the HTTP state (no per-request allocation). Reading it before the
     /// first request sees an idle exchange.
     var ex: Exchange {
-        _read {
-            if let h = http { yield h.ex } else { yield Exchange.idle }
-        }
-        _modify { yield &httpState.ex }
+        unsafeAddress { UnsafePointer(http?.exchange ?? Self.idleExchange) }
+        unsafeMutableAddress { httpState.exchange }
     }
     /// Built on the first proxied request (needs the handshake's fingerprint), reused for the rest.
     private var forwarding: ForwardingBox?
