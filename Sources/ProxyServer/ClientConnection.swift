@@ -66,7 +66,11 @@ final class ClientConnection: EventHandler, TimerHandler {
         p.initialize(to: Exchange.idle)
         return p
     }()
-    private var http: HTTPState?
+    private var http: HTTPState? {
+        didSet { exchangePointer = http?.exchange }
+    }
+    /// `http?.exchange`, kept beside it so that `ex` costs no retain of the state object per access.
+    private var exchangePointer: UnsafeMutablePointer<Exchange>?
     private var httpState: HTTPState {
         if let h = http { return h }
         let h = HTTPState(limits: snapshot.limits)
@@ -114,8 +118,8 @@ final class ClientConnection: EventHandler, TimerHandler {
     /// The current exchange, stored inline in the HTTP state (no per-request allocation). Reading it before the
     /// first request sees an idle exchange.
     var ex: Exchange {
-        unsafeAddress { UnsafePointer(http?.exchange ?? Self.idleExchange) }
-        unsafeMutableAddress { httpState.exchange }
+        unsafeAddress { UnsafePointer(exchangePointer ?? Self.idleExchange) }
+        unsafeMutableAddress { exchangePointer ?? httpState.exchange }
     }
     /// Built on the first proxied request (needs the handshake's fingerprint), reused for the rest.
     private var forwarding: ForwardingBox?

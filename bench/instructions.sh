@@ -1,0 +1,130 @@
+#!/usr/bin/env bash
+# Instructions per request of the proxy's own process, counted by valgrind's callgrind: a measure that does not
+# move with the host's load, for no-regression checks between two builds on a shared, noisy machine where CPU-time
+# A/B runs (bench/run with BASELINE_BIN) swing by more than the differences looked for.
+#
+#   bench/instructions.sh [BASELINE_BIN]
+#
+# For each row (ROWS, default "h2_64 h1_64 h2_16k h1_16k") and each binary (this tree's release build, and
+# BASELINE_BIN when given), REPS times: start the proxy under callgrind in front of a plain-HTTP nginx origin
+# (bench/conf/origin-nginx.conf.in, as bench/run), warm up with N/10 requests, zero the counters, run N requests
+# (h2load: -c 32 -m 10 for HTTP/2, --h1 -c 50 for HTTP/1.1 keep-alive, the shapes of bench/run's rows), dump, and
+# divide the instructions of the whole process (every thread) by N.
+#
+# What it counts and what it does not: user-space instructions of the proxy process, OpenSSL and nghttp2
+# included; not the kernel's work (system calls are counted by bench/run SYSCALLS=1) and not cache misses. The
+# load tool's timing still changes how requests batch into TLS records and reads, so repeated runs of one binary
+# differ by ~1 %: REPS (default 3) runs each and the page shows min/median/max. The 32/50 connections' TLS
+# handshakes fall inside the counted window (~2 % of the total at N = 40,000; N raises or lowers that share).
+#
+# Needs valgrind (scripts/install-deps installs it), nginx and h2load. Prints a markdown table; `OUT=FILE` also
+# writes it there. Knobs: N [40000] REPS [3] ROWS, SKIP_BUILD [0], BASEPORT [27900].
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$root"
+baseline="${1:-}"
+N=${N:-40000}
+REPS=${REPS:-3}
+ROWS=${ROWS:-"h2_64 h1_64 h2_16k h1_16k"}
+BASE=${BASEPORT:-27900}
+for tool in valgrind callgrind_control callgrind_annotate nginx h2load openssl objcopy; do
+    command -v "$tool" >/dev/null || { echo "bench/instructions.sh: $tool not installed (scripts/install-deps)" >&2; exit 2; }
+done
+if [ "${SKIP_BUILD:-0}" != 1 ]; then swift build -c release --product edgeproxy >/dev/null; fi
+
+work=$(mktemp -d /tmp/ep-instr.XXXXXX)
+pids=()
+cleanup() {
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$work"
+}
+trap cleanup EXIT INT TERM
+
+# valgrind 3.19 (Debian 12) cannot read Swift 6's DWARF 5: the binaries are measured with their debug sections
+# stripped (symbols stay, so the per-function breakdown still has names).
+objcopy --strip-debug .build/release/edgeproxy "$work/edgeproxy"
+bins=("$work/edgeproxy")
+names=("this build ($(git rev-parse --short HEAD 2>/dev/null || echo tree))")
+if [ -n "$baseline" ]; then
+    objcopy --strip-debug "$baseline" "$work/baseline"
+    bins+=("$work/baseline")
+    names+=("baseline ($(basename "$baseline"))")
+fi
+
+# Certificates and origin as bench/run makes them (ECDSA P-256 chain, /64 and /16k bodies).
+key_opts="-name prime256v1 -genkey -noout"
+openssl ecparam $key_opts -out "$work/ca.key" && openssl ecparam $key_opts -out "$work/leaf.key"
+openssl req -new -x509 -key "$work/ca.key" -out "$work/ca.pem" -days 2 -subj "/CN=instr root" 2>/dev/null
+openssl req -new -key "$work/leaf.key" -subj "/CN=localhost" 2>/dev/null |
+    openssl x509 -req -CA "$work/ca.pem" -CAkey "$work/ca.key" -CAcreateserial -days 2 -out "$work/leaf.pem" \
+        -extfile <(printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\n') 2>/dev/null
+mkdir -p "$work/www" "$work/policies"
+head -c 16384 /dev/urandom | base64 -w 0 | head -c 16384 >"$work/www/16k"
+body64=$(printf 'peerbench-64-byte-body-%040d\n' 0 | head -c 64)
+sed -e "s#@RUN@#$work#g" -e "s#@WWW@#$work/www#g" -e "s#@ORIGIN_PORT@#$BASE#g" -e "s#@BODY64@#${body64%?}\\\\n#g" \
+    -e "s#@ORIGIN_TLS_PORT@#$((BASE + 6))#g" -e "s#@CERT@#$work/leaf.pem#g" -e "s#@KEY@#$work/leaf.key#g" \
+    bench/conf/origin-nginx.conf.in >"$work/origin.conf"
+cp policies/*.toml "$work/policies/"
+nginx -p "$work" -c "$work/origin.conf" >"$work/origin.log" 2>&1 &
+pids+=($!)
+wait_port() { for _ in $(seq 300); do ss -ltnH "sport = :$1" | grep -q . && return 0; sleep 0.1; done; return 1; }
+wait_port "$BASE" || { cat "$work/origin.log" >&2; exit 1; }
+
+load() { # row port count
+    local path=/64
+    case $1 in *16k) path=/16k ;; esac
+    case $1 in
+    h2_*) h2load -t 1 -c 32 -m 10 -n "$3" "https://127.0.0.1:$2$path" ;;
+    h1_*) h2load --h1 -t 1 -c 50 -n "$3" "https://127.0.0.1:$2$path" ;;
+    esac
+}
+
+measure() { # bin row -> instructions per request
+    local bin=$1 row=$2 port=$((BASE + 1)) out="$work/cg.out"
+    rm -f "$out"*
+    valgrind --tool=callgrind --callgrind-out-file="$out" --dump-instr=no "$bin" --config bench/peerbench.toml \
+        --upstream "http://127.0.0.1:$BASE" --cert "$work/leaf.pem" --key "$work/leaf.key" --workers 1 \
+        --policies "$work/policies" --listen "127.0.0.1:$port" >"$work/proxy.log" 2>&1 &
+    local p=$!
+    wait_port "$port" || { tail -5 "$work/proxy.log" >&2; kill "$p"; return 1; }
+    load "$row" "$port" $((N / 10)) >/dev/null
+    callgrind_control -z "$p" >/dev/null 2>&1
+    load "$row" "$port" "$N" >"$work/load.log"
+    grep -q "$N succeeded" "$work/load.log" || { echo "load failed: $(grep requests: "$work/load.log")" >&2; }
+    callgrind_control -d "$p" >/dev/null 2>&1
+    kill "$p"
+    wait "$p" 2>/dev/null || true
+    local dump
+    dump=$(ls -S "$out".* | head -1)
+    callgrind_annotate "$dump" 2>/dev/null | awk -v n="$N" '/PROGRAM TOTALS/ { gsub(",", "", $1); printf "%.0f\n", $1 / n; exit }'
+}
+
+stats() { # values... -> "median (min-max)"
+    printf '%s\n' "$@" | sort -n | awk '{ v[NR] = $1 } END { printf "%s (%s–%s)", v[int((NR + 1) / 2)], v[1], v[NR] }'
+}
+
+{
+    echo "Instructions per request (callgrind, whole proxy process, N = $N per run, $REPS runs: median (min–max))"
+    echo
+    printf '| row |'
+    for n in "${names[@]}"; do printf ' %s |' "$n"; done
+    [ -n "$baseline" ] && printf ' ratio (medians) |'
+    echo
+    printf '|---|'
+    for _ in "${names[@]}"; do printf -- '---|'; done
+    [ -n "$baseline" ] && printf -- '---|'
+    echo
+    for row in $ROWS; do
+        printf '| %s |' "$row"
+        meds=()
+        for b in "${bins[@]}"; do
+            vals=()
+            for _ in $(seq "$REPS"); do vals+=("$(measure "$b" "$row")"); done
+            printf ' %s |' "$(stats "${vals[@]}")"
+            meds+=("$(printf '%s\n' "${vals[@]}" | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }')")
+        done
+        [ -n "$baseline" ] && printf ' %s |' "$(awk -v a="${meds[0]}" -v b="${meds[1]}" 'BEGIN { printf "%.3f", a / b }')"
+        echo
+    done
+} | tee "${OUT:-/dev/null}"
