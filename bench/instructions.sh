@@ -33,6 +33,7 @@ done
 if [ "${SKIP_BUILD:-0}" != 1 ]; then swift build -c release --product edgeproxy >/dev/null; fi
 
 work=$(mktemp -d /tmp/ep-instr.XXXXXX)
+chmod 755 "$work"  # nginx workers run as nobody and must read www/
 pids=()
 cleanup() {
     for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
@@ -91,7 +92,11 @@ measure() { # bin row -> instructions per request
     load "$row" "$port" $((N / 10)) >/dev/null
     callgrind_control -z "$p" >/dev/null 2>&1
     load "$row" "$port" "$N" >"$work/load.log"
-    grep -q "$N succeeded" "$work/load.log" || { echo "load failed: $(grep requests: "$work/load.log")" >&2; }
+    if ! grep -q "$N succeeded" "$work/load.log"; then
+        echo "bench/instructions.sh: $row load failed: $(grep requests: "$work/load.log")" >&2
+        kill "$p"
+        return 1
+    fi
     callgrind_control -d "$p" >/dev/null 2>&1
     kill "$p"
     wait "$p" 2>/dev/null || true
