@@ -450,13 +450,29 @@ final class H2Connection: H2SessionHandler, TimerHandler {
         f.pool = routedPool
         f.hashKey = hashKey
         f.client = conn
+        sendHeadAndStart(s, f, method: head.method, head: head, framing: framing)
+    }
+
+    /// Writes the request head toward the origin (HTTP/1.1, translated from `head`) into `f` and starts it; 431
+    /// when the head does not fit. Shared by plain requests and extended CONNECT.
+    private func sendHeadAndStart(
+        _ s: H2Stream,
+        _ f: OriginForwarder,
+        method: ArraySlice<UInt8>,
+        head: H2RequestHead,
+        framing: OutboundFraming,
+        upgrade: ArraySlice<UInt8>? = nil,
+        upgradeFields: [UInt8] = []
+    ) {
         worker.scratch.removeAll(keepingCapacity: true)
         conn.forwardingContext().appendTranslatedRequestHead(
-            method: head.method,
+            method: method,
             target: head.path,
             authority: head.authority,
             headers: head.headers,
             framing: framing,
+            upgrade: upgrade,
+            upgradeFields: upgradeFields,
             to: &worker.scratch
         )
         guard f.appendHead(worker.scratch) else {
@@ -492,24 +508,15 @@ final class H2Connection: H2SessionHandler, TimerHandler {
             var rng = SystemRandomNumberGenerator()
             keyField = ProtocolUpgrade.webSocketKeyField(using: &rng)
         }
-        worker.scratch.removeAll(keepingCapacity: true)
-        conn.forwardingContext().appendTranslatedRequestHead(
+        sendHeadAndStart(
+            s,
+            f,
             method: get,
-            target: head.path,
-            authority: head.authority,
-            headers: head.headers,
+            head: head,
             framing: .bodiless,
             upgrade: head.protocolName,
-            upgradeFields: keyField,
-            to: &worker.scratch
+            upgradeFields: keyField
         )
-        guard f.appendHead(worker.scratch) else {
-            f.abandon()
-            respondLocal(s, status: 431)
-            return
-        }
-        f.start(now: loop.now)
-        if f.isActive { drive(s) }
     }
 
     func h2RequestRejected(stream id: Int32, status: Int) {
