@@ -60,11 +60,12 @@ extension ClientHello {
     /// bytes for the hex rule), falling back to `alpn` for a hello built without consistent bodies.
     var firstALPNBytes: [UInt8]? {
         if let ext = extensions.first(where: { $0.type == 16 }) {
-            let b = ext.body
-            if b.count >= 3 {
+            let name = ext.withBody { b -> [UInt8]? in
+                guard b.count >= 3 else { return nil }
                 let n = Int(b[2])
-                if n > 0 && b.count >= 3 + n { return Array(b[3..<(3 + n)]) }
+                return n > 0 && b.count >= 3 + n ? Array(b[3..<(3 + n)]) : nil
             }
+            if let name { return name }
         }
         return alpn.first.map { Array($0.utf8) }
     }

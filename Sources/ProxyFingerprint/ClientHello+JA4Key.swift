@@ -39,7 +39,7 @@ extension ClientHello {
             case 0: sni = 1
             case 16:
                 // As firstALPNBytes reads it, without copying the name: only its first and last bytes matter.
-                extensions[i].body.withUnsafeBufferPointer { b in
+                extensions[i].withBody { b in
                     if b.count >= 3, b[2] > 0, b.count >= 3 + Int(b[2]) {
                         alpn = JA4Parts.alpnCode(first: b[3], last: b[2 + Int(b[2])])
                         alpnFromBody = true

@@ -19,9 +19,12 @@ extension ClientHello {
 
     /// Parses a bare handshake message: type 0x01, 3-byte length, ClientHello body. The input must be exactly one
     /// message (trailing bytes are an error). What `SSL_CTX_set_msg_callback` hands over for content type 22.
+    /// Extension bodies share `handshake`'s storage (no copy).
     public static func parse(handshake: [UInt8]) throws(ClientHelloParseError) -> ClientHello {
         let result = handshake.withUnsafeBytes { buf in
-            Result { () throws(ClientHelloParseError) -> ClientHello in try parse(handshake: buf) }
+            Result { () throws(ClientHelloParseError) -> ClientHello in
+                try parseMessage(buf, recordVersion: nil, backing: handshake)
+            }
         }
         return try result.get()
     }
@@ -176,9 +179,12 @@ extension ClientHello {
         return 4 + length
     }
 
+    /// `backing`, when given, is the array `buf` points into (same indices): extension bodies then refer to it
+    /// instead of to a copy of the extensions block.
     private static func parseMessage(
         _ buf: UnsafeRawBufferPointer,
-        recordVersion: UInt16?
+        recordVersion: UInt16?,
+        backing: [UInt8]? = nil
     ) throws(ParseError) -> ClientHello {
         guard !buf.isEmpty else { throw .empty }
         guard buf.count >= 4 else {
@@ -225,23 +231,36 @@ extension ClientHello {
                 actual: total - blockLengthOffset - 2
             )
         }
-        hello.extensions.reserveCapacity(24)
+        if block.isAtEnd { return hello }
+        // One array holds every extension body: the caller's, or one copy of the block.
+        let storage: [UInt8]
+        let base: Int
+        if let backing {
+            storage = backing
+            base = 0
+        } else {
+            storage = [UInt8](UnsafeRawBufferPointer(rebasing: buf[block.pos..<block.end]))
+            base = block.pos
+        }
+        var extensions: [Extension] = []
+        extensions.reserveCapacity(24)
         var seen: Set<UInt16>? = nil  // only for absurd extension counts; a linear scan is cheaper below that
         while !block.isAtEnd {
             let typeOffset = block.pos
             let type = try block.u16(.extensionHeader)
-            var body = try block.vector(lengthBytes: 2, .extensionBody)
-            if hello.extensions.count < 32 {
-                for e in hello.extensions where e.type == type {
+            let body = try block.vector(lengthBytes: 2, .extensionBody)
+            if extensions.count < 32 {
+                for e in extensions where e.type == type {
                     throw .duplicateExtension(type: type, offset: typeOffset)
                 }
             } else {
-                if seen == nil { seen = Set(hello.extensions.lazy.map(\.type)) }
+                if seen == nil { seen = Set(extensions.lazy.map(\.type)) }
                 if seen!.insert(type).inserted == false { throw .duplicateExtension(type: type, offset: typeOffset) }
             }
             try decode(type: type, body, into: &hello)
-            hello.extensions.append(Extension(type: type, body: body.bytes()))
+            extensions.append(Extension(type: type, storage: storage, range: (body.pos - base)..<(body.end - base)))
         }
+        hello.extensions = extensions
         return hello
     }
 

@@ -74,7 +74,7 @@ extension ClientHello {
     /// Precondition: every list fits its wire length field (the case for anything `parse` produced).
     public func serialize() -> [UInt8] {
         var out: [UInt8] = [1, 0, 0, 0]
-        out.reserveCapacity(128 + 2 * cipherSuites.count + extensions.reduce(0) { $0 + 4 + $1.body.count })
+        out.reserveCapacity(128 + 2 * cipherSuites.count + extensions.reduce(0) { $0 + 4 + $1.bodyCount })
         out.appendU16(legacyVersion)
         out.append(contentsOf: repeatElement(0, count: 32))
         let sid = max(0, min(sessionIDLength, 32))
@@ -88,10 +88,10 @@ extension ClientHello {
             let blockStart = out.count
             out.appendU16(0)
             for e in extensions {
-                precondition(e.body.count <= 65_535, "extension body too large to encode")
+                precondition(e.bodyCount <= 65_535, "extension body too large to encode")
                 out.appendU16(e.type)
-                out.appendU16(UInt16(e.body.count))
-                out.append(contentsOf: e.body)
+                out.appendU16(UInt16(e.bodyCount))
+                e.withBody { out.append(contentsOf: $0) }
             }
             let blockLength = out.count - blockStart - 2
             precondition(blockLength <= 65_535, "extensions block too large to encode")

@@ -5,12 +5,47 @@
 /// Every list keeps the order and the GREASE values the client sent; `features` gives the normalised view.
 public struct ClientHello: Sendable, Equatable {
     /// One extension as sent: its type and its raw body.
+    ///
+    /// A parsed hello's extensions all share one byte array (the captured message when the caller passed an array,
+    /// else one copy of the extensions block) and keep only their range of it: a per-extension copy cost a malloc and
+    /// a free for each of a browser's ~16 extensions on every handshake. `body` copies on read; `withBody` does not.
     public struct Extension: Sendable, Equatable {
         public var type: UInt16
-        public var body: [UInt8]
+        private var storage: [UInt8]
+        private var range: Range<Int>
+
         public init(type: UInt16, body: [UInt8]) {
             self.type = type
-            self.body = body
+            self.storage = body
+            self.range = body.indices
+        }
+
+        /// An extension whose body is `storage[range]` (the parser's shared form).
+        init(type: UInt16, storage: [UInt8], range: Range<Int>) {
+            self.type = type
+            self.storage = storage
+            self.range = range
+        }
+
+        /// The raw body, as an array of its own.
+        public var body: [UInt8] {
+            get { range == storage.indices ? storage : Array(storage[range]) }
+            set {
+                storage = newValue
+                range = newValue.indices
+            }
+        }
+
+        /// The body's length, without copying it.
+        public var bodyCount: Int { range.count }
+
+        /// Calls `body` with the raw body in place (no copy); the pointer is valid only inside the call.
+        public func withBody<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+            try storage.withUnsafeBytes { all in try body(UnsafeRawBufferPointer(rebasing: all[range])) }
+        }
+
+        public static func == (a: Extension, b: Extension) -> Bool {
+            a.type == b.type && a.storage[a.range].elementsEqual(b.storage[b.range])
         }
     }
 

@@ -81,23 +81,29 @@ public struct ClientHelloFeatures: Sendable, Equatable {
 extension ClientHello {
     /// The normalised feature set (GREASE removed, presence flags derived).
     public var features: ClientHelloFeatures {
-        let ext = extensions.map(\.type)
+        var ext: [UInt16] = []
+        ext.reserveCapacity(extensions.count)
+        var extGREASE = false
+        for i in extensions.indices {
+            let t = extensions[i].type
+            if Self.isGREASE(t) { extGREASE = true } else { ext.append(t) }
+        }
+        let suites = Self.withoutGREASE(cipherSuites)
+        let groups = Self.withoutGREASE(supportedGroups)
+        let versions = Self.withoutGREASE(supportedVersions ?? [])
         let greaseAnywhere =
-            cipherSuites.contains(where: Self.isGREASE) || ext.contains(where: Self.isGREASE)
-            || supportedGroups.contains(where: Self.isGREASE)
-            || (supportedVersions ?? []).contains(where: Self.isGREASE)
-        let versions = (supportedVersions ?? []).filter { !Self.isGREASE($0) }
+            extGREASE || suites.grease || groups.grease || versions.grease
         return ClientHelloFeatures(
             legacyVersion: legacyVersion,
-            supportedVersions: versions,
-            highestVersion: versions.max() ?? legacyVersion,
-            cipherSuites: cipherSuites.filter { !Self.isGREASE($0) },
-            extensions: ext.filter { !Self.isGREASE($0) },
-            supportedGroups: supportedGroups.filter { !Self.isGREASE($0) },
+            supportedVersions: versions.list,
+            highestVersion: versions.list.max() ?? legacyVersion,
+            cipherSuites: suites.list,
+            extensions: ext,
+            supportedGroups: groups.list,
             ecPointFormats: ecPointFormats,
-            signatureAlgorithms: signatureAlgorithms.filter { !Self.isGREASE($0) },
+            signatureAlgorithms: Self.withoutGREASE(signatureAlgorithms).list,
             alpn: alpn,
-            keyShareGroups: keyShareGroups.filter { !Self.isGREASE($0) },
+            keyShareGroups: Self.withoutGREASE(keyShareGroups).list,
             sniPresent: ext.contains(0),
             greasePresent: greaseAnywhere,
             renegotiationSCSVPresent: cipherSuites.contains(0x00ff),
@@ -108,5 +114,12 @@ extension ClientHello {
             sessionIDLength: sessionIDLength,
             compressionMethods: compressionMethods
         )
+    }
+
+    /// `list` without GREASE values, and whether it had any. Shares `list`'s storage when there is none (most
+    /// clients send no GREASE at all; a filter allocated a new array per list per handshake).
+    @inline(__always)
+    static func withoutGREASE(_ list: [UInt16]) -> (list: [UInt16], grease: Bool) {
+        list.contains(where: isGREASE) ? (list.filter { !isGREASE($0) }, true) : (list, false)
     }
 }

@@ -60,8 +60,9 @@ public struct CompiledPolicySet: Sendable {
     public func decide(_ input: PolicyInput) -> PolicyDecision {
         var observed = -1
         for i in policies.indices {
+            // Read in place: `let p = policies[i]` copied the policy (retaining its 8 references) per policy tried.
+            guard policies[i].matcher.matches(input) else { continue }
             let p = policies[i]
-            guard p.matcher.matches(input) else { continue }
             if p.mode == .observe {
                 if observed < 0 { observed = i }
                 continue

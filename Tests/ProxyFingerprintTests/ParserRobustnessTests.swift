@@ -146,6 +146,35 @@ final class ParserRobustnessTests: XCTestCase {
         XCTAssertEqual(ok?.features.sniPresent, true)
     }
 
+    /// Extension bodies share one array (the caller's, or one copy of the block); each still reads as its own bytes,
+    /// whichever entry point parsed it, and mutating one body leaves the others and the input alone.
+    func testExtensionBodiesAreTheirOwnBytesWhicheverEntryPoint() throws {
+        let exts: [ClientHello.Extension] = [
+            .init(type: 0x4469, body: [1, 2, 3]), .init(type: 23, body: []), .init(type: 0xfe0d, body: [9, 8, 7, 6]),
+        ]
+        var raw = small(exts)
+        let fromArray = try ClientHello.parse(handshake: raw)
+        let fromPointer = try raw.withUnsafeBytes { try ClientHello.parse(handshake: $0) }
+        let fromRecords = try ClientHello.parse(records: fromArray.serializeRecords(maxFragment: 7))
+        for hello in [fromArray, fromPointer, fromRecords] {
+            XCTAssertEqual(hello.extensions.map(\.type), [0x4469, 23, 0xfe0d])
+            XCTAssertEqual(hello.extensions.map(\.body), [[1, 2, 3], [], [9, 8, 7, 6]])
+            XCTAssertEqual(hello.extensions.map(\.bodyCount), [3, 0, 4])
+            XCTAssertEqual(hello.extensions[2].withBody { Array($0) }, [9, 8, 7, 6])
+            XCTAssertEqual(hello.extensions, exts)
+            XCTAssertEqual(hello.serialize(), raw)
+        }
+        var copy = fromArray
+        copy.extensions[0].body = [5]
+        XCTAssertEqual(copy.extensions[0].body, [5])
+        XCTAssertEqual(copy.extensions[2].body, [9, 8, 7, 6])
+        XCTAssertEqual(fromArray.extensions[0].body, [1, 2, 3])
+        XCTAssertNotEqual(copy.extensions[0], fromArray.extensions[0])
+        // The parsed hello does not see later changes to the caller's array.
+        raw[raw.count - 1] = 0
+        XCTAssertEqual(fromArray.extensions[2].body, [9, 8, 7, 6])
+    }
+
     func testDuplicateExtensions() {
         let dup = small([.supportedGroups([29]), .init(type: 23, body: []), .supportedGroups([23])])
         XCTAssertEqual(
