@@ -17,8 +17,19 @@
 # differ by ~1 %: REPS (default 3) runs each and the page shows min/median/max. The 32/50 connections' TLS
 # handshakes fall inside the counted window (~2 % of the total at N = 40,000; N raises or lowers that share).
 #
+# Handshake rows (ROWS may also name res12, sid12, full12: bench/run's TLS 1.2 resumed-by-ticket, resumed-by-session-
+# ID and full-handshake rows): the load is edgeproxy-bench, -c 4 connections for DUR [30] seconds, one GET /64 per
+# connection, and the count is instructions per connection. Each slot's first connection is a full handshake
+# (the load tool starts without sessions), so a resumed row includes 4 full handshakes among its ~2,000 connections
+# (~1 %, alike for every proxy); a row whose connections are not ≥ 98 % resumed (res12, sid12) or that has errors
+# fails the run instead of printing a number.
+#
+# PEERS=nginx adds nginx as a proxy under the same count (bench/conf/nginx-proxy.conf.in, as bench/run runs it, in
+# single-process mode so that callgrind's counters can be zeroed and dumped; its shared session cache still
+# resumes): a like-for-like instruction count next to the nginx this product is compared with.
+#
 # Needs valgrind (scripts/install-deps installs it), nginx and h2load. Prints a markdown table; `OUT=FILE` also
-# writes it there. Knobs: N [40000] REPS [3] ROWS, SKIP_BUILD [0], BASEPORT [27900].
+# writes it there. Knobs: N [40000] REPS [3] ROWS, DUR [30], PEERS [none], SKIP_BUILD [0], BASEPORT [27900].
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
@@ -30,7 +41,13 @@ BASE=${BASEPORT:-27900}
 for tool in valgrind callgrind_control callgrind_annotate nginx h2load openssl objcopy; do
     command -v "$tool" >/dev/null || { echo "bench/instructions.sh: $tool not installed (scripts/install-deps)" >&2; exit 2; }
 done
-if [ "${SKIP_BUILD:-0}" != 1 ]; then swift build -c release --product edgeproxy >/dev/null; fi
+DUR=${DUR:-30}
+PEERS=${PEERS:-}
+if [ "${SKIP_BUILD:-0}" != 1 ]; then
+    swift build -c release --product edgeproxy >/dev/null
+    swift build -c release --product edgeproxy-bench >/dev/null
+fi
+hsbench="$root/.build/release/edgeproxy-bench"
 
 work=$(mktemp -d /tmp/ep-instr.XXXXXX)
 chmod 755 "$work"  # nginx workers run as nobody and must read www/
@@ -52,6 +69,15 @@ if [ -n "$baseline" ]; then
     bins+=("$work/baseline")
     names+=("baseline ($(basename "$baseline"))")
 fi
+for peer in $PEERS; do
+    case $peer in
+    nginx)
+        bins+=(nginx)
+        names+=("nginx $(nginx -v 2>&1 | sed 's#.*nginx/##')")
+        ;;
+    *) echo "bench/instructions.sh: unknown peer $peer (nginx)" >&2; exit 2 ;;
+    esac
+done
 
 # Certificates and origin as bench/run makes them (ECDSA P-256 chain, /64 and /16k bodies).
 key_opts="-name prime256v1 -genkey -noout"
@@ -67,42 +93,85 @@ sed -e "s#@RUN@#$work#g" -e "s#@WWW@#$work/www#g" -e "s#@ORIGIN_PORT@#$BASE#g" -
     -e "s#@ORIGIN_TLS_PORT@#$((BASE + 6))#g" -e "s#@CERT@#$work/leaf.pem#g" -e "s#@KEY@#$work/leaf.key#g" \
     bench/conf/origin-nginx.conf.in >"$work/origin.conf"
 cp policies/*.toml "$work/policies/"
+sed -e "s#@RUN@#$work#g" -e "s#@PORT@#$((BASE + 1))#g" -e "s#@ORIGIN_PORT@#$BASE#g" \
+    -e "s#@ORIGIN_TLS_PORT@#$((BASE + 6))#g" -e "s#@CERT@#$work/leaf.pem#g" -e "s#@KEY@#$work/leaf.key#g" \
+    bench/conf/nginx-proxy.conf.in >"$work/nginx-proxy.conf"
 nginx -p "$work" -c "$work/origin.conf" >"$work/origin.log" 2>&1 &
 pids+=($!)
 wait_port() { for _ in $(seq 300); do ss -ltnH "sport = :$1" | grep -q . && return 0; sleep 0.1; done; return 1; }
 wait_port "$BASE" || { cat "$work/origin.log" >&2; exit 1; }
 
-load() { # row port count
+handshake_row() { case $1 in res12 | sid12 | full12) return 0 ;; esac; return 1; }
+
+load() { # row port count-or-seconds [json]
     local path=/64
     case $1 in *16k) path=/16k ;; esac
+    local hs=("$hsbench" -p "$2" -c 4 -w 0 -d "$3" --drain 5 --timeout 30 --path /64 -q --tls 1.2)
     case $1 in
     h2_*) h2load -t 1 -c 32 -m 10 -n "$3" "https://127.0.0.1:$2$path" ;;
     h1_*) h2load --h1 -t 1 -c 50 -n "$3" "https://127.0.0.1:$2$path" ;;
+    res12) "${hs[@]}" --mode resumed ${4:+--json "$4"} ;;
+    sid12) "${hs[@]}" --mode resumed --no-ticket ${4:+--json "$4"} ;;
+    full12) "${hs[@]}" --mode full ${4:+--json "$4"} ;;
     esac
 }
 
-measure() { # bin row -> instructions per request
-    local bin=$1 row=$2 port=$((BASE + 1)) out="$work/cg.out"
+start_proxy() { # bin port out; sets proxy_pid (no subshell, so that `wait` can reap it)
+    if [ "$1" = nginx ]; then
+        valgrind --tool=callgrind --callgrind-out-file="$3" --dump-instr=no nginx -p "$work" \
+            -c "$work/nginx-proxy.conf" -g 'master_process off;' >"$work/proxy.log" 2>&1 &
+        proxy_pid=$!
+    else
+        valgrind --tool=callgrind --callgrind-out-file="$3" --dump-instr=no "$1" --config bench/peerbench.toml \
+            --upstream "http://127.0.0.1:$BASE" --cert "$work/leaf.pem" --key "$work/leaf.key" --workers 1 \
+            --policies "$work/policies" --listen "127.0.0.1:$2" >"$work/proxy.log" 2>&1 &
+        proxy_pid=$!
+    fi
+}
+
+# Connections of a handshake row's JSON, after checking it: no errors, and resumed rows resumed.
+handshake_ops() { # row json
+    python3 - "$1" "$2" <<'PY'
+import json, sys
+row, path = sys.argv[1], sys.argv[2]
+t = json.load(open(path))["total"]
+n, full = t["connections"], t["full"]
+if t["error_total"] or t["bad_status"] or n == 0:
+    sys.exit(f"bench/instructions.sh: {row}: {n} connections, {t['error_total']} errors, {t['bad_status']} bad status")
+if row != "full12" and t["resumed"] < 0.98 * n:
+    sys.exit(f"bench/instructions.sh: {row}: only {t['resumed']} of {n} connections resumed")
+print(n)
+PY
+}
+
+measure() { # bin row -> instructions per request (per connection for a handshake row)
+    local bin=$1 row=$2 port=$((BASE + 1)) out="$work/cg.out" ops p
     rm -f "$out"*
-    valgrind --tool=callgrind --callgrind-out-file="$out" --dump-instr=no "$bin" --config bench/peerbench.toml \
-        --upstream "http://127.0.0.1:$BASE" --cert "$work/leaf.pem" --key "$work/leaf.key" --workers 1 \
-        --policies "$work/policies" --listen "127.0.0.1:$port" >"$work/proxy.log" 2>&1 &
-    local p=$!
+    start_proxy "$bin" "$port" "$out"
+    p=$proxy_pid
     wait_port "$port" || { tail -5 "$work/proxy.log" >&2; kill "$p"; return 1; }
-    load "$row" "$port" $((N / 10)) >/dev/null
-    callgrind_control -z "$p" >/dev/null 2>&1
-    load "$row" "$port" "$N" >"$work/load.log"
-    if ! grep -q "$N succeeded" "$work/load.log"; then
-        echo "bench/instructions.sh: $row load failed: $(grep requests: "$work/load.log")" >&2
-        kill "$p"
-        return 1
+    if handshake_row "$row"; then
+        load "$row" "$port" 2 >/dev/null
+        callgrind_control -z "$p" >/dev/null 2>&1
+        load "$row" "$port" "$DUR" "$work/hs.json" >/dev/null
+        ops=$(handshake_ops "$row" "$work/hs.json") || { kill "$p"; return 1; }
+    else
+        load "$row" "$port" $((N / 10)) >/dev/null
+        callgrind_control -z "$p" >/dev/null 2>&1
+        load "$row" "$port" "$N" >"$work/load.log"
+        if ! grep -q "$N succeeded" "$work/load.log"; then
+            echo "bench/instructions.sh: $row load failed: $(grep requests: "$work/load.log")" >&2
+            kill "$p"
+            return 1
+        fi
+        ops=$N
     fi
     callgrind_control -d "$p" >/dev/null 2>&1
     kill "$p"
     wait "$p" 2>/dev/null || true
     local dump
     dump=$(ls -S "$out".* | head -1)
-    callgrind_annotate "$dump" 2>/dev/null | awk -v n="$N" '/PROGRAM TOTALS/ { gsub(",", "", $1); printf "%.0f\n", $1 / n; exit }'
+    callgrind_annotate "$dump" 2>/dev/null | awk -v n="$ops" '/PROGRAM TOTALS/ { gsub(",", "", $1); printf "%.0f\n", $1 / n; exit }'
 }
 
 stats() { # values... -> "median (min-max)"
@@ -110,15 +179,18 @@ stats() { # values... -> "median (min-max)"
 }
 
 {
-    echo "Instructions per request (callgrind, whole proxy process, N = $N per run, $REPS runs: median (min–max))"
+    echo "Instructions per request (callgrind, whole proxy process, N = $N per run, $REPS runs: median (min–max));"
+    echo "handshake rows (res12, sid12, full12): per connection, $DUR s of edgeproxy-bench -c 4 per run"
     echo
     printf '| row |'
     for n in "${names[@]}"; do printf ' %s |' "$n"; done
     [ -n "$baseline" ] && printf ' ratio (medians) |'
+    [ -n "$PEERS" ] && printf ' this build ÷ %s |' "$PEERS"
     echo
     printf '|---|'
     for _ in "${names[@]}"; do printf -- '---|'; done
     [ -n "$baseline" ] && printf -- '---|'
+    [ -n "$PEERS" ] && printf -- '---|'
     echo
     for row in $ROWS; do
         printf '| %s |' "$row"
@@ -130,6 +202,7 @@ stats() { # values... -> "median (min-max)"
             meds+=("$(printf '%s\n' "${vals[@]}" | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }')")
         done
         [ -n "$baseline" ] && printf ' %s |' "$(awk -v a="${meds[0]}" -v b="${meds[1]}" 'BEGIN { printf "%.3f", a / b }')"
+        [ -n "$PEERS" ] && printf ' %s |' "$(awk -v a="${meds[0]}" -v b="${meds[${#meds[@]} - 1]}" 'BEGIN { printf "%.3f", a / b }')"
         echo
     done
 } | tee "${OUT:-/dev/null}"
