@@ -439,7 +439,12 @@ final class H2Connection: H2SessionHandler, TimerHandler {
             framing = .chunked
         }
         s.ex.requestChunked = framing == .chunked
-        let f = s.forwarder(connector: worker.originConnector, pool: worker.bigBufferPool, snapshot: snapshot)
+        let f = s.forwarder(
+            connector: worker.originConnector,
+            pool: worker.bigBufferPool,
+            snapshot: snapshot,
+            client: conn
+        )
         f.begin(
             method: head.method,
             isHEAD: head.isHEAD,
@@ -449,7 +454,6 @@ final class H2Connection: H2SessionHandler, TimerHandler {
         )
         f.pool = routedPool
         f.hashKey = hashKey
-        f.client = conn
         sendHeadAndStart(s, f, method: head.method, head: head, framing: framing)
     }
 
@@ -491,7 +495,12 @@ final class H2Connection: H2SessionHandler, TimerHandler {
     private func startExtendedConnect(_ s: H2Stream, _ head: H2RequestHead, pool: Int, hashKey: UInt64) {
         s.upgrade = true
         s.requestEndSent = true  // the request toward the origin is bodiless; the stream's DATA is tunnel bytes
-        let f = s.forwarder(connector: worker.originConnector, pool: worker.bigBufferPool, snapshot: snapshot)
+        let f = s.forwarder(
+            connector: worker.originConnector,
+            pool: worker.bigBufferPool,
+            snapshot: snapshot,
+            client: conn
+        )
         let get: ArraySlice<UInt8> = Array("GET".utf8)[...]
         f.begin(
             method: get,
@@ -919,13 +928,23 @@ final class H2Stream: ForwarderSink {
     /// Response bytes (or the end of the response) are waiting for the client.
     var hasPendingResponse: Bool { respBuf.map { !$0.isEmpty } ?? false }
 
-    func forwarder(connector: any OriginConnector, pool: BufferPool, snapshot: RuntimeSnapshot) -> OriginForwarder {
+    /// The stream's forwarder (kept across its exchanges), serving `client`: set here for every kind of request, so
+    /// that none reaches the connector without the client a `proxy_protocol` pool must name (extended CONNECT once
+    /// did).
+    func forwarder(
+        connector: any OriginConnector,
+        pool: BufferPool,
+        snapshot: RuntimeSnapshot,
+        client: any OriginClient
+    ) -> OriginForwarder {
         if let f = fwd {
             f.timeouts = snapshot.forwarderTimeouts
+            f.client = client
             return f
         }
         let f = OriginForwarder(connector: connector, bufferPool: pool, timeouts: snapshot.forwarderTimeouts)
         f.sink = self
+        f.client = client
         fwd = f
         return f
     }

@@ -58,6 +58,11 @@ http {{
             default_type application/json;
             return 200 '{body}';
         }}
+        # Refuses upgrades (a 2xx without switching would be the proxy's 502): the same JSON, as a 403.
+        location /ws {{
+            default_type application/json;
+            return 403 '{body}';
+        }}
     }}
 }}
 """)
@@ -159,6 +164,60 @@ def test_connections_are_private_to_one_client(proxies, tmp_path, nginx_pp, vers
     finally:
         a.close()
         b.close()
+
+
+@needs_nginx
+@pytest.mark.parametrize("version", ["v1", "v2"])
+def test_http2_extended_connect_carries_the_client(proxies, tmp_path, nginx_pp, version):
+    """An RFC 8441 extended CONNECT (WebSocket over HTTP/2) opens its origin connection like any HTTP/2 request: the
+    header names the client. (It used to name nobody: the tunnel's forwarder never learnt its client.) nginx here
+    refuses the upgrade with a 403 and its JSON body, which the stream relays as a normal response."""
+    import ssl
+
+    import h2.config
+    import h2.connection
+    import h2.events
+    p = start(proxies, tmp_path, nginx_pp.port, version)
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    ctx.set_alpn_protocols(["h2"])
+    raw = socket.create_connection(("127.0.0.1", p.port), timeout=10, source_address=("127.0.0.11", 0))
+    sock = ctx.wrap_socket(raw, server_hostname="a.test")
+    try:
+        assert sock.selected_alpn_protocol() == "h2"
+        conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+        conn.initiate_connection()
+        sid = conn.get_next_available_stream_id()
+        conn.send_headers(sid, [(":method", "CONNECT"), (":protocol", "websocket"), (":scheme", "https"),
+                                (":path", "/ws"), (":authority", "a.test"), ("sec-websocket-version", "13")])
+        sock.sendall(conn.data_to_send())
+        status, body, ended = None, b"", False
+        while not ended:
+            data = sock.recv(65536)
+            assert data, "the proxy closed the connection"
+            for ev in conn.receive_data(data):
+                if isinstance(ev, h2.events.ResponseReceived) and ev.stream_id == sid:
+                    status = dict(ev.headers)[b":status"]
+                elif isinstance(ev, h2.events.DataReceived) and ev.stream_id == sid:
+                    conn.acknowledge_received_data(ev.flow_controlled_length, sid)
+                    body += ev.data
+                elif isinstance(ev, h2.events.StreamEnded) and ev.stream_id == sid:
+                    ended = True
+                elif isinstance(ev, h2.events.StreamReset) and ev.stream_id == sid:
+                    if status == b"403" and ev.error_code == 0:
+                        ended = True  # RFC 9113 §8.1: the response is complete, the request half was still open
+                    else:
+                        raise AssertionError(f"stream reset {ev.error_code} after status {status}, body {body!r}")
+            out = conn.data_to_send()
+            if out:
+                sock.sendall(out)
+        assert status == b"403", (status, body)
+        doc = json.loads(body)
+        assert doc["addr"] == "127.0.0.11", doc
+        assert doc["server_port"] == str(p.port), doc
+    finally:
+        sock.close()
 
 
 def fd_count(pid):
