@@ -210,16 +210,28 @@ extension ClientHello {
         let cipherSuites = try ciphers.u16List(.cipherSuites)
         var compression = try r.vector(lengthBytes: 1, .compressionMethods)
 
-        var hello = ClientHello(
-            recordVersion: recordVersion,
-            legacyVersion: legacyVersion,
-            sessionIDLength: sessionID.remaining,
-            cipherSuites: cipherSuites,
-            compressionMethods: compression.bytes(),
-            extensions: []
-        )
+        let compressionMethods = compression.bytes()
+        // Built once, at the end, from locals: a `var hello` filled in through the loop cost one more whole-struct
+        // copy per parse (every array retained and released).
+        func hello(_ d: Decoded, _ extensions: [Extension]) -> ClientHello {
+            ClientHello(
+                recordVersion: recordVersion,
+                legacyVersion: legacyVersion,
+                sessionIDLength: sessionID.remaining,
+                cipherSuites: cipherSuites,
+                compressionMethods: compressionMethods,
+                extensions: extensions,
+                serverName: d.serverName,
+                supportedVersions: d.supportedVersions,
+                supportedGroups: d.supportedGroups,
+                ecPointFormats: d.ecPointFormats,
+                signatureAlgorithms: d.signatureAlgorithms,
+                alpn: d.alpn,
+                keyShareGroups: d.keyShareGroups
+            )
+        }
         // SSLv3/TLS 1.0 hellos may end here: no extensions block at all.
-        if r.isAtEnd { return hello }
+        if r.isAtEnd { return hello(Decoded(), []) }
 
         let blockLengthOffset = r.pos
         var block = try r.vector(lengthBytes: 2, .extensions)
@@ -231,7 +243,7 @@ extension ClientHello {
                 actual: total - blockLengthOffset - 2
             )
         }
-        if block.isAtEnd { return hello }
+        if block.isAtEnd { return hello(Decoded(), []) }
         // One array holds every extension body: the caller's, or one copy of the block.
         let storage: [UInt8]
         let base: Int
@@ -242,6 +254,7 @@ extension ClientHello {
             storage = [UInt8](UnsafeRawBufferPointer(rebasing: buf[block.pos..<block.end]))
             base = block.pos
         }
+        var decoded = Decoded()
         var extensions: [Extension] = []
         extensions.reserveCapacity(24)
         var seen: Set<UInt16>? = nil  // only for absurd extension counts; a linear scan is cheaper below that
@@ -257,16 +270,26 @@ extension ClientHello {
                 if seen == nil { seen = Set(extensions.lazy.map(\.type)) }
                 if seen!.insert(type).inserted == false { throw .duplicateExtension(type: type, offset: typeOffset) }
             }
-            try decode(type: type, body, into: &hello)
+            try decode(type: type, body, into: &decoded)
             extensions.append(Extension(type: type, storage: storage, range: (body.pos - base)..<(body.end - base)))
         }
-        hello.extensions = extensions
-        return hello
+        return hello(decoded, extensions)
+    }
+
+    /// The extension bodies `decode` reads, filled in as the extensions go by.
+    private struct Decoded {
+        var serverName: String? = nil
+        var supportedVersions: [UInt16]? = nil
+        var supportedGroups: [UInt16] = []
+        var ecPointFormats: [UInt8] = []
+        var signatureAlgorithms: [UInt16] = []
+        var alpn: [String] = []
+        var keyShareGroups: [UInt16] = []
     }
 
     /// Decodes the bodies the fingerprints and policy read. A malformed body of one of these is an error (OpenSSL
     /// would reject the hello anyway); other extension types are kept raw only.
-    private static func decode(type: UInt16, _ body: ByteReader, into hello: inout ClientHello) throws(ParseError) {
+    private static func decode(type: UInt16, _ body: ByteReader, into found: inout Decoded) throws(ParseError) {
         var r = body
         switch type {
         case 0:  // server_name (RFC 6066). An empty body is accepted: it is the RFC's server-side form, and the
@@ -276,39 +299,39 @@ extension ClientHello {
             while !list.isAtEnd {
                 let nameType = try list.u8(.serverName)
                 var name = try list.vector(lengthBytes: 2, .serverName)
-                if nameType == 0 && hello.serverName == nil {
+                if nameType == 0 && found.serverName == nil {
                     guard !name.isAtEnd else {
                         throw .badVectorLength(what: .serverName, offset: name.pos - 2, length: 0)
                     }
-                    hello.serverName = name.string()
+                    found.serverName = name.string()
                 }
             }
         case 43:  // supported_versions, ClientHello form: 1-byte length of 2-byte versions
             var list = try r.exactVector(lengthBytes: 1, .supportedVersions)
-            hello.supportedVersions = try list.u16List(.supportedVersions)
+            found.supportedVersions = try list.u16List(.supportedVersions)
         case 10:
             var list = try r.exactVector(lengthBytes: 2, .supportedGroups)
-            hello.supportedGroups = try list.u16List(.supportedGroups)
+            found.supportedGroups = try list.u16List(.supportedGroups)
         case 11:
             var list = try r.exactVector(lengthBytes: 1, .ecPointFormats)
-            hello.ecPointFormats = list.bytes()
+            found.ecPointFormats = list.bytes()
         case 13:
             var list = try r.exactVector(lengthBytes: 2, .signatureAlgorithms)
-            hello.signatureAlgorithms = try list.u16List(.signatureAlgorithms)
+            found.signatureAlgorithms = try list.u16List(.signatureAlgorithms)
         case 16:
             var list = try r.exactVector(lengthBytes: 2, .alpn)
             while !list.isAtEnd {
                 var name = try list.vector(lengthBytes: 1, .alpn)
                 // RFC 7301: ProtocolName<1..2^8-1>
                 guard !name.isAtEnd else { throw .badVectorLength(what: .alpn, offset: name.pos - 1, length: 0) }
-                hello.alpn.append(name.string())
+                found.alpn.append(name.string())
             }
         case 51:  // key_share, ClientHello form: client_shares<0..2^16-1> of (group, key_exchange<1..2^16-1>)
             var list = try r.exactVector(lengthBytes: 2, .keyShare)
             while !list.isAtEnd {
                 let group = try list.u16(.keyShare)
                 _ = try list.vector(lengthBytes: 2, .keyShare)
-                hello.keyShareGroups.append(group)
+                found.keyShareGroups.append(group)
             }
         default:
             break
