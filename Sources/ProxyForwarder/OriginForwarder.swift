@@ -193,7 +193,7 @@ public final class OriginForwarder {
     /// Starts an exchange. The session then writes the request head with `appendHead` and calls `start`.
     /// `upgrade`: the head carries `Connection: upgrade` + `Upgrade` (the request itself must be bodiless).
     public func begin(
-        method: ArraySlice<UInt8>,
+        method: HTTPMethod,
         isHEAD: Bool,
         requestChunked: Bool,
         requestEnded: Bool,
@@ -207,7 +207,7 @@ public final class OriginForwarder {
         tunnelUpShut = false
         tunnelOriginEnded = false
         self.now = now
-        idempotent = Self.isIdempotent(method)
+        idempotent = method.isIdempotent  // classified once, by the session that parsed the request
         self.isHEAD = isHEAD
         self.requestChunked = requestChunked
         self.requestEnded = requestEnded

@@ -652,7 +652,7 @@ final class ClientConnection: EventHandler, TimerHandler {
         }
         let f = forwarder
         f.begin(
-            method: head.methodBytes,
+            method: head.method,
             isHEAD: ex.isHEAD,
             requestChunked: head.isChunked,
             requestEnded: !head.hasBody,

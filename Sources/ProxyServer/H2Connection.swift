@@ -446,7 +446,7 @@ final class H2Connection: H2SessionHandler, TimerHandler {
             client: conn
         )
         f.begin(
-            method: head.method,
+            method: head.methodKind,
             isHEAD: head.isHEAD,
             requestChunked: framing == .chunked,
             requestEnded: endStream,
@@ -503,7 +503,7 @@ final class H2Connection: H2SessionHandler, TimerHandler {
         )
         let get: ArraySlice<UInt8> = Array("GET".utf8)[...]
         f.begin(
-            method: get,
+            method: .get,
             isHEAD: false,
             requestChunked: false,
             requestEnded: true,

@@ -652,7 +652,7 @@ final class Harness: ForwarderSink {
     func begin(method: String, chunked: Bool, ended: Bool) {
         isHEAD = method == "HEAD"
         forwarder.begin(
-            method: Array(method.utf8)[...],
+            method: HTTPMethod.classify(Array(method.utf8)[...]),
             isHEAD: isHEAD,
             requestChunked: chunked,
             requestEnded: ended,
@@ -787,7 +787,7 @@ final class Harness: ForwarderSink {
     /// Starts an upgrade request (bodiless GET with the proxy's Connection/Upgrade fields).
     func upgrade() {
         forwarder.begin(
-            method: Array("GET".utf8)[...],
+            method: .get,
             isHEAD: false,
             requestChunked: false,
             requestEnded: true,
