@@ -104,11 +104,6 @@ public final class OriginForwarder {
         }
     }
 
-    /// RFC 9110 §9.2.2 idempotent methods.
-    public static func isIdempotent(_ method: ArraySlice<UInt8>) -> Bool {
-        HTTPMethod.classify(method).isIdempotent
-    }
-
     public private(set) var state = State.idle
     // SAFETY: the sink (a client connection or HTTP/2 stream) owns this forwarder and detaches (`abandon`/`reset`)
     // before it is released, so the reference never dangles; unowned(unsafe) avoids refcounting per event.
