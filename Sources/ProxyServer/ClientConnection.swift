@@ -967,7 +967,7 @@ final class ClientConnection: EventHandler, TimerHandler {
 /// One connection's `ForwardingContext`, built once (see `forwardingContext()`).
 final class ForwardingBox {
     let context: ForwardingContext
-    init(_ context: consuming ForwardingContext) { self.context = context }
+    init(_ context: ForwardingContext) { self.context = context }
 
     /// `HTTP1Writer.appendTranslatedRequestHead` with this context, read in place (a method's `self.context` is
     /// borrowed; the same call made from outside copied the struct).
@@ -1041,7 +1041,7 @@ extension ClientConnection {
             // Via names the protocol the request was received with (RFC 9110 §7.6.3): "2" for HTTP/2 clients.
             f.via = Array("2 ".utf8) + f.via.dropFirst(4)
         }
-        let box = ForwardingBox(f)  // moved in: the template's arrays are retained once, not twice
+        let box = ForwardingBox(f)
         forwarding = box
         return box
     }
