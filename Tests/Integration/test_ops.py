@@ -464,9 +464,12 @@ def test_upgrade_twice_under_load_loses_nothing(tmp_path, netns):
             time.sleep(max(0.0, wrk_started + at - time.time()))
             install_new_binary()
             old = pids[-1]
+            # Only what the log gains after this signal answers it: the previous upgrade's "started" line is still in
+            # the log, and matching it (the signal not handled yet) would name the process about to drain.
+            seen = len(read(plog))
             os.kill(old, signal.SIGUSR2)
-            m = wait_for(lambda: re.search(r"SIGUSR2: upgrade: started \S+ as process (\d+)",
-                                           read(plog)[read(plog).rfind("SIGUSR2"):]), what="upgrade start")
+            m = wait_for(lambda: re.search(r"SIGUSR2: upgrade: started \S+ as process (\d+)", read(plog)[seen:]),
+                         what="upgrade start")
             new = int(m.group(1))
             wait_for(lambda: f"new process {new} is ready" in read(plog), timeout=30, what="new process ready")
             # The old process drains and exits; the new one serves from the inherited sockets.
