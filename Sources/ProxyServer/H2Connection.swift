@@ -798,7 +798,14 @@ final class H2Connection: H2SessionHandler, TimerHandler {
         }
         if let f = s.fwd { (s.ex.originIndex, s.ex.originPool) = (f.server, f.pool) }
         if reason == .tunnelIdle {
-            // Nothing moved either way for timeouts.tunnel_idle: the origin is closed, the stream cancelled.
+            // Nothing moved either way for timeouts.tunnel_idle: the origin is closed, the stream cancelled. As on
+            // HTTP/1, that is a tunnel's normal end: logged as truncated only if response bytes are still waiting for
+            // the client, and not counted as a client reset (the RST_STREAM is ours).
+            s.ex.responseEnded = true
+            if let rb = s.respBuf, rb.isEmpty {
+                worker.bigBufferPool.release(rb)
+                s.respBuf = nil
+            }
             s.fwd?.abandon()
             session.resetStream(s.id, code: .cancel)
             scheduleFlush()

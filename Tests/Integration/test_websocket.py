@@ -8,6 +8,7 @@ import hashlib
 import json
 import os
 import re
+import signal
 import socket
 import ssl
 import struct
@@ -457,3 +458,238 @@ def test_rfc8441_websocket_over_http2(proxies, tmp_path, ws_origin):
     line = wait_for(lambda: [d for d in log_lines(p) if d.get("tunnel")], what="the HTTP/2 tunnel log line")[0]
     assert line["status"] == 200 and line["upstream_status"] == 101 and line["protocol"] == "HTTP/2", line
     assert line["bytes_in"] >= total and line["bytes_out"] >= total, line
+
+
+def h2_tunnel_proxy(proxies, tmp_path, ws, plain, tunnel_idle):
+    """A proxy with the WebSocket origin behind every path but /plain, which goes to a plain HTTP origin."""
+    cfg = write_file(tmp_path, "ws-h2.toml", f"""
+admin = "127.0.0.1:0"
+workers = 1
+
+[access_log]
+path = "stdout"
+fields = ["time", "client", "protocol", "method", "path", "status", "upstream_status", "bytes_in", "bytes_out",
+          "duration_ms"]
+
+[timeouts]
+tunnel_idle = "{tunnel_idle}"
+
+[upstreams.ws]
+servers = ["{ws.url}"]
+
+[upstreams.plain]
+servers = ["{plain.url}"]
+
+[[routes]]
+path_prefix = "/plain"
+upstream = "plain"
+
+[[routes]]
+upstream = "ws"
+""")
+    return proxies(["--config", cfg, "--listen", "127.0.0.1:0"])
+
+
+class H2Streams:
+    """python-h2 client events sorted by stream: what each stream got (headers, data, end, reset)."""
+
+    def __init__(self, port):
+        self.c = H2Client(port)
+        self.streams = {}
+        self.goaway = None
+
+    def _stream(self, sid):
+        return self.streams.setdefault(sid, {"headers": None, "data": b"", "ended": False, "reset": None})
+
+    def pump(self):
+        import h2.events
+        for ev in self.c.events():
+            sid = getattr(ev, "stream_id", None)
+            if isinstance(ev, h2.events.ResponseReceived):
+                self._stream(sid)["headers"] = dict(ev.headers)
+            elif isinstance(ev, h2.events.DataReceived):
+                self.c.conn.acknowledge_received_data(ev.flow_controlled_length, sid)
+                self._stream(sid)["data"] += ev.data
+            elif isinstance(ev, h2.events.StreamEnded):
+                self._stream(sid)["ended"] = True
+            elif isinstance(ev, h2.events.StreamReset):
+                self._stream(sid)["reset"] = ev.error_code
+            elif isinstance(ev, h2.events.ConnectionTerminated):
+                self.goaway = ev.error_code
+        self.c.flush()
+
+    def until(self, pred, what, timeout=10.0):
+        deadline = time.monotonic() + timeout
+        while not pred():
+            assert time.monotonic() < deadline, f"timed out waiting for {what}: {self.streams} goaway={self.goaway}"
+            self.pump()
+        return True
+
+    def open_tunnel(self, path):
+        sid = self.c.conn.get_next_available_stream_id()
+        self.c.conn.send_headers(sid, [(":method", "CONNECT"), (":protocol", "websocket"), (":scheme", "https"),
+                                       (":path", path), (":authority", "localhost"),
+                                       ("sec-websocket-version", "13")])
+        self.c.flush()
+        self._stream(sid)
+        return sid
+
+    def get(self, path):
+        sid = self.c.conn.get_next_available_stream_id()
+        self.c.conn.send_headers(sid, [(":method", "GET"), (":scheme", "https"), (":path", path),
+                                       (":authority", "localhost")], end_stream=True)
+        self.c.flush()
+        self._stream(sid)
+        return sid
+
+    def send(self, sid, data):
+        self.c.conn.send_data(sid, data)
+        self.c.flush()
+
+    def closed(self, sid):
+        s = self.streams[sid]
+        return s["ended"] or s["reset"] is not None
+
+
+def test_h2_tunnel_to_a_hung_origin_ends_alone(proxies, tmp_path, ws_origin):
+    """The origin freezes (SIGSTOP) in the middle of an RFC 8441 tunnel: it neither reads nor answers, its kernel
+    still holds the connection. Requests on other streams of the same HTTP/2 connection are answered while the
+    tunnel hangs; after `tunnel_idle` the tunnel's stream ends by itself and its origin connection is closed; the
+    client's connection stays open for new streams, and the tunnel is logged and no longer counted as active."""
+    plain = Origin("origin.py", name="plain-origin")
+    p = h2_tunnel_proxy(proxies, tmp_path, ws_origin, plain, tunnel_idle="1s")
+    c = H2Streams(p.port)
+    frozen = False
+    try:
+        tunnel = c.open_tunnel("/echo")
+        c.until(lambda: c.streams[tunnel]["headers"] is not None, "the tunnel's response")
+        assert c.streams[tunnel]["headers"][b":status"] == b"200", c.streams[tunnel]
+        c.send(tunnel, ws_frame(b"before the freeze"))
+        c.until(lambda: ws_parse(c.streams[tunnel]["data"])[0], "the echo before the freeze")
+        assert ws_parse(c.streams[tunnel]["data"])[0] == [(2, b"before the freeze")]
+        origin_conns = len(tcp_peers_of(p.p.pid, ws_origin.port))
+        assert origin_conns == 1, origin_conns
+
+        os.kill(ws_origin.p.pid, signal.SIGSTOP)
+        frozen = True
+        t0 = time.monotonic()
+        c.send(tunnel, ws_frame(b"into the void"))
+        # The hung tunnel does not hold up its neighbours.
+        for i in range(3):
+            sid = c.get(f"/plain/{i}")
+            c.until(lambda: c.streams[sid]["ended"], f"GET /plain/{i} during the hang", timeout=5)
+            assert c.streams[sid]["headers"][b":status"] == b"200", c.streams[sid]
+            assert not c.closed(tunnel)
+        c.until(lambda: c.closed(tunnel), "the hung tunnel to end", timeout=10)
+        waited = time.monotonic() - t0
+        assert 0.9 <= waited < 5, waited
+        # RST_STREAM(CANCEL): an END_STREAM would tell the client that the origin finished sending.
+        assert c.streams[tunnel]["reset"] == 8 and not c.streams[tunnel]["ended"], c.streams[tunnel]
+        assert c.goaway is None, c.goaway
+        # The proxy closed its side of the origin connection (the frozen origin's kernel still holds its own).
+        wait_for(lambda: not tcp_peers_of(p.p.pid, ws_origin.port), what="the origin connection closed by the proxy")
+        # The client's connection still serves.
+        sid = c.get("/plain/after")
+        c.until(lambda: c.streams[sid]["ended"], "GET /plain/after on the same connection", timeout=5)
+        assert c.streams[sid]["headers"][b":status"] == b"200"
+    finally:
+        if frozen:
+            os.kill(ws_origin.p.pid, signal.SIGCONT)
+        c.c.sock.close()
+        plain.stop()
+    wait_for(lambda: metric(p, "edgeproxy_tunnels_active") == 0, what="tunnel gauge back to 0")
+    line = wait_for(lambda: [d for d in log_lines(p) if d.get("tunnel")], what="the tunnel's log line")[0]
+    assert line["status"] == 200 and line["upstream_status"] == 101 and line["protocol"] == "HTTP/2", line
+    # As on HTTP/1, an idle end is a tunnel's normal end: not truncated, and the reset is ours, not the client's.
+    assert "truncated" not in line, line
+    assert metric(p, "edgeproxy_h2_client_resets_total") == 0
+    print(f"hung tunnel ended after {waited:.2f} s: {c.streams[tunnel]}; log {line}")
+
+
+def tcp_peers_of(pid, port):
+    """The proxy's established TCP connections to 127.0.0.1:`port` (from /proc/net/tcp and its fds)."""
+    inodes = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            t = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if t.startswith("socket:["):
+            inodes.add(t[8:-1])
+    out = []
+    with open("/proc/net/tcp") as f:
+        for row in f.read().splitlines()[1:]:
+            cols = row.split()
+            remote, state, inode = cols[2], cols[3], cols[9]
+            if inode in inodes and state == "01" and int(remote.split(":")[1], 16) == port:
+                out.append(remote)
+    return out
+
+
+def test_h2_tunnels_keep_working_through_fd_exhaustion(proxies, tmp_path, ws_origin):
+    """Four RFC 8441 tunnels are open on one HTTP/2 connection when the proxy runs out of descriptors (its limit
+    lowered with prlimit, the rest taken by silent TCP connections). The open tunnels keep echoing; a new tunnel,
+    which needs an origin socket, gets an error answer on its stream at once (not a hang, not a torn-down
+    connection); once descriptors come back, a new tunnel works again and nothing has leaked."""
+    import resource
+    plain = Origin("origin.py", name="plain-origin")
+    p = h2_tunnel_proxy(proxies, tmp_path, ws_origin, plain, tunnel_idle="60s")
+    c = H2Streams(p.port)
+    idle = []
+    try:
+        tunnels = [c.open_tunnel("/echo") for _ in range(4)]
+        c.until(lambda: all(c.streams[t]["headers"] for t in tunnels), "four tunnels open")
+        assert all(c.streams[t]["headers"][b":status"] == b"200" for t in tunnels)
+
+        def echo_round(tag):
+            for t in tunnels:
+                c.streams[t]["data"] = b""
+                c.send(t, ws_frame(f"{tag} {t}".encode()))
+            for t in tunnels:
+                c.until(lambda: ws_parse(c.streams[t]["data"])[0], f"echo on tunnel {t} ({tag})")
+                assert ws_parse(c.streams[t]["data"])[0] == [(2, f"{tag} {t}".encode())]
+
+        echo_round("before")
+        base_fds = fd_count(p.p.pid)
+        soft, hard = resource.prlimit(p.p.pid, resource.RLIMIT_NOFILE)
+        resource.prlimit(p.p.pid, resource.RLIMIT_NOFILE, (base_fds + 8, hard))  # the soft limit: raised again below
+        for _ in range(40):  # more than the room left: the rest wait in the backlog
+            s = socket.create_connection(("127.0.0.1", p.port), timeout=5)
+            idle.append(s)
+        wait_for(lambda: fd_count(p.p.pid) >= base_fds + 7, what="the proxy to run out of descriptors")
+
+        echo_round("exhausted")
+        refused = c.open_tunnel("/echo")
+        c.until(lambda: c.closed(refused) or c.streams[refused]["headers"], "an answer to the tunnel with no fd",
+                timeout=10)
+        st = c.streams[refused]
+        assert st["headers"] is not None and st["headers"][b":status"] in (b"502", b"503"), st
+        assert c.goaway is None, c.goaway
+        echo_round("after the refusal")
+    finally:
+        close_all_sockets(idle)
+    try:
+        resource.prlimit(p.p.pid, resource.RLIMIT_NOFILE, (soft, hard))
+        again = c.open_tunnel("/echo")
+        c.until(lambda: c.streams[again]["headers"], "a new tunnel once descriptors are back")
+        assert c.streams[again]["headers"][b":status"] == b"200", c.streams[again]
+        tunnels.append(again)
+        echo_round("recovered")
+        print(f"tunnel with no fd answered {st['headers'][b':status'].decode()}; "
+              f"accept paused {metric(p, 'edgeproxy_accept_exhausted_total'):.0f} times")
+        # The descriptors did run out (accept4 hit EMFILE), so the answers above were given without any to spare.
+        assert metric(p, "edgeproxy_accept_exhausted_total") >= 1
+    finally:
+        c.c.sock.close()
+        plain.stop()
+    wait_for(lambda: metric(p, "edgeproxy_tunnels_active") == 0, what="tunnel gauge back to 0")
+    # Listeners, the admin connection the metric read used, and nothing of the tunnels or the silent clients.
+    wait_for(lambda: fd_count(p.p.pid) <= base_fds - 4, what="the tunnels' descriptors released")
+
+
+def close_all_sockets(socks):
+    for s in socks:
+        try:
+            s.close()
+        except OSError:
+            pass
