@@ -26,7 +26,17 @@ except ImportError:  # pragma: no cover - scripts/install-deps installs it
     pytest.fail("Python websockets is required (scripts/install-deps installs it)", pytrace=False)
 
 
-def start_proxy(proxies, tmp_path, origin, tunnel_idle="60s", workers=1):
+def start_proxy(proxies, tmp_path, origin, tunnel_idle="60s", workers=1, plain=None):
+    """The WebSocket origin behind every path (/nows with websocket = false); with `plain`, /plain goes to that
+    plain HTTP origin."""
+    plain_route = "" if plain is None else f"""
+[upstreams.plain]
+servers = ["{plain.url}"]
+
+[[routes]]
+path_prefix = "/plain"
+upstream = "plain"
+"""
     cfg = write_file(tmp_path, "ws.toml", f"""
 admin = "127.0.0.1:0"
 workers = {workers}
@@ -46,7 +56,7 @@ servers = ["{origin.url}"]
 path_prefix = "/nows"
 upstream = "ws"
 websocket = false
-
+{plain_route}
 [[routes]]
 upstream = "ws"
 """)
@@ -460,36 +470,6 @@ def test_rfc8441_websocket_over_http2(proxies, tmp_path, ws_origin):
     assert line["bytes_in"] >= total and line["bytes_out"] >= total, line
 
 
-def h2_tunnel_proxy(proxies, tmp_path, ws, plain, tunnel_idle):
-    """A proxy with the WebSocket origin behind every path but /plain, which goes to a plain HTTP origin."""
-    cfg = write_file(tmp_path, "ws-h2.toml", f"""
-admin = "127.0.0.1:0"
-workers = 1
-
-[access_log]
-path = "stdout"
-fields = ["time", "client", "protocol", "method", "path", "status", "upstream_status", "bytes_in", "bytes_out",
-          "duration_ms"]
-
-[timeouts]
-tunnel_idle = "{tunnel_idle}"
-
-[upstreams.ws]
-servers = ["{ws.url}"]
-
-[upstreams.plain]
-servers = ["{plain.url}"]
-
-[[routes]]
-path_prefix = "/plain"
-upstream = "plain"
-
-[[routes]]
-upstream = "ws"
-""")
-    return proxies(["--config", cfg, "--listen", "127.0.0.1:0"])
-
-
 class H2Streams:
     """python-h2 client events sorted by stream: what each stream got (headers, data, end, reset)."""
 
@@ -557,7 +537,7 @@ def test_h2_tunnel_to_a_hung_origin_ends_alone(proxies, tmp_path, ws_origin):
     tunnel hangs; after `tunnel_idle` the tunnel's stream ends by itself and its origin connection is closed; the
     client's connection stays open for new streams, and the tunnel is logged and no longer counted as active."""
     plain = Origin("origin.py", name="plain-origin")
-    p = h2_tunnel_proxy(proxies, tmp_path, ws_origin, plain, tunnel_idle="1s")
+    p = start_proxy(proxies, tmp_path, ws_origin, tunnel_idle="1s", plain=plain)
     c = H2Streams(p.port)
     frozen = False
     try:
@@ -633,7 +613,7 @@ def test_h2_tunnels_keep_working_through_fd_exhaustion(proxies, tmp_path, ws_ori
     connection); once descriptors come back, a new tunnel works again and nothing has leaked."""
     import resource
     plain = Origin("origin.py", name="plain-origin")
-    p = h2_tunnel_proxy(proxies, tmp_path, ws_origin, plain, tunnel_idle="60s")
+    p = start_proxy(proxies, tmp_path, ws_origin, plain=plain)
     c = H2Streams(p.port)
     idle = []
     try:
