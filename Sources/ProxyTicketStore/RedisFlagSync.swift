@@ -33,18 +33,13 @@ public final class RedisFlagSync: Sendable {
     private let onEvent: @Sendable (Event) -> Void
     private let onImported: @Sendable () -> Void
 
-    private let up = Atomic<Int>(-1)
-    private let stopping = Atomic<Bool>(false)
-    private let rejectedTotal = Atomic<Int>(0)
+    private let poller = RedisPoller()
     private let writtenTotal = Atomic<Int>(0)
-    private let cycles = Atomic<Int>(0)
-    private let thread = Mutex<OSThread?>(nil)
     /// This instance's flags to keep in Redis (replaced whole by `share`), and whether they changed since the last
     /// cycle (a change wakes the thread early).
     private let outgoing = Mutex<(entries: [FleetFlagEntry], changed: Bool)>(([], false))
     /// Authentic entries of the last cycle not yet taken by the control thread.
     private let incoming = Mutex<[FleetFlagEntry]?>(nil)
-    private let seenRejected = Mutex<Set<[UInt8]>>([])
     // SAFETY: used only by the sync thread after start() (or by the caller of cycle() before it).
     private nonisolated(unsafe) let connection: RedisConnection
     private nonisolated(unsafe) var lastImported: [String: Int64] = [:]
@@ -75,18 +70,12 @@ public final class RedisFlagSync: Sendable {
     }
 
     /// Whether the last cycle succeeded (nil before the first).
-    public var isUp: Bool? {
-        switch up.load(ordering: .relaxed) {
-        case 1: true
-        case 0: false
-        default: nil
-        }
-    }
+    public var isUp: Bool? { poller.isUp }
     /// Entries rejected so far (each distinct entry once).
-    public var rejectedEntries: Int { rejectedTotal.load(ordering: .relaxed) }
+    public var rejectedEntries: Int { poller.rejectedEntries }
     /// Entries this instance wrote.
     public var writtenEntries: Int { writtenTotal.load(ordering: .relaxed) }
-    public var completedCycles: Int { cycles.load(ordering: .relaxed) }
+    public var completedCycles: Int { poller.completedCycles }
 
     /// The Redis key of a JA4's flag.
     public func slot(ja4: String) -> String { prefix + ja4 }
@@ -109,15 +98,17 @@ public final class RedisFlagSync: Sendable {
     /// One round trip set: write missing own flags, read and open all. Returns the authentic, unexpired entries.
     @discardableResult
     public func cycle(now: Timestamp) throws(RedisError) -> [FleetFlagEntry] {
-        defer { cycles.add(1, ordering: .relaxed) }
-        do {
-            let r = try cycleBody(now: now)
-            setUp(true, nil)
-            return r
-        } catch {
-            setUp(false, error.description)
-            throw error
-        }
+        try poller.cycle(
+            { () throws(RedisError) in try cycleBody(now: now) },
+            transition: { up, reason in
+                if up {
+                    onEvent(.up)
+                } else {
+                    connection.close()
+                    onEvent(.down(reason))
+                }
+            }
+        )
     }
 
     private func cycleBody(now: Timestamp) throws(RedisError) -> [FleetFlagEntry] {
@@ -172,49 +163,19 @@ public final class RedisFlagSync: Sendable {
     }
 
     private func reject(slot: String, entry: [UInt8], _ why: FleetFlagOpenError) {
-        let fresh = seenRejected.withLock { seen -> Bool in
-            if seen.count > 1024 { seen.removeAll() }
-            return seen.insert(Array(slot.utf8) + [0] + entry).inserted
-        }
-        guard fresh else { return }
-        rejectedTotal.add(1, ordering: .relaxed)
-        onEvent(.rejected(slot: slot, reason: why))
-    }
-
-    private func setUp(_ isUp: Bool, _ reason: String?) {
-        let old = up.exchange(isUp ? 1 : 0, ordering: .relaxed)
-        if isUp && old != 1 { onEvent(.up) }
-        if !isUp && old != 0 {
-            connection.close()
-            onEvent(.down(reason ?? "unknown error"))
-        }
+        if poller.firstRejection(slot: slot, entry: entry) { onEvent(.rejected(slot: slot, reason: why)) }
     }
 
     // MARK: - the thread
 
     /// Starts the sync thread. Call once.
     public func start() {
-        let t = OSThread { [self] in run() }
-        thread.withLock { $0 = t }
-    }
-
-    /// Stops the thread and waits for it (at most about one command timeout).
-    public func stop() {
-        stopping.store(true, ordering: .relaxed)
-        if let t = thread.withLock({ v -> OSThread? in
-            defer { v = nil }
-            return v
-        }) {
-            t.join()
-        }
-    }
-
-    private func run() {
-        let base = max(50_000_000, pollNanoseconds / 4)
-        var backoff = base
-        while !stopping.load(ordering: .relaxed) {
-            do {
-                let entries = try cycle(now: Timestamp.wallClockNow())
+        poller.start(
+            poll: pollNanoseconds,
+            // New own flags to write end the wait (when the store is up: a down one waits for its backoff).
+            wakeEarly: { [self] in isUp == true && outgoing.withLock { $0.changed } },
+            cycle: { [self] in
+                guard let entries = try? cycle(now: Timestamp.wallClockNow()) else { return false }
                 var seen: [String: Int64] = [:]
                 for e in entries { seen[e.ja4] = e.expiresAt.nanosecondsSinceEpoch }
                 if seen != lastImported {
@@ -222,25 +183,12 @@ public final class RedisFlagSync: Sendable {
                     incoming.withLock { $0 = entries }
                     onImported()
                 }
-                backoff = base
-                sleep(nanoseconds: pollNanoseconds)
-            } catch {
-                sleep(nanoseconds: backoff)
-                backoff = min(30_000_000_000, backoff * 2)
-            }
-        }
-        connection.close()
+                return true
+            },
+            finish: { [self] in connection.close() }
+        )
     }
 
-    /// Sleeps in 20 ms steps, returning early on stop or when new own flags are waiting to be written.
-    private func sleep(nanoseconds: Int64) {
-        var left = nanoseconds
-        while left > 0 && !stopping.load(ordering: .relaxed) {
-            if isUp == true && outgoing.withLock({ $0.changed }) { return }
-            let step = min(left, 20_000_000)
-            var ts = timespec(tv_sec: 0, tv_nsec: Int(step))
-            nanosleep(&ts, nil)
-            left -= step
-        }
-    }
+    /// Stops the thread and waits for it (at most about one command timeout).
+    public func stop() { poller.stop() }
 }

@@ -1,4 +1,3 @@
-import Glibc
 public import ProxyCore
 public import ProxyTickets
 import Synchronization
@@ -64,15 +63,9 @@ public final class RedisKeySync: Sendable {
     public let settings: Settings
     private let onEvent: @Sendable (Event) -> Void
 
-    private let up = Atomic<Int>(-1)  // -1 unknown, 0 down, 1 up
+    private let poller = RedisPoller()
     private let replicaUp = Atomic<Int>(-1)
-    private let stopping = Atomic<Bool>(false)
-    private let rejectedTotal = Atomic<Int>(0)
     private let createdTotal = Atomic<Int>(0)
-    private let cycles = Atomic<Int>(0)
-    private let thread = Mutex<pthread_t?>(nil)
-    /// Rejected entries already reported (slot + entry), so a bad entry is counted and logged once, not per poll.
-    private let seenRejected = Mutex<Set<[UInt8]>>([])
     // SAFETY (the connections): used only by the thread running cycles — the starting thread before `start()`
     // and the sync thread after; `start()` happens-before the thread's first use (pthread_create).
     private nonisolated(unsafe) let primary: RedisConnection
@@ -103,34 +96,30 @@ public final class RedisKeySync: Sendable {
     }
 
     /// Whether the last cycle succeeded (nil before the first cycle).
-    public var isUp: Bool? {
-        switch up.load(ordering: .relaxed) {
-        case 1: true
-        case 0: false
-        default: nil
-        }
-    }
+    public var isUp: Bool? { poller.isUp }
     /// Entries rejected so far (tampered, foreign or malformed).
-    public var rejectedEntries: Int { rejectedTotal.load(ordering: .relaxed) }
+    public var rejectedEntries: Int { poller.rejectedEntries }
     /// Epoch keys this instance created.
     public var createdKeys: Int { createdTotal.load(ordering: .relaxed) }
     /// Completed cycles (successful or not).
-    public var completedCycles: Int { cycles.load(ordering: .relaxed) }
+    public var completedCycles: Int { poller.completedCycles }
 
     // MARK: - one cycle
 
     /// One blocking round trip set: read, create/restore, read imported. `held` are the shared keys the caller
     /// already holds (written back when Redis lost them). Records up/down state and emits transition events.
     public func cycle(held: [Int64: TicketKey], now: Timestamp) throws(RedisError) -> Snapshot {
-        defer { cycles.add(1, ordering: .relaxed) }
-        do {
-            let s = try cycleBody(held: held, now: now)
-            setUp(true, nil)
-            return s
-        } catch {
-            setUp(false, error.description)
-            throw error
-        }
+        try poller.cycle(
+            { () throws(RedisError) in try cycleBody(held: held, now: now) },
+            transition: { up, reason in
+                if up {
+                    onEvent(.up)
+                } else {
+                    primary.close()
+                    onEvent(.down(reason))
+                }
+            }
+        )
     }
 
     private func cycleBody(held: [Int64: TicketKey], now: Timestamp) throws(RedisError) -> Snapshot {
@@ -205,13 +194,7 @@ public final class RedisKeySync: Sendable {
     }
 
     private func reject(slot: String, entry: [UInt8], _ error: TicketKeyWrapper.OpenError) {
-        let fresh = seenRejected.withLock { seen -> Bool in
-            if seen.count > 1024 { seen.removeAll() }
-            return seen.insert(Array(slot.utf8) + [0] + entry).inserted
-        }
-        guard fresh else { return }
-        rejectedTotal.add(1, ordering: .relaxed)
-        onEvent(.rejected(slot: slot, reason: error))
+        if poller.firstRejection(slot: slot, entry: entry) { onEvent(.rejected(slot: slot, reason: error)) }
     }
 
     private func readImported(
@@ -268,86 +251,33 @@ public final class RedisKeySync: Sendable {
         return items.map { if case .bulk(let b) = $0 { return b } else { return nil } }
     }
 
-    private func setUp(_ isUp: Bool, _ reason: String?) {
-        let old = up.exchange(isUp ? 1 : 0, ordering: .relaxed)
-        if isUp && old != 1 { onEvent(.up) }
-        if !isUp && old != 0 {
-            primary.close()
-            onEvent(.down(reason ?? "unknown error"))
-        }
-    }
-
     // MARK: - the thread
 
     /// Starts the sync thread feeding `source`. Call once.
     public func start(source: FleetKeySource) {
-        let box = Unmanaged.passRetained(Runner(sync: self, source: source))
-        var t = pthread_t()
-        let rc = pthread_create(
-            &t,
-            nil,
-            { arg in
-                // SAFETY: retained above; this thread owns that reference until run() returns.
-                let r = Unmanaged<Runner>.fromOpaque(arg!).takeRetainedValue()
-                r.sync.run(source: r.source)
-                return nil
+        let poll = plan.pollNanoseconds
+        poller.start(
+            poll: poll,
+            // A store that stays down is retried at least twice per rotation.
+            backoffCap: min(RedisPoller.maxBackoffNanoseconds, max(poll, plan.schedule.rotationNanoseconds / 2)),
+            cycle: { [self] in
+                let now = Timestamp.wallClockNow()
+                do {
+                    let snap = try cycle(held: source.sharedKeys(), now: now)
+                    let replaced = try source.adopt(shared: snap.shared, imported: snap.imported, now: now)
+                    if !replaced.isEmpty { onEvent(.replaced(epochs: replaced)) }
+                    return true
+                } catch {
+                    return false
+                }
             },
-            box.toOpaque()
+            finish: { [self] in
+                primary.close()
+                replica?.close()
+            }
         )
-        precondition(rc == 0, "pthread_create failed")
-        thread.withLock { $0 = t }
     }
 
     /// Stops the thread and waits for it (at most about one command timeout).
-    public func stop() {
-        stopping.store(true, ordering: .relaxed)
-        if let t = thread.withLock({ v -> pthread_t? in
-            defer { v = nil }
-            return v
-        }) {
-            pthread_join(t, nil)
-        }
-    }
-
-    private final class Runner: @unchecked Sendable {
-        // SAFETY: immutable references to Sendable objects, handed to exactly one thread.
-        let sync: RedisKeySync
-        let source: FleetKeySource
-        init(sync: RedisKeySync, source: FleetKeySource) {
-            self.sync = sync
-            self.source = source
-        }
-    }
-
-    private func run(source: FleetKeySource) {
-        let poll = plan.pollNanoseconds
-        let base = max(50_000_000, poll / 4)
-        let cap = min(30_000_000_000, max(poll, plan.schedule.rotationNanoseconds / 2))
-        var backoff = base
-        while !stopping.load(ordering: .relaxed) {
-            let now = Timestamp.wallClockNow()
-            do {
-                let snap = try cycle(held: source.sharedKeys(), now: now)
-                let replaced = try source.adopt(shared: snap.shared, imported: snap.imported, now: now)
-                if !replaced.isEmpty { onEvent(.replaced(epochs: replaced)) }
-                backoff = base
-                sleep(nanoseconds: poll)
-            } catch {
-                sleep(nanoseconds: backoff)
-                backoff = min(cap, backoff * 2)
-            }
-        }
-        primary.close()
-        replica?.close()
-    }
-
-    private func sleep(nanoseconds: Int64) {
-        var left = nanoseconds
-        while left > 0 && !stopping.load(ordering: .relaxed) {
-            let step = min(left, 20_000_000)
-            var ts = timespec(tv_sec: 0, tv_nsec: Int(step))
-            nanosleep(&ts, nil)
-            left -= step
-        }
-    }
+    public func stop() { poller.stop() }
 }
