@@ -6,13 +6,12 @@ import json
 import os
 import shutil
 import socket
-import subprocess
 import urllib.request
 
 import pytest
 
-from conftest import HTTPReader, Process, curl, dead_port, tls_connect, wait_for, write_file
-from tls_wire import nginx_binary
+from conftest import HTTPReader, Process, curl, dead_port, wait_for, write_file
+from tls_wire import nginx_binary, nginx_conf
 
 needs_nginx = pytest.mark.skipif(nginx_binary() is None, reason="nginx is not installed (scripts/install-deps)")
 needs_haproxy = pytest.mark.skipif(shutil.which("haproxy") is None, reason="haproxy not installed")
@@ -36,22 +35,7 @@ class NginxPP:
         body = ('{"addr":"$proxy_protocol_addr","port":"$proxy_protocol_port",'
                 '"server_addr":"$proxy_protocol_server_addr","server_port":"$proxy_protocol_server_port",'
                 '"connection":"$connection","remote":"$remote_addr"}')
-        conf = write_file(self.dir, "nginx.conf", f"""
-daemon off;
-master_process off;
-worker_processes 1;
-pid {self.dir}/nginx.pid;
-error_log {self.dir}/error.log info;
-events {{ worker_connections 256; }}
-http {{
-    access_log {self.dir}/access.log;
-    client_body_temp_path {self.dir}/body;
-    proxy_temp_path {self.dir}/proxy;
-    fastcgi_temp_path {self.dir}/fastcgi;
-    uwsgi_temp_path {self.dir}/uwsgi;
-    scgi_temp_path {self.dir}/scgi;
-    keepalive_requests 1000;
-    keepalive_timeout 60s;
+        conf = write_file(self.dir, "nginx.conf", nginx_conf(self.dir, f"""
     server {{
         listen 127.0.0.1:{self.port} proxy_protocol;
         location / {{
@@ -63,9 +47,8 @@ http {{
             default_type application/json;
             return 403 '{body}';
         }}
-    }}
-}}
-""")
+    }}""", worker_connections=256, http_extra="""    keepalive_requests 1000;
+    keepalive_timeout 60s;"""))
         self.proc = Process([nginx_binary(), "-c", conf, "-e", f"{self.dir}/error.log"], name="nginx")
         wait_for(lambda: accepts(self.port) or not self.proc.alive(), what="nginx to listen")
         assert self.proc.alive(), self.proc.output()

@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from conftest import curl, write_file
-from tls_wire import free_port, nginx_binary
+from tls_wire import NginxProcess, free_port, nginx_binary, nginx_conf
 
 pytestmark = pytest.mark.skipif(nginx_binary() is None, reason="nginx is installed by scripts/install-deps")
 
@@ -113,26 +113,16 @@ def pki():
 
 # --- nginx as the TLS origin -------------------------------------------------------------------------------------
 
-class TLSOrigin:
+class TLSOrigin(NginxProcess):
     """nginx serving HTTPS on a free loopback port; the body names what nginx saw of the TLS connection."""
 
     def __init__(self, cert, key, extra="", listen=""):
         self.dir = tempfile.mkdtemp(prefix="edgeproxy-tls-origin-nginx-")
         self.port = free_port()
-        conf = f"""
-daemon off;
-master_process off;
-worker_processes 1;
-pid {self.dir}/nginx.pid;
-error_log {self.dir}/error.log info;
-events {{ worker_connections 256; }}
-http {{
-    access_log off;
-    client_body_temp_path {self.dir}/body;
-    proxy_temp_path {self.dir}/proxy;
-    fastcgi_temp_path {self.dir}/fastcgi;
-    uwsgi_temp_path {self.dir}/uwsgi;
-    scgi_temp_path {self.dir}/scgi;
+        self.big = os.urandom(3 * 1024 * 1024 + 17)
+        with open(os.path.join(self.dir, "big.bin"), "wb") as f:
+            f.write(self.big)
+        self.launch(nginx_conf(self.dir, f"""
     server {{
         listen 127.0.0.1:{self.port} ssl {listen};
         server_name origin.test;
@@ -147,46 +137,7 @@ http {{
         location / {{
             return 200 "tls-origin proto=$ssl_protocol sni=$ssl_server_name alpn=$ssl_alpn_protocol reused=$ssl_session_reused client=$ssl_client_s_dn pp=$proxy_protocol_addr\\n";
         }}
-    }}
-}}
-"""
-        self.big = os.urandom(3 * 1024 * 1024 + 17)
-        with open(os.path.join(self.dir, "big.bin"), "wb") as f:
-            f.write(self.big)
-        self.conf = os.path.join(self.dir, "nginx.conf")
-        with open(self.conf, "w") as f:
-            f.write(conf)
-        self.log = open(os.path.join(self.dir, "stdout.log"), "wb")
-        self.p = subprocess.Popen([nginx_binary(), "-p", self.dir, "-c", self.conf], stdout=self.log,
-                                  stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.time() + 15
-        while time.time() < deadline:
-            if self.p.poll() is not None:
-                raise AssertionError("nginx exited:\n" + self.error_log())
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-                return
-            except OSError:
-                time.sleep(0.05)
-        raise AssertionError("nginx did not listen:\n" + self.error_log())
-
-    def error_log(self):
-        try:
-            with open(os.path.join(self.dir, "error.log")) as f:
-                return f.read()
-        except OSError:
-            return ""
-
-    def stop(self):
-        if self.p.poll() is None:
-            self.p.terminate()
-            try:
-                self.p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.p.kill()
-                self.p.wait(timeout=10)
-        self.log.close()
-        shutil.rmtree(self.dir, ignore_errors=True)
+    }}""", worker_connections=256, access_log=False))
 
 
 @pytest.fixture

@@ -390,46 +390,34 @@ def nginx_binary():
     return shutil.which("nginx") or (os.path.exists("/usr/sbin/nginx") and "/usr/sbin/nginx") or None
 
 
-class Nginx:
-    """A throwaway nginx (daemon off, everything in a temp dir) serving TLS on a free loopback port."""
-
-    def __init__(self, cert, key, ticket_key_files, protocols="TLSv1.2 TLSv1.3", ciphers=None, extra=""):
-        self.dir = tempfile.mkdtemp(prefix="edgeproxy-nginx-")
-        self.port = free_port()
-        keys_conf = "\n".join(f"        ssl_session_ticket_key {p};" for p in ticket_key_files)
-        conf = f"""
+def nginx_conf(directory, servers, worker_connections=64, access_log=True, http_extra=""):
+    """The frame every throwaway nginx of the tests shares (daemon off, one process, every path under `directory`)
+    around `servers`, the server blocks."""
+    log = f"{directory}/access.log" if access_log else "off"
+    return f"""
 daemon off;
 master_process off;
 worker_processes 1;
-pid {self.dir}/nginx.pid;
-error_log {self.dir}/error.log info;
-events {{ worker_connections 64; }}
+pid {directory}/nginx.pid;
+error_log {directory}/error.log info;
+events {{ worker_connections {worker_connections}; }}
 http {{
-    access_log {self.dir}/access.log;
-    client_body_temp_path {self.dir}/body;
-    proxy_temp_path {self.dir}/proxy;
-    fastcgi_temp_path {self.dir}/fastcgi;
-    uwsgi_temp_path {self.dir}/uwsgi;
-    scgi_temp_path {self.dir}/scgi;
-    server {{
-        listen 127.0.0.1:{self.port} ssl;
-        server_name localhost;
-        ssl_certificate {cert};
-        ssl_certificate_key {key};
-        ssl_protocols {protocols};
-{f"        ssl_ciphers {ciphers};" if ciphers else ""}
-        ssl_session_cache off;
-        ssl_session_tickets on;
-        # Same TLS 1.3 suite preference as EdgeProxy's default: a TLS 1.3 ticket only resumes under a suite with
-        # the same hash, so an SHA-384 ticket from nginx's default order could never resume on EdgeProxy.
-        ssl_prefer_server_ciphers on;
-        ssl_conf_command Ciphersuites TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256;
-{keys_conf}
-{extra}
-        location / {{ return 200 "nginx\\n"; }}
-    }}
+    access_log {log};
+    client_body_temp_path {directory}/body;
+    proxy_temp_path {directory}/proxy;
+    fastcgi_temp_path {directory}/fastcgi;
+    uwsgi_temp_path {directory}/uwsgi;
+    scgi_temp_path {directory}/scgi;
+{http_extra}
+{servers}
 }}
 """
+
+
+class NginxProcess:
+    """A throwaway nginx run from `self.dir` on `conf` (see nginx_conf); `launch` returns once `self.port` accepts."""
+
+    def launch(self, conf):
         self.conf = os.path.join(self.dir, "nginx.conf")
         with open(self.conf, "w") as f:
             f.write(conf)
@@ -464,6 +452,33 @@ http {{
                 self.p.wait(timeout=10)
         self.log.close()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class Nginx(NginxProcess):
+    """A throwaway nginx serving TLS on a free loopback port."""
+
+    def __init__(self, cert, key, ticket_key_files, protocols="TLSv1.2 TLSv1.3", ciphers=None, extra=""):
+        self.dir = tempfile.mkdtemp(prefix="edgeproxy-nginx-")
+        self.port = free_port()
+        keys_conf = "\n".join(f"        ssl_session_ticket_key {p};" for p in ticket_key_files)
+        self.launch(nginx_conf(self.dir, f"""
+    server {{
+        listen 127.0.0.1:{self.port} ssl;
+        server_name localhost;
+        ssl_certificate {cert};
+        ssl_certificate_key {key};
+        ssl_protocols {protocols};
+{f"        ssl_ciphers {ciphers};" if ciphers else ""}
+        ssl_session_cache off;
+        ssl_session_tickets on;
+        # Same TLS 1.3 suite preference as EdgeProxy's default: a TLS 1.3 ticket only resumes under a suite with
+        # the same hash, so an SHA-384 ticket from nginx's default order could never resume on EdgeProxy.
+        ssl_prefer_server_ciphers on;
+        ssl_conf_command Ciphersuites TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256;
+{keys_conf}
+{extra}
+        location / {{ return 200 "nginx\\n"; }}
+    }}"""))
 
 
 # -- raw TLS probes (tlsfuzzer-style) --------------------------------------------------------------------------------
