@@ -1,3 +1,4 @@
+import Dispatch
 import Glibc
 
 /// A joinable OS thread running `body` (worker loops, the access-log writer). pthreads rather than Foundation's
@@ -31,4 +32,23 @@ public struct OSThread: Sendable {
 
     /// Waits for the thread to finish.
     public func join() { pthread_join(id, nil) }
+}
+
+/// A sleep another thread can end early: the background threads (resolver, health checks, OCSP, access-log writer)
+/// wait on one until their next due time, and `wake()` (stop, reload, new work) ends the wait at once. A wake that
+/// comes while nobody sleeps is not lost: it ends the next sleep. An idle proxy so wakes about once a second per
+/// thread instead of polling every few milliseconds.
+public final class Sleeper: Sendable {
+    private let semaphore = DispatchSemaphore(value: 0)
+
+    public init() {}
+
+    /// Waits up to `nanoseconds` (at least 0); true when `wake()` ended the wait.
+    @discardableResult
+    public func sleep(nanoseconds: Int64) -> Bool {
+        semaphore.wait(timeout: .now() + .nanoseconds(Int(max(0, nanoseconds)))) == .success
+    }
+
+    /// Ends the current (or the next) `sleep`.
+    public func wake() { semaphore.signal() }
 }

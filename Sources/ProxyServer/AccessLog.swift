@@ -21,6 +21,13 @@ final class AccessLogSink: @unchecked Sendable {
     private let maxPending = 16 << 20
     private let stopFlag = Atomic<Bool>(false)
     private let reopenRequests = Atomic<Int>(0)
+    /// The writer's wait: 20 ms between batches while lines come; after a second without any it parks (waits up to
+    /// a second at a time) until `submit`, `reopen` or `stop` wakes it, so an idle proxy does not poll.
+    private let sleeper = Sleeper()
+    private let parked = Atomic<Bool>(false)
+    private static let batchWait: Int64 = 20_000_000
+    private static let parkedWait: Int64 = 1_000_000_000
+    private static let passesBeforeParking = 50
     private var thread: OSThread?
     /// What each line carries (`[access_log] fields`).
     let fields: AccessLogFields
@@ -51,6 +58,7 @@ final class AccessLogSink: @unchecked Sendable {
     /// Asks the writer thread to reopen the file (after a rotation moved it away). Any thread; a no-op for stdout.
     func reopen() {
         reopenRequests.add(1, ordering: .releasing)
+        sleeper.wake()
     }
 
     func start() {
@@ -67,17 +75,24 @@ final class AccessLogSink: @unchecked Sendable {
             }
         }
         lines.removeAll(keepingCapacity: true)
+        // A parked writer checked `pending` under the lock after parking: either it saw these lines or this sees it
+        // parked (the lock orders the two), so no batch waits for a timeout.
+        if parked.load(ordering: .acquiring) && parked.exchange(false, ordering: .acquiringAndReleasing) {
+            sleeper.wake()
+        }
     }
 
     /// Flushes what is pending and stops the writer thread.
     func stop() {
         stopFlag.store(true, ordering: .releasing)
+        sleeper.wake()
         thread?.join()
         thread = nil
     }
 
     private func runWriter() {
         var out: [UInt8] = []
+        var emptyPasses = 0
         while true {
             let stopping = stopFlag.load(ordering: .acquiring)
             lock.withLock { st in swap(&out, &st.pending) }
@@ -92,10 +107,22 @@ final class AccessLogSink: @unchecked Sendable {
                     off += n
                 }
                 out.removeAll(keepingCapacity: true)
+                emptyPasses = 0
+            } else {
+                emptyPasses += 1
             }
             if reopenRequests.exchange(0, ordering: .acquiring) > 0 { reopenFile() }
             if stopping { break }
-            usleep(20_000)
+            if emptyPasses < Self.passesBeforeParking {
+                sleeper.sleep(nanoseconds: Self.batchWait)
+                continue
+            }
+            parked.store(true, ordering: .releasing)
+            let idle = lock.withLock { $0.pending.isEmpty }
+            if idle && reopenRequests.load(ordering: .acquiring) == 0 && !stopFlag.load(ordering: .acquiring) {
+                sleeper.sleep(nanoseconds: Self.parkedWait)
+            }
+            parked.store(false, ordering: .releasing)
         }
         if ownsFd { close(fd) }
     }

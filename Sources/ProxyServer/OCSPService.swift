@@ -17,6 +17,9 @@ final class OCSPService: @unchecked Sendable {
     let stapler: OCSPStapler
     private let stopping = Atomic<Bool>(false)
     private var thread: OSThread?
+    /// The thread's wait between passes (OCSP times are whole seconds): ended early by new certificates and stop.
+    private let sleeper = Sleeper()
+    static let passInterval: Int64 = 500_000_000
     private let metrics = Mutex<[String: CertificateMetrics]>([:])
 
     private struct CertificateMetrics {
@@ -43,13 +46,16 @@ final class OCSPService: @unchecked Sendable {
     /// Puts the certificates of `tls` in service and starts the thread (first call).
     func activate(_ tls: TLSContextSet) {
         stapler.activate(tls)
-        guard thread == nil else { return }
+        guard thread == nil else {
+            sleeper.wake()  // the new certificates' files and fetches are due now
+            return
+        }
         thread = OSThread { [self] in
             while !stopping.load(ordering: .relaxed) {
                 let now = Int64(time(nil))
                 stapler.runDue(now: now)
                 updateMetrics(now: now)
-                usleep(100_000)
+                sleeper.sleep(nanoseconds: Self.passInterval)
             }
         }
     }
@@ -57,6 +63,7 @@ final class OCSPService: @unchecked Sendable {
     /// Stops and joins the thread (a fetch in progress finishes first, bounded by its timeout).
     func stop() {
         stopping.store(true, ordering: .relaxed)
+        sleeper.wake()
         thread?.join()
         thread = nil
     }

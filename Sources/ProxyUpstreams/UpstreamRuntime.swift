@@ -31,6 +31,12 @@ public final class UpstreamRuntime: Sendable {
     private let logger: Logger
     private let stopping = Atomic<Bool>(false)
     private let threads = Mutex<[OSThread]>([])
+    /// The threads' waits: ended early by stop, reload and (for the checker) a resolution that changed addresses.
+    private let resolverSleep = Sleeper()
+    private let checkerSleep = Sleeper()
+    /// Bounds of a thread's wait between passes, ms: never shorter (no busy loop), never longer (gauges, stop).
+    static let minimumWait: UInt64 = 50
+    static let maximumWait: UInt64 = 1000
 
     private struct Control: Sendable {
         var pools: [UpstreamPool]
@@ -84,32 +90,42 @@ public final class UpstreamRuntime: Sendable {
 
     // MARK: - Threads
 
-    /// Starts the resolver and health-check threads (each wakes every 50 ms to see what is due).
+    /// Starts the resolver and health-check threads. Each sleeps until its next due time (a name to resolve, an
+    /// address to check, the gauges once a second), between ``minimumWait`` and ``maximumWait``.
     public func start() {
         let resolver = OSThread { [self] in
             var lastGauges: UInt64 = 0
             while !stopping.load(ordering: .relaxed) {
                 let now = clock()
-                resolvePass(now: now)
+                let nextResolve = resolvePass(now: now)
                 if now &- lastGauges >= 1000 {
                     updateGauges(now: now)
                     lastGauges = now
                 }
-                usleep(50_000)
+                let due = min(nextResolve ?? .max, lastGauges &+ 1000)
+                resolverSleep.sleep(nanoseconds: Self.wait(until: due, now: clock()))
             }
         }
         let checker = OSThread { [self] in
             while !stopping.load(ordering: .relaxed) {
-                healthPass(now: clock())
-                usleep(50_000)
+                let due = healthPass(now: clock()) ?? .max
+                checkerSleep.sleep(nanoseconds: Self.wait(until: due, now: clock()))
             }
         }
         threads.withLock { $0 = [resolver, checker] }
     }
 
+    /// Nanoseconds to wait for `due` (monotonic ms), within ``minimumWait`` and ``maximumWait``.
+    static func wait(until due: UInt64, now: UInt64) -> Int64 {
+        let ms = due > now ? due - now : 0
+        return Int64(min(maximumWait, max(minimumWait, ms))) * 1_000_000
+    }
+
     /// Stops and joins the threads (a health check in progress finishes first, bounded by its timeout).
     public func stop() {
         stopping.store(true, ordering: .relaxed)
+        resolverSleep.wake()
+        checkerSleep.wake()
         let ts = threads.withLock { t in
             defer { t = [] }
             return t
@@ -133,13 +149,18 @@ public final class UpstreamRuntime: Sendable {
             c.resolveDue = [:]
             for p in pools { c.resolveDue[p.name] = now &+ UInt64(p.resolveInterval.milliseconds) }
         }
+        // New pools and addresses are due now (checks) or on a new schedule (names).
+        resolverSleep.wake()
+        checkerSleep.wake()
     }
 
     // MARK: - Passes (called by the threads; public for tests, which drive them with their own clock)
 
     /// Re-resolves the names of every pool whose `resolve_interval` has elapsed; publishes when anything changed.
-    public func resolvePass(now: UInt64) {
-        control.withLock { c in
+    /// Returns when the next pool with a DNS name is due (monotonic ms; nil: no pool has one).
+    @discardableResult
+    public func resolvePass(now: UInt64) -> UInt64? {
+        let changed = control.withLock { c -> Bool in
             let old = box.load()
             var changed = false
             var servers: [[ServerSnapshot]] = old.pools.map(\.servers)
@@ -163,15 +184,26 @@ public final class UpstreamRuntime: Sendable {
                     }
                 }
             }
-            guard changed else { return }
+            guard changed else { return false }
             let next = Self.assemble(old.pools.map(\.config), servers, routes: c.routes, previous: old)
             Self.retireRemoved(old: old, new: next)
             box.publish(next)
+            return true
+        }
+        // New addresses are due for a check now.
+        if changed { checkerSleep.wake() }
+        let named = box.load().pools.filter { $0.servers.contains { $0.isName } }.map(\.name)
+        return control.withLock { c in
+            var next: UInt64? = nil
+            for name in named { if let due = c.resolveDue[name] { next = min(next ?? due, due) } }
+            return next
         }
     }
 
     /// Checks every endpoint of every pool with a `health_check` whose interval has elapsed.
-    public func healthPass(now: UInt64) {
+    /// Returns when the next address is due for a check (monotonic ms; nil: no pool has health checks).
+    @discardableResult
+    public func healthPass(now: UInt64) -> UInt64? {
         let snapshot = box.load()
         // Forget addresses that left (re-resolution, reload) so the schedule does not grow without bound.
         let current = Set(snapshot.pools.flatMap { $0.endpoints.map { ObjectIdentifier($0.state) } })
@@ -210,6 +242,15 @@ public final class UpstreamRuntime: Sendable {
                 let finished = clock()
                 control.withLock { $0.checkDue[id] = max(now, finished) &+ UInt64(hc.interval.milliseconds) }
             }
+        }
+        let checked = box.load().pools.filter { $0.config.healthCheck != nil }
+        guard !checked.isEmpty else { return nil }
+        return control.withLock { c in
+            var next = UInt64.max
+            for pool in checked {
+                for e in pool.endpoints { next = min(next, c.checkDue[ObjectIdentifier(e.state)] ?? 0) }
+            }
+            return next
         }
     }
 
