@@ -35,9 +35,8 @@ public final class RedisFlagSync: Sendable {
 
     private let poller = RedisPoller()
     private let writtenTotal = Atomic<Int>(0)
-    /// This instance's flags to keep in Redis (replaced whole by `share`), and whether they changed since the last
-    /// cycle (a change wakes the thread early).
-    private let outgoing = Mutex<(entries: [FleetFlagEntry], changed: Bool)>(([], false))
+    /// This instance's flags to keep in Redis (replaced whole by `share`, which wakes the thread).
+    private let outgoing = Mutex<[FleetFlagEntry]>([])
     /// Authentic entries of the last cycle not yet taken by the control thread.
     private let incoming = Mutex<[FleetFlagEntry]?>(nil)
     // SAFETY: used only by the sync thread after start() (or by the caller of cycle() before it).
@@ -82,7 +81,9 @@ public final class RedisFlagSync: Sendable {
 
     /// Control thread: this instance's own flags, to be kept in Redis until they expire.
     public func share(_ entries: [FleetFlagEntry]) {
-        outgoing.withLock { $0 = (entries, true) }
+        outgoing.withLock { $0 = entries }
+        // Written at once when the store is up (a down one waits for its backoff).
+        if isUp == true { poller.wake() }
     }
 
     /// Control thread: the authentic entries read since the last call (nil: nothing new).
@@ -112,10 +113,7 @@ public final class RedisFlagSync: Sendable {
     }
 
     private func cycleBody(now: Timestamp) throws(RedisError) -> [FleetFlagEntry] {
-        let mine = outgoing.withLock { v -> [FleetFlagEntry] in
-            v.changed = false
-            return v.entries
-        }
+        let mine = outgoing.withLock { $0 }
         var slots: [String] = []
         var cursor = "0"
         repeat {
@@ -172,8 +170,6 @@ public final class RedisFlagSync: Sendable {
     public func start() {
         poller.start(
             poll: pollNanoseconds,
-            // New own flags to write end the wait (when the store is up: a down one waits for its backoff).
-            wakeEarly: { [self] in isUp == true && outgoing.withLock { $0.changed } },
             cycle: { [self] in
                 guard let entries = try? cycle(now: Timestamp.wallClockNow()) else { return false }
                 var seen: [String: Int64] = [:]

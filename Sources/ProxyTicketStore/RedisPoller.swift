@@ -9,14 +9,13 @@ import Synchronization
 final class RedisPoller: Sendable {
     /// Longest wait between failed cycles (a poller may ask for less).
     static let maxBackoffNanoseconds: Int64 = 30_000_000_000
-    /// How often a sleeping thread looks at the stop flag and the early-wake condition.
-    static let sleepStepNanoseconds: Int64 = 20_000_000
-
     private let up = Atomic<Int>(-1)  // -1 unknown, 0 down, 1 up
     private let stopping = Atomic<Bool>(false)
     private let cycles = Atomic<Int>(0)
     private let rejected = Atomic<Int>(0)
     private let thread = Mutex<OSThread?>(nil)
+    /// The wait between cycles: ended early by ``wake()`` and ``stop()``.
+    private let sleeper = Sleeper()
     /// Rejected entries already reported (slot + entry), so a bad entry is counted and logged once, not per poll.
     private let seenRejected = Mutex<Set<[UInt8]>>([])
 
@@ -60,12 +59,11 @@ final class RedisPoller: Sendable {
     }
 
     /// Starts the thread. It calls `cycle` (true: it succeeded) every `poll` nanoseconds; after a failure it waits
-    /// from `max(50 ms, poll / 4)` doubling up to `backoffCap`. A wait ends early when `wakeEarly` turns true
-    /// (checked every ``sleepStepNanoseconds``). `finish` runs on the thread when it stops. Call once.
+    /// from `max(50 ms, poll / 4)` doubling up to `backoffCap`. ``wake()`` ends a wait early. `finish` runs on the
+    /// thread when it stops. Call once.
     func start(
         poll: Int64,
         backoffCap: Int64 = RedisPoller.maxBackoffNanoseconds,
-        wakeEarly: @escaping @Sendable () -> Bool = { false },
         cycle: @escaping @Sendable () -> Bool,
         finish: @escaping @Sendable () -> Void
     ) {
@@ -75,9 +73,9 @@ final class RedisPoller: Sendable {
             while !stopping.load(ordering: .relaxed) {
                 if cycle() {
                     backoff = base
-                    sleep(nanoseconds: poll, wakeEarly: wakeEarly)
+                    sleeper.sleep(nanoseconds: poll)
                 } else {
-                    sleep(nanoseconds: backoff, wakeEarly: { false })
+                    sleeper.sleep(nanoseconds: backoff)
                     backoff = min(backoffCap, backoff * 2)
                 }
             }
@@ -86,25 +84,18 @@ final class RedisPoller: Sendable {
         thread.withLock { $0 = t }
     }
 
+    /// Ends the thread's current wait: the next cycle runs now.
+    func wake() { sleeper.wake() }
+
     /// Stops the thread and waits for it (at most about one command timeout: a cycle in progress ends first).
     func stop() {
         stopping.store(true, ordering: .relaxed)
+        sleeper.wake()
         if let t = thread.withLock({ v -> OSThread? in
             defer { v = nil }
             return v
         }) {
             t.join()
-        }
-    }
-
-    private func sleep(nanoseconds: Int64, wakeEarly: () -> Bool) {
-        var left = nanoseconds
-        while left > 0 && !stopping.load(ordering: .relaxed) {
-            if wakeEarly() { return }
-            let step = min(left, Self.sleepStepNanoseconds)
-            var ts = timespec(tv_sec: 0, tv_nsec: Int(step))
-            nanosleep(&ts, nil)
-            left -= step
         }
     }
 }
