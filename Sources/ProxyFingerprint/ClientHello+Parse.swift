@@ -21,12 +21,19 @@ extension ClientHello {
     /// message (trailing bytes are an error). What `SSL_CTX_set_msg_callback` hands over for content type 22.
     /// Extension bodies share `handshake`'s storage (no copy).
     public static func parse(handshake: [UInt8]) throws(ClientHelloParseError) -> ClientHello {
-        let result = handshake.withUnsafeBytes { buf in
-            Result { () throws(ClientHelloParseError) -> ClientHello in
-                try parseMessage(buf, recordVersion: nil, backing: handshake)
-            }
+        try withBytes(handshake) { buf throws(ParseError) in
+            try parseMessage(buf, recordVersion: nil, backing: handshake)
         }
-        return try result.get()
+    }
+
+    /// `body` over the array's bytes with a typed error. (`Array.withUnsafeBytes` only `rethrows`: carrying the hello
+    /// out in a `Result` to keep the error type cost one more whole-hello copy per parse.)
+    @inline(__always)
+    private static func withBytes<T>(
+        _ bytes: [UInt8],
+        _ body: (UnsafeRawBufferPointer) throws(ParseError) -> T
+    ) throws(ParseError) -> T {
+        try bytes.withUnsafeBufferPointer { b throws(ParseError) in try body(UnsafeRawBufferPointer(b)) }
     }
 
     /// Parses a bare handshake message from borrowed memory (the live path: the message callback's buffer).
@@ -39,10 +46,7 @@ extension ClientHello {
     /// fragmented across records. `recordVersion` is the version of the first record. The input must end with the
     /// record that completes the hello: bytes after the hello, in that record or after it, are an error.
     public static func parse(records: [UInt8]) throws(ClientHelloParseError) -> ClientHello {
-        let result = records.withUnsafeBytes { buf in
-            Result { () throws(ClientHelloParseError) -> ClientHello in try parse(records: buf) }
-        }
-        return try result.get()
+        try withBytes(records) { buf throws(ParseError) in try parse(records: buf) }
     }
 
     /// Record-layer variant of `parse(records:)` over borrowed memory (e.g. bytes read with `MSG_PEEK`).
@@ -133,12 +137,9 @@ extension ClientHello {
         if let inPlace {
             hello = try parseMessage(UnsafeRawBufferPointer(rebasing: buf[inPlace]), recordVersion: firstVersion)
         } else {
-            let result = assembled.withUnsafeBytes { m in
-                Result { () throws(ClientHelloParseError) -> ClientHello in
-                    try parseMessage(UnsafeRawBufferPointer(rebasing: m[0..<total]), recordVersion: firstVersion)
-                }
+            hello = try withBytes(assembled) { m throws(ParseError) in
+                try parseMessage(UnsafeRawBufferPointer(rebasing: m[0..<total]), recordVersion: firstVersion)
             }
-            hello = try result.get()
         }
         hello.recordVersion = firstVersion
         return (hello, pos)
@@ -147,10 +148,7 @@ extension ClientHello {
     /// Auto-detects the framing: a TLS record (first byte 22), a bare handshake message (first byte 1) or an
     /// SSLv2-compatible CLIENT-HELLO (high bit set, message type 1 — still accepted by OpenSSL for TLS ≤ 1.2).
     public static func parse(bytes: [UInt8]) throws(ClientHelloParseError) -> ClientHello {
-        let result = bytes.withUnsafeBytes { buf in
-            Result { () throws(ClientHelloParseError) -> ClientHello in try parse(bytes: buf) }
-        }
-        return try result.get()
+        try withBytes(bytes) { buf throws(ParseError) in try parse(bytes: buf) }
     }
 
     /// `parse(bytes:)` over borrowed memory.
