@@ -10,7 +10,7 @@
 #    default detector ("observe") next to the same build with `[detector] mode = "off"`: proxy CPU µs per resumed
 #    handshake (medians over REPS, with the per-rep spread).
 # Prints a markdown page (stdout); `PUBLISH=1` also writes it to bench/results/detector-cost.md.
-# Knobs: REPS [5] DUR [3] (passed to bench/run), SKIP_BUILD [0].
+# Knobs: REPS [5] DUR [3] (passed to bench/run), SKIP_BUILD [0], MICRO_ONLY [0] (stop after part 1, print its table).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
@@ -23,15 +23,7 @@ if [ "${SKIP_BUILD:-0}" != 1 ]; then
     swift build -c release --product edgeproxy >/dev/null && swift build -c release --product edgeproxy-bench >/dev/null
 fi
 
-build_module() { # name, sources..., extra flags after --
-    local name=$1; shift
-    local srcs=() flags=()
-    while [ $# -gt 0 ] && [ "$1" != "--" ]; do srcs+=("$1"); shift; done
-    [ $# -gt 0 ] && shift && flags=("$@")
-    swiftc -O -wmo -j1 -num-threads 0 -parse-as-library -module-name "$name" \
-        -emit-module -emit-module-path "$out/mods/$name.swiftmodule" \
-        -c -o "$out/$name.o" -I "$out/mods" "${flags[@]}" "${srcs[@]}"
-}
+. bench/lib/micro.sh
 build_module ProxyCore Sources/ProxyCore/*.swift
 build_module ProxyFingerprint Sources/ProxyFingerprint/*.swift -- -I Sources/COpenSSL -enforce-exclusivity=unchecked
 build_module ProxyDetector Sources/ProxyDetector/*.swift -- -enforce-exclusivity=unchecked
@@ -41,19 +33,13 @@ build_module ProxyDetector Sources/ProxyDetector/*.swift -- -enforce-exclusivity
 locks=$(nm "$out/ProxyDetector.o" "$out/ProxyFingerprint.o" | grep -Ei 'pthread_(mutex|rwlock|spin)|Mutex|lockSlow|futex|unfair_lock' || true)
 if [ -n "$locks" ]; then echo "lock symbols in the detector path's modules:" >&2; echo "$locks" >&2; exit 1; fi
 swiftc -O -wmo -j1 -module-name DetectorBench -I "$out/mods" -I Sources/COpenSSL bench/detector/main.swift \
-    "$out"/ProxyCore.o "$out"/ProxyFingerprint.o "$out"/ProxyDetector.o -lssl -lcrypto -o "$out/detector-bench"
+    bench/common/HelloFile.swift "$out"/ProxyCore.o "$out"/ProxyFingerprint.o "$out"/ProxyDetector.o -lssl -lcrypto -o "$out/detector-bench"
 
-python3 - "$out/hellos.txt" <<'PY'
-import glob, json, os, sys
-with open(sys.argv[1], "w") as f:
-    for path in sorted(glob.glob("Tests/Fixtures/clienthellos/*.json")):
-        d = json.load(open(path))
-        if isinstance(d, dict) and d.get("raw_hex"):
-            f.write("%s %s\n" % (os.path.basename(path)[:-5], d["raw_hex"]))
-PY
+write_hellos "$out/hellos.txt"
 
 # Pinned like bench/run's proxies (CPU 0), so both measurements see the same core.
 taskset -c 0 "$out/detector-bench" "$out/hellos.txt" "$handshakes" >"$out/micro.md"
+if [ "${MICRO_ONLY:-0}" = 1 ]; then grep -v '^DETECTOR_NS' "$out/micro.md"; exit 0; fi
 
 REPS=${REPS:-5} DUR=${DUR:-3} TESTS="res12 res13" PEERS=" " DETECTOR_OFF=1 SKIP_BUILD=1 PUBLISH=0 OUT="$root/$out/run" \
     bench/run >"$out/run.log" 2>&1 || { tail -30 "$out/run.log" >&2; exit 1; }

@@ -20,16 +20,7 @@ rm -rf "$out"
 mkdir -p "$out/mods" "$out/toml"
 ln -s "$root/$rel/Modules/TOMLKit.swiftmodule" "$out/toml/TOMLKit.swiftmodule"
 
-# One module at a time, single-threaded (the machine is shared).
-build_module() { # name, sources..., extra flags after --
-    local name=$1; shift
-    local srcs=() flags=()
-    while [ $# -gt 0 ] && [ "$1" != "--" ]; do srcs+=("$1"); shift; done
-    [ $# -gt 0 ] && shift && flags=("$@")
-    swiftc -O -wmo -j1 -num-threads 0 -parse-as-library -enable-testing -module-name "$name" \
-        -emit-module -emit-module-path "$out/mods/$name.swiftmodule" \
-        -c -o "$out/$name.o" -I "$out/mods" "${flags[@]}" "${srcs[@]}"
-}
+. bench/lib/micro.sh
 build_module ProxyCore Sources/ProxyCore/*.swift
 build_module ProxyFingerprint Sources/ProxyFingerprint/*.swift -- -I Sources/COpenSSL
 build_module ProxyTOMLSupport Sources/ProxyTOMLSupport/*.swift
@@ -39,19 +30,12 @@ ctoml=(-Xcc "-fmodule-map-file=$root/$rel/CTOML.build/module.modulemap"
 build_module ProxyPolicy Sources/ProxyPolicy/*.swift -- -I Sources/COpenSSL -I "$out/toml" "${ctoml[@]}"
 
 swiftc -O -wmo -j1 -module-name FingerprintBench -I "$out/mods" -I Sources/COpenSSL -I "$out/toml" "${ctoml[@]}" \
-    bench/fingerprint/main.swift "$out"/ProxyCore.o "$out"/ProxyFingerprint.o "$out"/ProxyTOMLSupport.o \
+    bench/fingerprint/main.swift bench/common/HelloFile.swift "$out"/ProxyCore.o "$out"/ProxyFingerprint.o "$out"/ProxyTOMLSupport.o \
     "$out"/ProxyPolicy.o \
     "$rel"/TOMLKit.build/*.o "$rel"/CTOML.build/Sources/*.o \
     -lssl -lcrypto -lstdc++ -o "$out/fingerprint-bench"
 
-python3 - "$out/hellos.txt" <<'PY'
-import glob, json, os, sys
-with open(sys.argv[1], "w") as f:
-    for path in sorted(glob.glob("Tests/Fixtures/clienthellos/*.json")):
-        d = json.load(open(path))
-        if isinstance(d, dict) and d.get("raw_hex"):
-            f.write("%s %s\n" % (os.path.basename(path)[:-5], d["raw_hex"]))
-PY
+write_hellos "$out/hellos.txt"
 
 echo "# fingerprint + policy decision per handshake ($(uname -m), $(nproc) cores, $(swiftc --version 2>&1 | head -1))"
 echo

@@ -14,38 +14,13 @@ import ProxyCore
 import ProxyDetector
 import ProxyFingerprint
 
-func now(_ clock: clockid_t) -> UInt64 {
-    var ts = timespec()
-    clock_gettime(clock, &ts)
-    return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
-}
-
-func hexBytes(_ s: Substring) -> [UInt8] {
-    var out: [UInt8] = []
-    var it = s.utf8.makeIterator()
-    func v(_ c: UInt8) -> UInt8 { c <= 57 ? c - 48 : (c | 0x20) - 87 }
-    while let a = it.next(), let b = it.next() { out.append(v(a) << 4 | v(b)) }
-    return out
-}
-
 let args = CommandLine.arguments
 guard args.count >= 2 else {
     print("usage: detector-bench HELLOS_FILE [HANDSHAKES]")
     exit(2)
 }
 let total = args.count > 2 ? Int(args[2])! : 2_000_000
-var hellos: [ClientHello] = []
-let fp = fopen(args[1], "r")!
-var line: UnsafeMutablePointer<CChar>? = nil
-var cap = 0
-while getline(&line, &cap, fp) > 0 {
-    let s = String(cString: line!).split(separator: " ")
-    guard s.count == 2, let h = try? ClientHello.parse(handshake: hexBytes(s[1].prefix { $0 != "\n" })) else {
-        continue
-    }
-    hellos.append(h)
-}
-fclose(fp)
+let hellos = readHelloFile(args[1]).compactMap { try? ClientHello.parse(handshake: $0.bytes) }
 
 /// What a worker holds (HandshakeClassifier): the label cache, the published quarantine set, its ring.
 final class WorkerSide {

@@ -6,20 +6,6 @@ import Glibc
 import ProxyFingerprint
 import ProxyPolicy
 
-func now(_ clock: clockid_t) -> UInt64 {
-    var ts = timespec()
-    clock_gettime(clock, &ts)
-    return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
-}
-
-func hexBytes(_ s: Substring) -> [UInt8] {
-    var out: [UInt8] = []
-    var it = s.utf8.makeIterator()
-    func v(_ c: UInt8) -> UInt8 { c <= 57 ? c - 48 : (c | 0x20) - 87 }
-    while let a = it.next(), let b = it.next() { out.append(v(a) << 4 | v(b)) }
-    return out
-}
-
 let args = CommandLine.arguments
 guard args.count >= 3 else {
     print("usage: fingerprint-bench POLICY_DIR HELLOS_FILE [ROUNDS]")
@@ -29,18 +15,9 @@ let rounds = args.count > 3 ? Int(args[3])! : 20000
 let set = try PolicyLoader.load(directory: args[1], generation: 1).set
 
 // HELLOS_FILE: one "name hex" line per ClientHello handshake message.
-var names: [String] = []
-var hellos: [[UInt8]] = []
-let fp = fopen(args[2], "r")!
-var line: UnsafeMutablePointer<CChar>? = nil
-var cap = 0
-while getline(&line, &cap, fp) > 0 {
-    let s = String(cString: line!).split(separator: " ")
-    guard s.count == 2 else { continue }
-    names.append(String(s[0]))
-    hellos.append(hexBytes(s[1].prefix { $0 != "\n" }))
-}
-fclose(fp)
+let helloFile = readHelloFile(args[2])
+let names = helloFile.map(\.name)
+let hellos = helloFile.map(\.bytes)
 
 /// One handshake's worth of work, as on the live path. Returns something derived from every result so the
 /// optimiser cannot drop any of it.
