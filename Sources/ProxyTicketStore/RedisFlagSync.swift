@@ -101,14 +101,8 @@ public final class RedisFlagSync: Sendable {
     public func cycle(now: Timestamp) throws(RedisError) -> [FleetFlagEntry] {
         try poller.cycle(
             { () throws(RedisError) in try cycleBody(now: now) },
-            transition: { up, reason in
-                if up {
-                    onEvent(.up)
-                } else {
-                    connection.close()
-                    onEvent(.down(reason))
-                }
-            }
+            closingOnDown: connection,
+            transition: { up, reason in onEvent(up ? .up : .down(reason)) }
         )
     }
 

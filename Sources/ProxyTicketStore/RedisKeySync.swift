@@ -111,14 +111,8 @@ public final class RedisKeySync: Sendable {
     public func cycle(held: [Int64: TicketKey], now: Timestamp) throws(RedisError) -> Snapshot {
         try poller.cycle(
             { () throws(RedisError) in try cycleBody(held: held, now: now) },
-            transition: { up, reason in
-                if up {
-                    onEvent(.up)
-                } else {
-                    primary.close()
-                    onEvent(.down(reason))
-                }
-            }
+            closingOnDown: primary,
+            transition: { up, reason in onEvent(up ? .up : .down(reason)) }
         )
     }
 

@@ -30,10 +30,11 @@ final class RedisPoller: Sendable {
     var completedCycles: Int { cycles.load(ordering: .relaxed) }
     var rejectedEntries: Int { rejected.load(ordering: .relaxed) }
 
-    /// Runs one cycle: counts it and records its outcome; `transition` is called when the state changes (with the
-    /// error's description when the store went down).
+    /// Runs one cycle: counts it and records its outcome. When the state changes, `transition` is called (with the
+    /// error's description when the store went down, after `connection` is closed so the next cycle reconnects).
     func cycle<T>(
         _ body: () throws(RedisError) -> T,
+        closingOnDown connection: RedisConnection,
         transition: (_ up: Bool, _ reason: String) -> Void
     ) throws(RedisError) -> T {
         defer { cycles.add(1, ordering: .relaxed) }
@@ -42,7 +43,10 @@ final class RedisPoller: Sendable {
             if up.exchange(1, ordering: .relaxed) != 1 { transition(true, "") }
             return r
         } catch {
-            if up.exchange(0, ordering: .relaxed) != 0 { transition(false, error.description) }
+            if up.exchange(0, ordering: .relaxed) != 0 {
+                connection.close()
+                transition(false, error.description)
+            }
             throw error
         }
     }
