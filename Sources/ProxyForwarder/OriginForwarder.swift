@@ -156,6 +156,9 @@ public final class OriginForwarder {
     public private(set) var needsOtherServer = false
     /// The server of the last attempt (-1: none).
     public private(set) var server = -1
+    /// The connector could not open a socket for lack of local resources (descriptors, memory, local ports): no
+    /// origin is at fault and none would do better, so the exchange ends with 503 instead of 502.
+    public var connectFailedLocally = false
     /// Routing input for the connector: which pool (set by the session at `begin`), and a hash key for
     /// consistent hashing (0 when unused).
     public var pool = 0
@@ -220,6 +223,7 @@ public final class OriginForwarder {
         attempts = 0
         triedServers.removeAll(keepingCapacity: true)
         needsOtherServer = false
+        connectFailedLocally = false
         server = -1
         hashKey = 0
     }
@@ -677,7 +681,11 @@ public final class OriginForwarder {
         }
         state = .failed
         releaseBuffers()
-        sink?.forwarderFailed(status: failStatus, reason: reason)
+        if connectFailedLocally {
+            sink?.forwarderFailed(status: 503, reason: .localResources)
+        } else {
+            sink?.forwarderFailed(status: failStatus, reason: reason)
+        }
     }
 
     private func attemptFailed(_ attempt: FailedAttempt, reason: ForwardFailure, status: Int) {

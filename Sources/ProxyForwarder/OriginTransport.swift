@@ -121,4 +121,16 @@ public enum ForwardFailure: String, Sendable {
     case unsupported
     /// A tunnel moved no byte in either direction for `ForwarderTimeouts.tunnelIdle` (not an origin error).
     case tunnelIdle = "tunnel_idle"
+    /// The proxy itself had no descriptor, memory or local port for an origin socket (not an origin error).
+    case localResources = "local_resources"
+
+    /// Whether the session that hears of the failure counts it in `edgeproxy_upstream_errors_total`. Connect
+    /// failures and local shortages are counted by the connector where they happen (once per attempt); an idle
+    /// tunnel is not an error.
+    public var isCountedBySession: Bool {
+        switch self {
+        case .connect, .tunnelIdle, .localResources: false
+        case .noServer, .resetBeforeHead, .resetMidBody, .badResponse, .timeout, .unsupported: true
+        }
+    }
 }

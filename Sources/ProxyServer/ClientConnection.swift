@@ -1117,9 +1117,7 @@ extension ClientConnection: ForwarderSink {
     }
 
     func forwarderFailed(status: Int?, reason: ForwardFailure) {
-        if reason != .connect && reason != .noServer && reason != .tunnelIdle {
-            worker.metrics.upstreamError(reason.rawValue)
-        }
+        if reason.isCountedBySession { worker.metrics.upstreamError(reason.rawValue) }
         if let f = fwd { (ex.originIndex, ex.originPool) = (f.server, f.pool) }
         if reason == .tunnelIdle {
             // Nothing moved either way for timeouts.tunnel_idle: a normal end for a tunnel (logged, not truncated);

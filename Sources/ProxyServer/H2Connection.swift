@@ -793,9 +793,7 @@ final class H2Connection: H2SessionHandler, TimerHandler {
     }
 
     fileprivate func forwarderFailed(_ s: H2Stream, status: Int?, reason: ForwardFailure) {
-        if reason != .connect && reason != .noServer && reason != .tunnelIdle {
-            worker.metrics.upstreamError(reason.rawValue)
-        }
+        if reason.isCountedBySession { worker.metrics.upstreamError(reason.rawValue) }
         if let f = s.fwd { (s.ex.originIndex, s.ex.originPool) = (f.server, f.pool) }
         if reason == .tunnelIdle {
             // Nothing moved either way for timeouts.tunnel_idle: the origin is closed, the stream cancelled. As on

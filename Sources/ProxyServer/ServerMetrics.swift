@@ -42,6 +42,7 @@ final class WorkerMetrics {
     static let versions = ["TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3"]
     static let upstreamErrorKinds = [
         "connect", "timeout", "reset_before_headers", "reset_mid_body", "bad_response", "no_server", "unsupported",
+        "local_resources",
     ]
 
     init(worker: Int, latency: LatencyMetrics) {

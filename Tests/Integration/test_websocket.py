@@ -70,6 +70,13 @@ def ws_origin():
     o.stop()
 
 
+@pytest.fixture
+def plain_origin():
+    o = Origin("origin.py", name="plain-origin")
+    yield o
+    o.stop()
+
+
 _CLIENT_SSL = None
 
 
@@ -531,13 +538,12 @@ class H2Streams:
         return s["ended"] or s["reset"] is not None
 
 
-def test_h2_tunnel_to_a_hung_origin_ends_alone(proxies, tmp_path, ws_origin):
+def test_h2_tunnel_to_a_hung_origin_ends_alone(proxies, tmp_path, ws_origin, plain_origin):
     """The origin freezes (SIGSTOP) in the middle of an RFC 8441 tunnel: it neither reads nor answers, its kernel
     still holds the connection. Requests on other streams of the same HTTP/2 connection are answered while the
     tunnel hangs; after `tunnel_idle` the tunnel's stream ends by itself and its origin connection is closed; the
     client's connection stays open for new streams, and the tunnel is logged and no longer counted as active."""
-    plain = Origin("origin.py", name="plain-origin")
-    p = start_proxy(proxies, tmp_path, ws_origin, tunnel_idle="1s", plain=plain)
+    p = start_proxy(proxies, tmp_path, ws_origin, tunnel_idle="1s", plain=plain_origin)
     c = H2Streams(p.port)
     frozen = False
     try:
@@ -576,7 +582,6 @@ def test_h2_tunnel_to_a_hung_origin_ends_alone(proxies, tmp_path, ws_origin):
         if frozen:
             os.kill(ws_origin.p.pid, signal.SIGCONT)
         c.c.sock.close()
-        plain.stop()
     wait_for(lambda: metric(p, "edgeproxy_tunnels_active") == 0, what="tunnel gauge back to 0")
     line = wait_for(lambda: [d for d in log_lines(p) if d.get("tunnel")], what="the tunnel's log line")[0]
     assert line["status"] == 200 and line["upstream_status"] == 101 and line["protocol"] == "HTTP/2", line
@@ -606,14 +611,14 @@ def tcp_peers_of(pid, port):
     return out
 
 
-def test_h2_tunnels_keep_working_through_fd_exhaustion(proxies, tmp_path, ws_origin):
+def test_h2_tunnels_keep_working_through_fd_exhaustion(proxies, tmp_path, ws_origin, plain_origin):
     """Four RFC 8441 tunnels are open on one HTTP/2 connection when the proxy runs out of descriptors (its limit
     lowered with prlimit, the rest taken by silent TCP connections). The open tunnels keep echoing; a new tunnel,
-    which needs an origin socket, gets an error answer on its stream at once (not a hang, not a torn-down
-    connection); once descriptors come back, a new tunnel works again and nothing has leaked."""
+    which needs an origin socket, gets 503 on its stream at once (not a hang, not a torn-down connection), and the
+    origin is not blamed for the proxy's shortage (its passive health untouched: before, each such attempt counted
+    as a failed connect toward `max_fails`); once descriptors come back, a new tunnel works and nothing has leaked."""
     import resource
-    plain = Origin("origin.py", name="plain-origin")
-    p = start_proxy(proxies, tmp_path, ws_origin, plain=plain)
+    p = start_proxy(proxies, tmp_path, ws_origin, plain=plain_origin)
     c = H2Streams(p.port)
     idle = []
     try:
@@ -643,13 +648,22 @@ def test_h2_tunnels_keep_working_through_fd_exhaustion(proxies, tmp_path, ws_ori
         c.until(lambda: c.closed(refused) or c.streams[refused]["headers"], "an answer to the tunnel with no fd",
                 timeout=10)
         st = c.streams[refused]
-        assert st["headers"] is not None and st["headers"][b":status"] in (b"502", b"503"), st
+        assert st["headers"] is not None and st["headers"][b":status"] == b"503", st
         assert c.goaway is None, c.goaway
         echo_round("after the refusal")
     finally:
         close_all_sockets(idle)
     try:
         resource.prlimit(p.p.pid, resource.RLIMIT_NOFILE, (soft, hard))
+        # The shortage was the proxy's: the origin's passive health was not charged for it.
+        with urllib.request.urlopen(f"{p.admin}/upstreams", timeout=10) as r:
+            pools = {pool["name"]: pool for pool in json.loads(r.read())["pools"]}
+        for a in (a for srv in pools["ws"]["servers"] for a in srv["addresses"]):
+            assert a["state"] == "up" and a["consecutive_failures"] == 0, pools["ws"]
+        with urllib.request.urlopen(f"{p.admin}/metrics", timeout=10) as r:
+            text = r.read().decode()
+        local = re.findall(r'^edgeproxy_upstream_errors_total\{[^}]*kind="local_resources"[^}]*\} (\S+)$', text, re.M)
+        assert sum(float(v) for v in local) >= 1, local
         again = c.open_tunnel("/echo")
         c.until(lambda: c.streams[again]["headers"], "a new tunnel once descriptors are back")
         assert c.streams[again]["headers"][b":status"] == b"200", c.streams[again]
@@ -661,7 +675,6 @@ def test_h2_tunnels_keep_working_through_fd_exhaustion(proxies, tmp_path, ws_ori
         assert metric(p, "edgeproxy_accept_exhausted_total") >= 1
     finally:
         c.c.sock.close()
-        plain.stop()
     wait_for(lambda: metric(p, "edgeproxy_tunnels_active") == 0, what="tunnel gauge back to 0")
     # Listeners, the admin connection the metric read used, and nothing of the tunnels or the silent clients.
     wait_for(lambda: fd_count(p.p.pid) <= base_fds - 4, what="the tunnels' descriptors released")

@@ -55,6 +55,35 @@ final class OriginForwarderTests: XCTestCase {
         }
     }
 
+    func testNoSocketForLackOfLocalResourcesIs503() {
+        for client in Client.allCases {
+            // At once, and after a first attempt whose connect was refused.
+            for refusedFirst in [false, true] {
+                let h = Harness(client)
+                if refusedFirst { h.connector.add(FakeTransport(server: 0, connectErrno: 111)) }
+                h.connector.shortageWhenEmpty = true
+                h.get()
+                XCTAssertEqual(h.seen, .proxyError(503), "\(client) \(refusedFirst)")
+                XCTAssertEqual(h.failure, .localResources)
+                // The next exchange on the same forwarder starts clean.
+                h.connector.shortageWhenEmpty = false
+                h.get()
+                XCTAssertEqual(h.seen, .proxyError(502), "\(client) \(refusedFirst)")
+                XCTAssertEqual(h.failure, .noServer)
+            }
+        }
+    }
+
+    func testOnlyFailuresNobodyElseCountsAreCountedBySessions() {
+        XCTAssertEqual(
+            ["bad_response", "no_server", "reset_before_headers", "reset_mid_body", "timeout", "unsupported"],
+            [
+                ForwardFailure.connect, .noServer, .resetBeforeHead, .resetMidBody, .badResponse, .timeout,
+                .unsupported, .tunnelIdle, .localResources,
+            ].filter(\.isCountedBySession).map(\.rawValue).sorted()
+        )
+    }
+
     func testResetBeforeHeadRetriesAnIdempotentRequestOnAnotherServerOnly() {
         for client in Client.allCases {
             let h = Harness(client)
@@ -583,6 +612,8 @@ final class FakeConnector: OriginConnector {
     var outcomes: [OriginOutcome] = []
     var maxAttempts = 4
     var gate: () -> Bool = { true }
+    /// With nothing left to hand out, report a local shortage (no descriptor) instead of "no server".
+    var shortageWhenEmpty = false
 
     func add(_ t: FakeTransport, early: Bool = false) {
         if !early { t.gate = { [unowned self] in self.gate() } }
@@ -596,6 +627,7 @@ final class FakeConnector: OriginConnector {
             handedOut.append(t)
             return t
         }
+        if shortageWhenEmpty { f.connectFailedLocally = true }
         return nil
     }
 
