@@ -384,10 +384,16 @@ def test_tampered_and_moved_entries_are_rejected_counted_and_not_overwritten(red
     r = redis_servers()
     a, b = fleet(r.url, n=2)
     wait_for(lambda: same_ring([a, b]), timeout=5, what="same shared keys")
-    epoch = store(a)["epoch"]
     prefix = "edgeproxy:tickets:epoch:%d:" % (ROTATION * 1000)
-    src = r.cmd("GET", prefix + str(epoch + 1))
-    assert src
+
+    def lookahead():
+        # The next epoch's entry is created by the first poll after the current epoch began (up to poll_interval
+        # later): just after a rotation it is not there yet, so read the epoch and its look-ahead entry together.
+        e = store(a)["epoch"]
+        v = r.cmd("GET", prefix + str(e + 1))
+        return (e, v) if v else None
+
+    epoch, src = wait_for(lookahead, timeout=5, what="the look-ahead epoch's entry")
     # A valid entry moved to a future slot (authenticates only under its own slot) and a byte-flipped one.
     r.cmd("SET", prefix + str(epoch + 2), src)
     flipped = bytearray(src)
