@@ -133,7 +133,7 @@ extension ClientHello {
             }
         }
         if extra > 0 { throw .trailingBytes(what: .handshake, offset: pos - extra, count: extra) }
-        var hello: ClientHello
+        let hello: ClientHello  // parseMessage sets recordVersion
         if let inPlace {
             hello = try parseMessage(UnsafeRawBufferPointer(rebasing: buf[inPlace]), recordVersion: firstVersion)
         } else {
@@ -141,7 +141,6 @@ extension ClientHello {
                 try parseMessage(UnsafeRawBufferPointer(rebasing: m[0..<total]), recordVersion: firstVersion)
             }
         }
-        hello.recordVersion = firstVersion
         return (hello, pos)
     }
 

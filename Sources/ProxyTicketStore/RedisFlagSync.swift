@@ -1,6 +1,4 @@
-import Glibc
 public import ProxyCore
-import ProxyEventLoop
 public import ProxyTickets
 import Synchronization
 
