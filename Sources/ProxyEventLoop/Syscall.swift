@@ -24,6 +24,13 @@ public struct SyscallError: Error, CustomStringConvertible, Sendable {
     public var description: String {
         "\(call): \(String(cString: strerror(errno))) (errno \(errno))"
     }
+
+    /// The proxy itself lacks a resource (descriptors, memory, local ports, epoll room): nobody on the other end
+    /// of the socket is at fault, and another peer would fail the same way.
+    public var isLocalShortage: Bool {
+        errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM || errno == EADDRNOTAVAIL
+            || errno == ENOSPC
+    }
 }
 
 /// Every system call goes through here: retries EINTR, maps EAGAIN to `.wouldBlock`, throws the rest.

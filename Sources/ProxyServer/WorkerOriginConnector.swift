@@ -74,7 +74,7 @@ final class WorkerOriginConnector: OriginConnector {
                 selector.begin(pool.endpoints[i])
                 return u
             } catch {
-                if Self.isLocalShortage(error.errno) {
+                if error.isLocalShortage {
                     // The proxy is out of descriptors, memory or local ports: no origin is to blame (its passive
                     // health is left alone) and another would fail the same way.
                     worker.metrics.upstreamError(ForwardFailure.localResources.rawValue)
@@ -89,11 +89,6 @@ final class WorkerOriginConnector: OriginConnector {
             }
         }
         return nil
-    }
-
-    /// errno values of `socket`/`connect`/`epoll_ctl` that mean the proxy lacks a resource, not that the origin failed.
-    static func isLocalShortage(_ e: Int32) -> Bool {
-        e == EMFILE || e == ENFILE || e == ENOBUFS || e == ENOMEM || e == EADDRNOTAVAIL || e == ENOSPC
     }
 
     func release(_ transport: any OriginTransport, reusable: Bool) {

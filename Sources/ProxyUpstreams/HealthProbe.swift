@@ -33,6 +33,9 @@ public enum HealthProbe {
     public enum Result: Sendable, Equatable {
         case ok(status: Int)
         case failed(FailureReason, status: Int)
+        /// The proxy could not make a socket (``SyscallError/isLocalShortage``): the check says nothing about the
+        /// address, whose health stays as it was.
+        case notRun
     }
 
     /// Checks `address`; `host` is the Host header (the server's host and port as configured); `preamble` is sent
@@ -57,6 +60,7 @@ public enum HealthProbe {
         do {
             (fd, connected) = try Socket.connect(address)
         } catch {
+            if error.isLocalShortage { return .notRun }
             return .failed(error.errno == ECONNREFUSED ? .connectRefused : .connectFailed, status: 0)
         }
         defer { Socket.close(fd) }

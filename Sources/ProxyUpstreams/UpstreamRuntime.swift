@@ -221,6 +221,10 @@ public final class UpstreamRuntime: Sendable {
                 switch result {
                 case .ok(let s): (ok, reason, status) = (true, .none, s)
                 case .failed(let r, let s): (ok, reason, status) = (false, r, s)
+                case .notRun:
+                    // The proxy had no socket to spare: the address's health stays as it was; next interval again.
+                    control.withLock { $0.checkDue[id] = now &+ UInt64(hc.interval.milliseconds) }
+                    continue
                 }
                 let (next, changed) = endpoint.state.active.next(
                     ok: ok,

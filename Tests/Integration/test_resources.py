@@ -5,6 +5,7 @@ CPU comes from /proc/<pid>/stat (utime + stime of all threads), memory from VmRS
 limit is lowered on the running proxy with prlimit(2). Every phase is bounded; nothing sleeps where a signal exists
 except the CPU measurement windows, which are what is measured.
 """
+import json
 import os
 import re
 import resource
@@ -401,3 +402,32 @@ def test_idle_proxy_does_not_poll(proxies, origin):
     assert https_ok(p) == "200"
     wait_for(lambda: os.path.getsize(log) > size, timeout=5, interval=0.01, what="the access log line after idling")
     assert time.monotonic() - t1 < 0.9, "the line waited for the parked writer's timeout"
+
+
+def test_health_checks_do_not_blame_origins_for_the_proxys_fd_shortage(proxies, origin):
+    """With the proxy out of descriptors, a health check cannot make its socket. That says nothing about the origin:
+    the address must stay up (before, each such check counted as a failed connect, and with `fall = 1` one of them
+    marked a healthy origin down; with the defaults three did, the proxy's own shortage blamed on every origin)."""
+    cfg = write_config(
+        f'listen = "127.0.0.1:0"\nadmin = "127.0.0.1:0"\nworkers = 1\n[access_log]\npath = "off"\n'
+        f'[upstreams.default]\nservers = ["{origin.url}"]\n'
+        f'[upstreams.default.health_check]\ninterval = "100ms"\ntimeout = "100ms"\nfall = 1\nrise = 1\n'
+    )
+    p = proxies(["--config", cfg])
+    assert https_ok(p) == "200"
+    pid = p.p.pid
+    soft, hard = resource.prlimit(pid, resource.RLIMIT_NOFILE)
+    limit = fd_count(pid) + 4
+    resource.prlimit(pid, resource.RLIMIT_NOFILE, (limit, hard))
+    socks = open_idle(p.port, 20)  # take the rest; the others wait in the backlog
+    try:
+        wait_for(lambda: fd_count(pid) >= limit - 1, what="the proxy to run out of descriptors")
+        time.sleep(1.0)  # ten check intervals without a socket to make
+    finally:
+        close_all(socks)
+        resource.prlimit(pid, resource.RLIMIT_NOFILE, (soft, hard))
+    assert https_ok(p) == "200"
+    assert not re.search(r"upstream default \S+ address \S+ is down", p.output()), p.output()[-2000:]
+    status, body = admin_get(p, "/upstreams")
+    addresses = [a for s in json.loads(body)["pools"][0]["servers"] for a in s["addresses"]]
+    assert all(a["state"] == "up" for a in addresses), addresses
