@@ -39,6 +39,13 @@ int cps_signalfd_read_signo(int fd) {
 
 int cps_malloc_trim(void) { return malloc_trim(0); }
 
+/* A socket BIO of an earlier connection, pointed at `fd` and put back in the state BIO_new(BIO_s_socket()) leaves it
+   in: sock_new sets no flags, so every flag (retry, EOF seen) is cleared. BIO_NOCLOSE as SSL_set_fd uses. */
+void cps_BIO_reuse_socket(BIO *bio, int fd) {
+    BIO_set_fd(bio, fd, BIO_NOCLOSE);
+    BIO_clear_flags(bio, ~0);
+}
+
 int cps_SSL_CTX_set_min_proto_version(SSL_CTX *ctx, int v) { return (int)SSL_CTX_set_min_proto_version(ctx, v); }
 int cps_SSL_CTX_set_max_proto_version(SSL_CTX *ctx, int v) { return (int)SSL_CTX_set_max_proto_version(ctx, v); }
 long cps_SSL_CTX_set_mode(SSL_CTX *ctx, long mode) { return SSL_CTX_set_mode(ctx, mode); }

@@ -92,7 +92,12 @@ public final class TLSContextSet: @unchecked Sendable {
     /// Creates the SSL for an accepted socket. The state must stay alive until `TLSStream.free()`.
     public func accept(fd: Int32, state: TLSConnectionState) -> TLSStream? {
         guard let ssl = SSL_new(defaultContext) else { return nil }
-        SSL_set_fd(ssl, fd)
+        if let bio = state.worker.takeSocketBIO(fd: fd) {
+            SSL_set_bio(ssl, bio, bio)
+        } else if SSL_set_fd(ssl, fd) != 1 {
+            SSL_free(ssl)
+            return nil
+        }
         // SAFETY: unretained — the connection owns `state` and frees the SSL (ending all callbacks) before it.
         SSL_set_ex_data(ssl, connectionStateIndex, Unmanaged.passUnretained(state).toOpaque())
         SSL_set_accept_state(ssl)

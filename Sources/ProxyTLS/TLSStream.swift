@@ -134,6 +134,7 @@ public struct TLSStream {
         // an unclean close does not make a session unresumable; nginx marks the shutdown done the same way
         // (ngx_ssl_shutdown). A connection that ended in a fatal alert had its session removed when the alert went.
         if SSL_is_init_finished(ssl) == 1 { SSL_set_shutdown(ssl, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN) }
+        connectionState(ssl)?.worker.keepSocketBIO(of: ssl)
         SSL_free(ssl)
     }
 

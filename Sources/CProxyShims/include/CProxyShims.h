@@ -28,6 +28,7 @@ int cps_sigmask_block(const int *signals, int count);  // pthread_sigmask(SIG_BL
 int cps_signalfd(const int *signals, int count);        // signalfd over the same set, non-blocking
 int cps_signalfd_read_signo(int fd);                    // -1 when nothing to read
 int cps_malloc_trim(void);                              // malloc_trim(0) (malloc.h is not in Glibc's module)
+void cps_BIO_reuse_socket(BIO *bio, int fd);            // a freed connection's socket BIO, reset for `fd`
 int cps_dup3_cloexec(int oldfd, int newfd);             // dup3(oldfd, newfd, O_CLOEXEC) (a GNU extension)
 int cps_pipe2_cloexec_nonblock(int fds[2]);             // pipe2(fds, O_CLOEXEC | O_NONBLOCK) (a GNU extension)
 
