@@ -61,17 +61,41 @@ final class ServerTLSState: TLSConnectionState {
     }
 }
 
+/// Everything the classifier concludes from one ClientHello, before it is applied to a connection: a function of the
+/// hello's shape, the policy set and the detector's mode, so it is cached per shape (`ShapeCache`).
+struct HelloVerdict {
+    var answer = TLSHelloAnswer()
+    /// The policy that matched (enforced, or observed when none is enforced), as `ServerTLSState` reports it.
+    var policyName: String?
+    var policyEnforced = false
+    var observedPolicyName: String?
+    var tag: String?
+    /// The detector's key and labels (nil: the detector was off).
+    var detector: (key: UInt64, labels: FingerprintLabels)?
+    var highestVersion: UInt16 = 0
+    var fallbackSCSV = false
+}
+
 /// The worker's `TLSHandshakeDelegate`: parses and fingerprints each ClientHello, applies the policy set, and
 /// turns handshake events into metrics. ProxyTLS only carries bytes in and answers out. Loop thread only.
 final class HandshakeClassifier: TLSHandshakeDelegate {
     /// The compiled policy set this worker uses now (nil: no policies loaded); replaced on snapshot pick-up.
-    var policies: CompiledPolicySet?
-    /// The detector's mode and quarantine set (replaced on snapshot pick-up).
-    var detector = DetectorPublished(mode: .observe, quarantined: [])
+    /// A new set (another generation: a reload that loaded policies) makes every cached verdict out of date; a
+    /// snapshot that only carried other news (a key rotation) keeps them.
+    var policies: CompiledPolicySet? {
+        didSet { if policies?.generation != oldValue?.generation { verdicts.removeAll() } }
+    }
+    /// The detector's mode and quarantine set (replaced on snapshot pick-up). Verdicts hold labels only while the
+    /// detector is on, so a mode change forgets them; the quarantine set is read per handshake, never cached.
+    var detector = DetectorPublished(mode: .observe, quarantined: []) {
+        didSet { if (detector.mode == .off) != (oldValue.mode == .off) { verdicts.removeAll() } }
+    }
     private unowned(unsafe) let metrics: WorkerMetrics
     private let observations: ObservationQueue
     /// ja4InputsHash → (detector key, labels): ja4 and JA3 are computed once per fingerprint, not per handshake.
     private var labelCache = FingerprintLabelCache()
+    /// Verdicts by ClientHello shape: a client seen before is answered without parsing its hello again.
+    let verdicts = ShapeCache<HelloVerdict>()
 
     /// - Parameter metrics: must outlive this classifier (the worker owns both).
     init(metrics: WorkerMetrics, observations: ObservationQueue) {
@@ -87,6 +111,14 @@ final class HandshakeClassifier: TLSHandshakeDelegate {
             metrics.clientHelloRejected.increment()
             return TLSHelloAnswer()
         }
+        let probe = state.helloBytes.withUnsafeBytes { verdicts.probe(handshake: $0) }
+        if let probe, let v = verdicts.value(for: probe) {
+            // Same shape, same parse outcome (it parsed) and the same answers (ClientHelloShape).
+            metrics.helloVerdictHits.increment()
+            state.helloParsed = true
+            return apply(v, to: state)
+        }
+        metrics.helloVerdictMisses.increment()
         let parsed: ClientHello
         do {
             parsed = try ClientHello.parse(handshake: state.helloBytes)
@@ -95,66 +127,73 @@ final class HandshakeClassifier: TLSHandshakeDelegate {
             return .reject
         }
         state.helloParsed = true
-        var answer = TLSHelloAnswer()
-        var policyDecidesStale = false
+        let v = verdict(parsed)
+        if let probe { verdicts.insert(v, for: probe) }
+        return apply(v, to: state)
+    }
+
+    /// What the policy set and the detector make of `parsed`.
+    private func verdict(_ parsed: ClientHello) -> HelloVerdict {
+        var v = HelloVerdict()
         if let set = policies, !set.policies.isEmpty {
-            answer = classify(parsed, state: state, set: set)
-            policyDecidesStale = state.policyEnforced && answer.staleTicket != nil
+            let input = PolicyInput(
+                features: parsed.features,
+                ja3: set.needsJA3 ? JA3Digest(hex: parsed.ja3.md5) : nil,
+                ja4: set.needsJA4 ? parsed.ja4Fingerprint : nil
+            )
+            let d = set.decide(input)
+            // What operators and origins see is the policy that is *enforced*; an observe policy that matched
+            // (above it, or alone) is reported separately and changes nothing.
+            if let e = d.enforcedIndex {
+                let p = set.policies[e]
+                v.policyName = p.name
+                v.policyEnforced = true
+                v.tag = p.actions.tag
+            }
+            if d.mode == .observe, let name = d.matchedName {
+                v.observedPolicyName = name
+                if d.enforcedIndex == nil { v.policyName = name }
+            }
+            v.answer = Self.answer(d.effective)
         }
         if detector.mode != .off {
-            noteForDetector(parsed, state: state)
+            let h = parsed.ja4InputsHash
+            if let hit = labelCache.find(h) {
+                v.detector = hit
+            } else {
+                v.detector = labelCache.insert(
+                    h,
+                    FingerprintLabels(ja4: parsed.ja4Fingerprint, ja3Hash: parsed.ja3.md5, tag: v.tag)
+                )
+            }
+            v.highestVersion = parsed.highestOfferedVersion
+            v.fallbackSCSV = parsed.offersFallbackSCSV
+        }
+        return v
+    }
+
+    /// Applies a verdict to one connection: its state, the policy counters, the detector's quarantine.
+    private func apply(_ v: HelloVerdict, to state: ServerTLSState) -> TLSHelloAnswer {
+        var answer = v.answer
+        state.policyName = v.policyName
+        state.policyEnforced = v.policyEnforced
+        state.observedPolicyName = v.observedPolicyName
+        state.tag = v.tag
+        if v.policyEnforced, let name = v.policyName { metrics.policyApplied(name: name, enforced: true) }
+        if let name = v.observedPolicyName { metrics.policyApplied(name: name, enforced: false) }
+        if detector.mode != .off, let d = v.detector {
+            state.detectorKey = d.key
+            state.detectorLabels = d.labels
+            state.highestVersion = v.highestVersion
+            state.fallbackSCSV = v.fallbackSCSV
             // Quarantine: as if a policy said `stale_ticket = "full-handshake"`; an enforced policy's choice wins.
-            if !detector.quarantined.isEmpty, detector.quarantined.contains(state.detectorKey), !policyDecidesStale {
+            let policyDecidesStale = v.policyEnforced && answer.staleTicket != nil
+            if !detector.quarantined.isEmpty, detector.quarantined.contains(d.key), !policyDecidesStale {
                 answer.staleTicket = .fullHandshake
                 state.quarantined = true
             }
         }
         return answer
-    }
-
-    /// The fingerprint key and labels (cached per worker), and what a fallback check needs.
-    private func noteForDetector(_ parsed: ClientHello, state: ServerTLSState) {
-        let h = parsed.ja4InputsHash
-        let entry: (key: UInt64, labels: FingerprintLabels)
-        if let hit = labelCache.find(h) {
-            entry = hit
-        } else {
-            entry = labelCache.insert(
-                h,
-                FingerprintLabels(ja4: parsed.ja4Fingerprint, ja3Hash: parsed.ja3.md5, tag: state.tag)
-            )
-        }
-        state.detectorKey = entry.key
-        state.detectorLabels = entry.labels
-        state.highestVersion = parsed.highestOfferedVersion
-        state.fallbackSCSV = parsed.offersFallbackSCSV
-    }
-
-    private func classify(_ parsed: ClientHello, state: ServerTLSState, set: CompiledPolicySet) -> TLSHelloAnswer {
-        let input = PolicyInput(
-            features: parsed.features,
-            ja3: set.needsJA3 ? JA3Digest(hex: parsed.ja3.md5) : nil,
-            ja4: set.needsJA4 ? parsed.ja4Fingerprint : nil
-        )
-        let d = set.decide(input)
-        // What operators and origins see is the policy that is *enforced*; an observe policy that matched
-        // (above it, or alone) is reported separately and changes nothing.
-        if let e = d.enforcedIndex {
-            let p = set.policies[e]
-            state.policyName = p.name
-            state.policyEnforced = true
-            state.tag = p.actions.tag
-            metrics.policyApplied(name: p.name, enforced: true)
-        }
-        if d.mode == .observe, let name = d.matchedName {
-            state.observedPolicyName = name
-            metrics.policyApplied(name: name, enforced: false)
-            if d.enforcedIndex == nil {
-                state.policyName = name
-                state.policyEnforced = false
-            }
-        }
-        return Self.answer(d.effective)
     }
 
     /// A policy's TLS actions as ProxyTLS's answer (nil fields keep the listener's defaults).

@@ -11,6 +11,8 @@ enum MetricHelp {
         "edgeproxy_bytes_received_total": "Bytes read from clients (TLS payload).",
         "edgeproxy_bytes_sent_total": "Bytes written to clients (TLS payload).",
         "edgeproxy_clienthello_malformed_total": "ClientHellos that could not be parsed (handshake refused).",
+        "edgeproxy_clienthello_verdict_cache_total":
+            "ClientHellos answered from the per-worker cache of verdicts by hello shape (hit) or parsed in full (miss).",
         "edgeproxy_connections_accepted_total": "Client connections accepted.",
         "edgeproxy_connections_active": "Client connections open now.",
         "edgeproxy_h2_client_resets_total": "HTTP/2 streams the client reset before their response completed.",

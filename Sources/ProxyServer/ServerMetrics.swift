@@ -10,6 +10,9 @@ final class WorkerMetrics {
     var activeCount = 0
     let handshakeFailures: Counter
     let clientHelloRejected: Counter
+    /// ClientHello verdicts taken from the per-worker shape cache (hit) or computed by a full parse (miss).
+    let helloVerdictHits: Counter
+    let helloVerdictMisses: Counter
     /// [version index][outcome.rawValue]; versions: TLSv1, TLSv1.1, TLSv1.2, TLSv1.3.
     let handshakes: [[Counter]]
     let ticketsIssued: Counter
@@ -53,6 +56,14 @@ final class WorkerMetrics {
         connectionsActive = Gauge(label: "edgeproxy_connections_active", dimensions: [("worker", w)])
         handshakeFailures = Counter(label: "edgeproxy_tls_handshake_failures_total", dimensions: [("worker", w)])
         clientHelloRejected = Counter(label: "edgeproxy_clienthello_malformed_total", dimensions: [("worker", w)])
+        helloVerdictHits = Counter(
+            label: "edgeproxy_clienthello_verdict_cache_total",
+            dimensions: [("worker", w), ("result", "hit")]
+        )
+        helloVerdictMisses = Counter(
+            label: "edgeproxy_clienthello_verdict_cache_total",
+            dimensions: [("worker", w), ("result", "miss")]
+        )
         handshakes = Self.versions.map { v in
             TicketOutcome.allCases.map { o in
                 Counter(

@@ -329,6 +329,38 @@ def test_access_log_and_page_carry_fingerprints_and_policy(proxies, certs):
     assert metric(p, "edgeproxy_policy_observed_total", policy="schannel") == 0
 
 
+def test_a_client_seen_before_gets_its_first_verdict_from_the_cache(proxies, certs):
+    """Verdicts are cached per worker by ClientHello shape. Repeat visits of one client (new randoms and key
+    shares, another client in between, then a stale ticket) must be answered from the cache with exactly the first
+    visit's policy, tag and fingerprints, and the other client must not pick any of it up. A key rotation keeps
+    the cache (only a new policy set empties it)."""
+    p = start(proxies, certs, os.path.join(ROOT, "policies"))
+    fx = load_fixture("schannel-win10-tls12-nopss")
+    c = schannel_client(p)
+    first, s1 = c.connect()
+    for _ in range(2):
+        other, _ = TicketClient(p.port).connect()
+        assert other.json_body()["policy"] is None
+        again, _ = c.connect()
+        assert again.json_body()["policy"] == "schannel"
+    # Two shapes: each client's first visit computes its verdict, every later visit is a hit.
+    assert metric(p, "edgeproxy_clienthello_verdict_cache_total", result="miss") == 2
+    assert metric(p, "edgeproxy_clienthello_verdict_cache_total", result="hit") == 3
+    rotate(p)
+    # A ticket now, under a retired key. SChannel sends a 32-byte session ID with it (its first visit sent none),
+    # and the session ID's length is a feature: a new shape, computed once.
+    hs, _ = c.connect(s1)
+    assert_full_with_fresh_ticket(hs, first.tickets[0])
+    assert hs.json_body()["ticket_outcome"] == "stale_forced_full"
+    log = wait_log(p, 6)
+    mine = [(l["policy"], l["tag"], l["ja3"], l["ja4"]) for l in log if l["ja3"] == fx["ja3_md5"]]
+    assert mine == [("schannel", "schannel", fx["ja3_md5"], fx["ja4"])] * 4, log
+    assert [l["policy"] for l in log if l["ja3"] != fx["ja3_md5"]] == [None, None], log
+    assert metric(p, "edgeproxy_policy_enforced_total", policy="schannel") == 4
+    assert metric(p, "edgeproxy_clienthello_verdict_cache_total", result="miss") == 3
+    assert metric(p, "edgeproxy_clienthello_verdict_cache_total", result="hit") == 3
+
+
 def _headers_config(tmp_path, origin_port, policies, enabled=True):
     cfg = tmp_path / "edgeproxy.toml"
     cfg.write_text(f"""
@@ -527,6 +559,7 @@ def test_sighup_reload_applies_a_valid_new_set(proxies, certs, tmp_path):
     p.signal(signal.SIGHUP)
     wait_for(lambda: metric(p, "edgeproxy_reloads_total") == 1, timeout=10, what="SIGHUP reload")
     first, s1 = c.connect()
+    # The same hello shape as before the reload: the new set must have emptied the per-worker verdict cache.
     assert first.json_body()["policy"] == "schannel-observe"
     rotate(p)
     hs, _ = c.connect(s1)
