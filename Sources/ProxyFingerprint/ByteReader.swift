@@ -50,6 +50,7 @@ struct ByteReader {
     /// Reads a 1- or 2-byte length and returns a reader over that many following bytes, advancing past them.
     /// A length beyond the container is a lie (`lengthMismatch`), not a truncation: the container's own length was
     /// already checked against the input.
+    @inline(__always)
     mutating func vector(lengthBytes: Int, _ what: Field) throws(ClientHelloParseError) -> ByteReader {
         let lengthOffset = pos
         let n = lengthBytes == 1 ? Int(try u8(what)) : Int(try u16(what))

@@ -234,6 +234,32 @@ final class ClientHelloShapeTests: XCTestCase {
         XCTAssertEqual(cache.count, 1)
     }
 
+    /// The slot hash spreads shapes: no collisions among 20,000 distinct inputs (lengths 0–600, tails of every
+    /// length), and no slot of 256 holding more than twice its share.
+    func testSlotHashSpreadsShapes() {
+        var rng = SplitMix(seed: 3)
+        var seen: [UInt64: [UInt8]] = [:]
+        var slots = [Int](repeating: 0, count: 256)
+        let count = 20_000
+        for i in 0..<count {
+            let input = rng.bytes(i % 601)
+            let h = input.withUnsafeBytes { ShapeCache<Int>.hash($0, 0x1234) }
+            if let other = seen[h] { XCTAssertEqual(other, input, "hash collision") }
+            seen[h] = input
+            slots[Int(h & 255)] += 1
+        }
+        XCTAssertLessThan(slots.max()!, 2 * count / 256)
+        XCTAssertGreaterThan(slots.min()!, count / 256 / 2)
+        // One byte more or less, or one bit flipped, changes it.
+        let base: [UInt8] = Array(repeating: 7, count: 13)
+        let h = base.withUnsafeBytes { ShapeCache<Int>.hash($0, 1) }
+        XCTAssertNotEqual(h, Array(base.dropLast()).withUnsafeBytes { ShapeCache<Int>.hash($0, 1) })
+        XCTAssertNotEqual(h, (base + [0]).withUnsafeBytes { ShapeCache<Int>.hash($0, 1) })
+        var flipped = base
+        flipped[12] ^= 1
+        XCTAssertNotEqual(h, flipped.withUnsafeBytes { ShapeCache<Int>.hash($0, 1) })
+    }
+
     // MARK: - Helpers
 
     /// A key_share body with new key bytes of the same lengths and GREASE groups replaced.
