@@ -29,7 +29,9 @@
 # resumes): a like-for-like instruction count next to the nginx this product is compared with.
 #
 # Needs valgrind (scripts/install-deps installs it), nginx and h2load. Prints a markdown table; `OUT=FILE` also
-# writes it there. Knobs: N [40000] REPS [3] ROWS, DUR [30], PEERS [none], SKIP_BUILD [0], BASEPORT [27900].
+# writes it there. Knobs: N [40000] REPS [3] ROWS, DUR [30], PEERS [none], SKIP_BUILD [0], BASEPORT [27900],
+# KEEP_DUMPS [none: a directory that keeps every run's callgrind dump, named BINARY-ROW-TIME-per-OPS.callgrind].
+
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
@@ -171,6 +173,11 @@ measure() { # bin row -> instructions per request (per connection for a handshak
     wait "$p" 2>/dev/null || true
     local dump
     dump=$(ls -S "$out".* | head -1)
+    if [ -n "${KEEP_DUMPS:-}" ]; then
+        # For per-function comparisons (callgrind_annotate, divide by the connection/request count in the name).
+        mkdir -p "$KEEP_DUMPS"
+        cp "$dump" "$KEEP_DUMPS/$(basename "$bin")-$row-$(date +%s)-per-$ops.callgrind"
+    fi
     callgrind_annotate "$dump" 2>/dev/null | awk -v n="$ops" '/PROGRAM TOTALS/ { gsub(",", "", $1); printf "%.0f\n", $1 / n; exit }'
 }
 
