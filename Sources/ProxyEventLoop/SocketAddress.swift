@@ -86,17 +86,32 @@ public struct SocketAddress: Sendable, CustomStringConvertible, Equatable {
     }
 
     /// The address without the port ("1.2.3.4" or "::1").
-    public var host: String {
-        var buf = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN) + 1)
-        return withUnsafeBytes(of: storage) { raw -> String in
+    public var host: String { String(decoding: hostBytes, as: UTF8.self) }
+
+    /// `host` as ASCII bytes (what X-Forwarded-For and hashing take). IPv4 is formatted here: glibc's inet_ntop
+    /// goes through sprintf, ~1,700 instructions per accepted connection, this ~100. IPv6 still uses inet_ntop
+    /// (its "::" compression rules are not worth repeating).
+    public var hostBytes: [UInt8] {
+        withUnsafeBytes(of: storage) { raw -> [UInt8] in
             if family == AF_INET6 {
+                var buf = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN) + 1)
                 var a = raw.load(as: sockaddr_in6.self).sin6_addr
                 inet_ntop(AF_INET6, &a, &buf, socklen_t(buf.count))
-            } else {
-                var a = raw.load(as: sockaddr_in.self).sin_addr
-                inet_ntop(AF_INET, &a, &buf, socklen_t(buf.count))
+                return buf.withUnsafeBufferPointer { b in
+                    Array(UnsafeRawBufferPointer(start: b.baseAddress!, count: strlen(b.baseAddress!)))
+                }
             }
-            return buf.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
+            // sockaddr_in: family(2) port(2) addr(4), the address in network byte order.
+            var out: [UInt8] = []
+            out.reserveCapacity(15)
+            for i in 4..<8 {
+                let v = raw[i]
+                if i > 4 { out.append(UInt8(ascii: ".")) }
+                if v >= 100 { out.append(48 + v / 100) }
+                if v >= 10 { out.append(48 + v / 10 % 10) }
+                out.append(48 + v % 10)
+            }
+            return out
         }
     }
 

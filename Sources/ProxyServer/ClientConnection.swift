@@ -1035,7 +1035,7 @@ extension ClientConnection {
             line(h.tag, s.policyEnforced ? s.tag : nil)
         }
         var f = snapshot.forwardingTemplate  // shares the per-snapshot arrays (copy-on-write)
-        f.clientAddress = Array(peer.host.utf8)
+        f.clientAddress = peer.hostBytes
         f.extraHeaderLines = extra
         if h2 != nil, f.via.starts(with: "1.1 ".utf8) {
             // Via names the protocol the request was received with (RFC 9110 §7.6.3): "2" for HTTP/2 clients.

@@ -40,7 +40,7 @@ extension Worker {
         case .pool(let i):
             let pool = upstreams.snapshot.pools[i]
             guard pool.balance == .hash else { return .pool(i, hashKey: 0, websocket: websocket) }
-            let client = Array(peer.host.utf8)
+            let client = peer.hostBytes
             let header = pool.hashHeader.flatMap { headers.firstIndex(of: $0) }.map { headers.value(at: $0) }
             let key = client.withUnsafeBytes { c in
                 guard let header else { return UpstreamSelector.hashKey(client: c, header: nil) }

@@ -198,6 +198,19 @@ final class SocketAddressTests: XCTestCase {
         XCTAssertEqual(SocketAddress(literal: "::1", port: 80)?.description, "[::1]:80")
         XCTAssertEqual(SocketAddress(literal: "10.1.2.3", port: 8080)?.description, "10.1.2.3:8080")
         XCTAssertNil(SocketAddress(literal: "not-an-ip", port: 80))
+        // hostBytes formats IPv4 itself: the same text as inet_ntop for every octet value in every position.
+        for v in 0...255 {
+            for pos in 0..<4 {
+                var octets = [1, 20, 255, 3]
+                octets[pos] = v
+                let text = octets.map(String.init).joined(separator: ".")
+                let a = SocketAddress(literal: text, port: 1)!
+                XCTAssertEqual(String(decoding: a.hostBytes, as: UTF8.self), text)
+                XCTAssertEqual(a.host, text)
+            }
+        }
+        XCTAssertEqual(SocketAddress(literal: "2001:db8::1", port: 1)!.host, "2001:db8::1")
+        XCTAssertEqual(SocketAddress(literal: "::ffff:10.0.0.1", port: 1)!.host, "::ffff:10.0.0.1")
     }
 
     func testListenOnPortZeroReportsTheBoundPort() throws {
