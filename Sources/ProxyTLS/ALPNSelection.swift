@@ -13,13 +13,13 @@ public enum ALPNSelection: Equatable, Sendable {
     /// - Parameters:
     ///   - offered: the client's ProtocolNameList contents (length-prefixed names, without the list's own 2-byte
     ///     length), as OpenSSL hands it to the callback after validating it.
-    ///   - preferences: the configured protocols in server preference order; empty means ALPN is off (the offer is
-    ///     ignored, never rejected).
+    ///   - preferences: the configured protocol names' bytes in server preference order (converted once, when the
+    ///     contexts are built); empty means ALPN is off (the offer is ignored, never rejected).
     ///   - strict: true → `reject` when nothing matches (RFC 7301 §3.2: the server "SHALL" send the alert, as nginx
     ///     ≥ 1.21.4 does); false → `noOverlap` (the client continues without ALPN and speaks HTTP/1.1).
     public static func choose(
         offered: UnsafeRawBufferPointer,
-        preferences: [String],
+        preferences: [[UInt8]],
         strict: Bool
     ) -> ALPNSelection {
         if preferences.isEmpty { return .noOverlap }
@@ -30,8 +30,8 @@ public enum ALPNSelection: Equatable, Sendable {
                 let l = Int(offered[i])
                 // A list OpenSSL let through is well formed; stop at anything else rather than read past it.
                 if l == 0 || i + 1 + l > n { break }
-                if l == proto.utf8.count
-                    && proto.utf8.elementsEqual(UnsafeRawBufferPointer(rebasing: offered[(i + 1)..<(i + 1 + l)]))
+                if l == proto.count
+                    && proto.elementsEqual(UnsafeRawBufferPointer(rebasing: offered[(i + 1)..<(i + 1 + l)]))
                 {
                     return .select(offset: i + 1, length: l)
                 }

@@ -16,6 +16,10 @@ public final class TLSContextSet: @unchecked Sendable {
     let byName: [String: OpaquePointer]
     let byWildcardSuffix: [String: OpaquePointer]
     public let settings: TLSSettings
+    /// `settings.alpn` as bytes, and `settings.alpnStrict`: what the ALPN callback reads on every handshake (copying
+    /// `settings` there retained and released each of its strings).
+    let alpnPreferences: [[UInt8]]
+    let alpnStrict: Bool
     /// Human-readable summary of the loaded certificates ("ECDSA localhost (self-signed)").
     public let certificateSummary: [String]
     public let isSelfSigned: Bool
@@ -28,6 +32,8 @@ public final class TLSContextSet: @unchecked Sendable {
     /// Loads certificates and builds the contexts. Throws with the file name and OpenSSL's reason.
     public init(settings: TLSSettings) throws(TLSError) {
         self.settings = settings
+        alpnPreferences = settings.alpn.map { Array($0.utf8) }
+        alpnStrict = settings.alpnStrict
         var loaded: [LoadedCertificate] = []
         if settings.certificates.isEmpty {
             loaded = [try LoadedCertificate.selfSigned()]
@@ -269,11 +275,11 @@ private let alpnCallback:
         UnsafePointer<UInt8>?, UInt32, UnsafeMutableRawPointer?
     ) -> Int32 = { ssl, out, outLen, input, inLen, _ in
         guard let state = connectionState(ssl), let input, let out, let outLen else { return SSL_TLSEXT_ERR_NOACK }
-        let settings = state.contextSet.settings
+        let set = state.contextSet
         // SAFETY: OpenSSL passes the client's validated ProtocolNameList (inLen bytes), valid during the callback;
         // the selected pointer points into it, which OpenSSL copies before the buffer goes away.
         let offered = UnsafeRawBufferPointer(start: input, count: Int(inLen))
-        switch ALPNSelection.choose(offered: offered, preferences: settings.alpn, strict: settings.alpnStrict) {
+        switch ALPNSelection.choose(offered: offered, preferences: set.alpnPreferences, strict: set.alpnStrict) {
         case .select(let offset, let length):
             out.pointee = input + offset
             outLen.pointee = UInt8(length)

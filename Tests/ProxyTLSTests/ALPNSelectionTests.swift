@@ -12,7 +12,7 @@ final class ALPNSelectionTests: XCTestCase {
     private func choose(_ offered: [String], _ prefs: [String], strict: Bool = true) -> (ALPNSelection, String?) {
         let bytes = list(offered)
         return bytes.withUnsafeBytes { b in
-            let c = ALPNSelection.choose(offered: b, preferences: prefs, strict: strict)
+            let c = ALPNSelection.choose(offered: b, preferences: prefs.map { Array($0.utf8) }, strict: strict)
             if case .select(let o, let l) = c {
                 return (c, String(decoding: b[o..<(o + l)], as: UTF8.self))
             }
@@ -48,7 +48,7 @@ final class ALPNSelectionTests: XCTestCase {
         // A name length running past the end, and a zero-length name: no match, no out-of-bounds read.
         for bytes: [UInt8] in [[9, 0x68, 0x32], [0, 2, 0x68, 0x32], [], [2]] {
             bytes.withUnsafeBytes { b in
-                XCTAssertEqual(ALPNSelection.choose(offered: b, preferences: ["h2"], strict: true), .reject)
+                XCTAssertEqual(ALPNSelection.choose(offered: b, preferences: [Array("h2".utf8)], strict: true), .reject)
             }
         }
     }
