@@ -166,8 +166,9 @@ extension ClientHello {
     // MARK: - Handshake message
 
     /// Checks a handshake header (type, 24-bit length) and returns the whole message length (header included).
+    /// `ClientHelloShape` frames with it too.
     @inline(__always)
-    private static func messageTotal(_ type: UInt8, _ l0: UInt8, _ l1: UInt8, _ l2: UInt8) throws(ParseError) -> Int {
+    static func messageTotal(_ type: UInt8, _ l0: UInt8, _ l1: UInt8, _ l2: UInt8) throws(ParseError) -> Int {
         guard type == 1 else { throw .notClientHello(handshakeType: type) }
         let length = Int(l0) << 16 | Int(l1) << 8 | Int(l2)
         guard length <= maxHandshakeLength else {

@@ -17,8 +17,6 @@ public enum ClientHelloShape {
     public static let maxLength = 2048
     /// What every GREASE value becomes.
     static let grease: UInt16 = 0x0a0a
-    /// More extensions than 48 (real hellos have < 25) give no shape (the duplicate check's table).
-
     /// Writes the shape of a bare handshake message (what `ClientHello.parse(handshake:)` takes) into `out` and
     /// returns its length, or nil when the message has no shape that stands for it (malformed, duplicate
     /// extension types, too many extensions, longer than `out` or `maxLength`). No allocation.
@@ -88,12 +86,12 @@ public enum ClientHelloShape {
             try u16(UInt16(r.remaining / 2))
             let start = count
             try bytes(r)
-            // In place over the copy ([start, count) of `out`): a GREASE value is 0x?a?a, both bytes equal.
+            // In place over the copy ([start, count) of `out`).
             var i = start
             while i < count {
-                if out[i] & 0x0f == 0x0a && out[i] == out[i + 1] {
-                    out[i] = 0x0a
-                    out[i + 1] = 0x0a
+                if ClientHello.isGREASE(UInt16(out[i]) << 8 | UInt16(out[i + 1])) {
+                    out[i] = UInt8(grease >> 8)
+                    out[i + 1] = UInt8(grease & 0xff)
                 }
                 i += 2
             }
@@ -102,9 +100,9 @@ public enum ClientHelloShape {
 
     private static func shape(_ buf: UnsafeRawBufferPointer, _ w: inout Writer) throws(ClientHelloParseError) {
         // Framing, as `parseMessage` checks it: one ClientHello message, exactly the input, within the size limit.
-        guard buf.count >= 4, buf[0] == 1 else { throw .empty }
-        let length = Int(buf[1]) << 16 | Int(buf[2]) << 8 | Int(buf[3])
-        guard length <= ClientHello.maxHandshakeLength, buf.count == 4 + length else { throw .empty }
+        guard buf.count >= 4, try ClientHello.messageTotal(buf[0], buf[1], buf[2], buf[3]) == buf.count else {
+            throw .empty
+        }
         var r = ByteReader(buf, from: 4, to: buf.count)
         try w.u16(try r.u16(.legacyVersion))
         try r.skip(32, .random)
@@ -128,6 +126,7 @@ public enum ClientHelloShape {
     private static func extensions(_ block: inout ByteReader, _ w: inout Writer) throws(ClientHelloParseError) {
         // Raw types seen so far, for the duplicate check. The parser compares raw values, so two GREASE
         // extensions of different values pass and two of the same value do not: this must see raw values too.
+        // Room for 48 (real hellos have < 25); more give no shape.
         var seen: (UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64) =
             (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
         try withUnsafeMutableBytes(of: &seen) { raw throws(ClientHelloParseError) in
