@@ -113,14 +113,19 @@ let package = Package(
             ]
         ),
 
+        // Helpers shared by the unit-test targets (a seeded generator), which cannot see each other's code.
+        .target(name: "EdgeProxyTestSupport", path: "Tests/EdgeProxyTestSupport"),
         .testTarget(name: "ProxyCoreTests", dependencies: ["ProxyCore"]),
         .testTarget(name: "ProxyTOMLSupportTests", dependencies: ["ProxyTOMLSupport"]),
         .testTarget(name: "ProxyEventLoopTests", dependencies: ["ProxyEventLoop", "ProxyCore"]),
-        .testTarget(name: "ProxyFingerprintTests", dependencies: ["ProxyFingerprint"]),
-        .testTarget(name: "ProxyPolicyTests", dependencies: ["ProxyPolicy", "ProxyFingerprint"]),
+        .testTarget(name: "ProxyFingerprintTests", dependencies: ["ProxyFingerprint", "EdgeProxyTestSupport"]),
+        .testTarget(
+            name: "ProxyPolicyTests",
+            dependencies: ["ProxyPolicy", "ProxyFingerprint", "EdgeProxyTestSupport"]
+        ),
         .testTarget(name: "ProxyTicketsTests", dependencies: ["ProxyTickets", "ProxyCore"]),
-        .testTarget(name: "ProxyDetectorTests", dependencies: ["ProxyDetector", "ProxyCore"]),
-        .testTarget(name: "ProxyHTTP1Tests", dependencies: ["ProxyHTTP1"]),
+        .testTarget(name: "ProxyDetectorTests", dependencies: ["ProxyDetector", "ProxyCore", "EdgeProxyTestSupport"]),
+        .testTarget(name: "ProxyHTTP1Tests", dependencies: ["ProxyHTTP1", "EdgeProxyTestSupport"]),
         // Drives the server session with a real nghttp2 client session (bytes in, events out).
         .testTarget(name: "ProxyHTTP2Tests", dependencies: ["ProxyHTTP2", "ProxyHTTP1", "CNGHTTP2"]),
         .testTarget(name: "ProxyConfigTests", dependencies: ["ProxyConfig"]),

@@ -1,3 +1,4 @@
+import EdgeProxyTestSupport
 import Foundation
 import ProxyCore
 import XCTest
@@ -96,7 +97,7 @@ final class DetectorTests: XCTestCase {
     /// prefixes: the renewal abort rate stays near the baseline's, nothing is flagged.
     func testRandomDropsNeverFlag() {
         let d = Detector(settings: settings())
-        var rng = SplitMix(seed: 42)
+        var rng = SplitMix64(seed: 42)
         let labels = (0..<5).map { FingerprintLabels(ja4: "t13d15\($0)6h2_x_y", ja3Hash: "\($0)", tag: nil) }
         var aborts = 0
         for _ in 0..<10_000 {
@@ -315,18 +316,5 @@ final class DetectorTests: XCTestCase {
         q.drain { _ in received += 1 }
         XCTAssertTrue(ordered)
         XCTAssertEqual(received + q.dropped, n)
-    }
-}
-
-/// A small deterministic generator (tests only).
-struct SplitMix {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }

@@ -1,3 +1,4 @@
+import EdgeProxyTestSupport
 import XCTest
 
 @testable import ProxyFingerprint
@@ -66,8 +67,8 @@ final class ClientHelloShapeTests: XCTestCase {
 
     /// The parts that change between connections of one client leave the shape as it is.
     func testPerConnectionPartsDoNotChangeTheShape() throws {
-        var rng = SplitMix(seed: 7)
-        var greaseRNG = SplitMix(seed: 8)  // its own: `otherGREASE` runs while `rng` is lent out
+        var rng = SplitMix64(seed: 7)
+        var greaseRNG = SplitMix64(seed: 8)  // its own: `otherGREASE` runs while `rng` is lent out
         for (name, raw) in try Self.fixtureHellos() {
             let hello = try ClientHello.parse(handshake: raw)
             let base = try XCTUnwrap(ClientHelloShape.of(handshake: raw), name)
@@ -149,7 +150,7 @@ final class ClientHelloShapeTests: XCTestCase {
 
     /// Mutations anywhere in real hellos: a shape only for what parses, and one outcome per shape.
     func testMutatedHellosNeverShareAShapeWithADifferentOutcome() throws {
-        var rng = SplitMix(seed: 11)
+        var rng = SplitMix64(seed: 11)
         var ledger = Ledger()
         var parsedWithoutShape = 0
         for (name, raw) in try Self.fixtureHellos() {
@@ -237,7 +238,7 @@ final class ClientHelloShapeTests: XCTestCase {
     /// The slot hash spreads shapes: no collisions among 20,000 distinct inputs (lengths 0–600, tails of every
     /// length), and no slot of 256 holding more than twice its share.
     func testSlotHashSpreadsShapes() {
-        var rng = SplitMix(seed: 3)
+        var rng = SplitMix64(seed: 3)
         var seen: [UInt64: [UInt8]] = [:]
         var slots = [Int](repeating: 0, count: 256)
         let count = 20_000
@@ -263,7 +264,7 @@ final class ClientHelloShapeTests: XCTestCase {
     // MARK: - Helpers
 
     /// A key_share body with new key bytes of the same lengths and GREASE groups replaced.
-    static func rekeyed(keyShare body: [UInt8], _ rng: inout SplitMix, grease: () -> UInt16) -> [UInt8] {
+    static func rekeyed(keyShare body: [UInt8], _ rng: inout SplitMix64, grease: () -> UInt16) -> [UInt8] {
         var out = Array(body[0..<2])
         var i = 2
         while i + 4 <= body.count {
@@ -291,18 +292,4 @@ final class ClientHelloShapeTests: XCTestCase {
         }
         return out
     }
-}
-
-/// A small deterministic generator (SplitMix64) so failures reproduce.
-struct SplitMix {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-    mutating func bytes(_ n: Int) -> [UInt8] { (0..<n).map { _ in UInt8(truncatingIfNeeded: next()) } }
 }

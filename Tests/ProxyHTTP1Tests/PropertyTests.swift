@@ -1,3 +1,4 @@
+import EdgeProxyTestSupport
 import XCTest
 
 @testable import ProxyHTTP1
@@ -149,5 +150,3 @@ final class PropertyTests: XCTestCase {
         XCTAssertGreaterThan(errors, 300)
     }
 }
-
-extension SplitMix64: RandomNumberGenerator {}

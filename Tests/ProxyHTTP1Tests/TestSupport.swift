@@ -1,21 +1,7 @@
+import EdgeProxyTestSupport
 import XCTest
 
 @testable import ProxyHTTP1
-
-/// SplitMix64: seeded, reproducible randomness for the property tests.
-struct SplitMix64 {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-    mutating func int(_ upTo: Int) -> Int { Int(next() % UInt64(max(upTo, 1))) }
-    mutating func bool() -> Bool { next() & 1 == 1 }
-}
 
 /// A normalized view of parser output, independent of how the input was split.
 enum Ev: Equatable, CustomStringConvertible {
