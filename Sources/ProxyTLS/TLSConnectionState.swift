@@ -88,9 +88,6 @@ public final class TLSWorkerContext {
         else { return }
         spareBIOs.append(b)
     }
-
-    /// Spare BIOs held now (tests).
-    public var spareBIOCount: Int { spareBIOs.count }
 }
 
 /// Everything the OpenSSL callbacks learn or decide about one connection.
