@@ -78,19 +78,25 @@ public enum Socket {
 
     /// Peeks (never consumes) the bytes a new connection sent: `.ready` once its first TLS record has arrived
     /// whole, so a peer that connects and says nothing, or trickles its ClientHello, costs no TLS state or
-    /// buffers (a 5-byte stack peek and, when a header is there, one FIONREAD). A first byte that is not a TLS
-    /// handshake record is `.ready` at once (the TLS library answers it).
-    public static func firstRecordState(_ fd: Int32) -> FirstRecord {
-        var header: (UInt8, UInt8, UInt8, UInt8, UInt8) = (0, 0, 0, 0, 0)
-        let n = withUnsafeMutableBytes(of: &header) { Glibc.recv(fd, $0.baseAddress, 5, Int32(MSG_PEEK)) }
+    /// buffers. A first byte that is not a TLS handshake record is `.ready` at once (the TLS library answers it).
+    ///
+    /// One `recv(MSG_PEEK)` into `scratch` (the caller's, reused: a 4 KiB one holds nearly every ClientHello)
+    /// answers it: a peek returns everything queued up to its size, so a short peek that ends before the record
+    /// does means the record is incomplete. Only a record longer than `scratch` costs a second call (FIONREAD).
+    /// (A 5-byte peek plus FIONREAD made two system calls for every connection.)
+    public static func firstRecordState(_ fd: Int32, scratch: UnsafeMutableRawBufferPointer) -> FirstRecord {
+        precondition(scratch.count >= 5)
+        let n = Glibc.recv(fd, scratch.baseAddress, scratch.count, Int32(MSG_PEEK))
         if n < 0 {
             let e = errno
             return e == EAGAIN || e == EINTR ? .incomplete : .failed
         }
         if n == 0 { return .closedEmpty }
-        if header.0 != 22 { return .ready }  // not a handshake record: let TLS send its alert now
+        if scratch[0] != 22 { return .ready }  // not a handshake record: let TLS send its alert now
         if n < 5 { return .incomplete }
-        let need = min(5 + (Int(header.3) << 8 | Int(header.4)), maxFirstRecord)
+        let need = min(5 + (Int(scratch[3]) << 8 | Int(scratch[4])), maxFirstRecord)
+        if n >= need { return .ready }
+        if n < scratch.count { return .incomplete }
         var available: Int32 = 0
         guard Glibc.ioctl(fd, UInt(FIONREAD), &available) == 0 else { return .ready }
         return Int(available) >= need ? .ready : .incomplete

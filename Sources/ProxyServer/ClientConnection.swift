@@ -225,7 +225,7 @@ final class ClientConnection: EventHandler, TimerHandler {
     private func createTLSWhenHelloArrives() -> Bool {
         guard canRead else { return false }
         if awaitingProxyHeader && !readProxyHeader() { return false }
-        switch Socket.firstRecordState(fd) {
+        switch Socket.firstRecordState(fd, scratch: worker.peekBuffer) {
         case .incomplete where peerClosedBeforeTLS:
             closeNow()  // the first record can never complete
             return false

@@ -61,6 +61,8 @@ final class Worker: EventHandler, @unchecked Sendable {
     private var lastMallocTrim: UInt64 = 0
     /// Reusable serialisation space for heads (loop thread only).
     var scratch: [UInt8] = []
+    /// Where new connections' first bytes are peeked (`Socket.firstRecordState`).
+    let peekBuffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 4096, alignment: 8)
     var logClock = LogClock()
     let logger: Logger
     private(set) var draining = false
@@ -211,6 +213,8 @@ final class Worker: EventHandler, @unchecked Sendable {
         metrics.loopBusySeconds.record(Double(loop.busyNanos) / 1e9)
         if draining && connectionCount == 0 { loop.stop() }
     }
+
+    deinit { peekBuffer.deallocate() }
 
     /// Gives free malloc pages back to the system (all arenas) and the pooled buffers idle long enough.
     fileprivate func trimMemory() {

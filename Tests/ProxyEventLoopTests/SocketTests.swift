@@ -6,6 +6,10 @@ import XCTest
 /// `Socket.firstRecordState` decides when a new connection gets its TLS session (issue 15 item 9): only once the
 /// first TLS record is complete, never for a silent or stalled peer. Over a real loopback TCP connection.
 final class FirstRecordStateTests: XCTestCase {
+    /// The peek space, as a worker's (4 KiB).
+    private let peek = UnsafeMutableRawBufferPointer.allocate(byteCount: 4096, alignment: 8)
+    deinit { peek.deallocate() }
+
     /// A connected loopback TCP pair: (client, server side), both non-blocking on the server side.
     private func tcpPair() throws -> (Int32, Int32) {
         let listener = try Socket.listen(on: SocketAddress.resolve(host: "127.0.0.1", port: 0)[0], reusePort: false)
@@ -49,16 +53,36 @@ final class FirstRecordStateTests: XCTestCase {
             close(c)
             close(s)
         }
-        XCTAssertEqual(Socket.firstRecordState(s), .incomplete, "nothing sent yet")
+        XCTAssertEqual(Socket.firstRecordState(s, scratch: peek), .incomplete, "nothing sent yet")
         send(c, [22, 3], to: s, queued: 2)
-        XCTAssertEqual(Socket.firstRecordState(s), .incomplete, "part of the header")
+        XCTAssertEqual(Socket.firstRecordState(s, scratch: peek), .incomplete, "part of the header")
         send(c, [1, 0, 10] + [1, 2, 3], to: s, queued: 8)
-        XCTAssertEqual(Socket.firstRecordState(s), .incomplete, "header says 10 bytes, 3 arrived")
+        XCTAssertEqual(Socket.firstRecordState(s, scratch: peek), .incomplete, "header says 10 bytes, 3 arrived")
         send(c, [4, 5, 6, 7, 8, 9, 10], to: s, queued: 15)
-        XCTAssertEqual(Socket.firstRecordState(s), .ready)
+        XCTAssertEqual(Socket.firstRecordState(s, scratch: peek), .ready)
         var buf = [UInt8](repeating: 0, count: 64)
         let n = buf.withUnsafeMutableBytes { recv(s, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }
         XCTAssertEqual(n, 15, "peeking left every byte for the TLS library")
+    }
+
+    /// A first record longer than the peek space: the peek fills it, and the queued count decides.
+    func testRecordLongerThanThePeekSpace() throws {
+        let (c, s) = try tcpPair()
+        defer {
+            close(c)
+            close(s)
+        }
+        let small = UnsafeMutableRawBufferPointer.allocate(byteCount: 16, alignment: 8)
+        defer { small.deallocate() }
+        send(c, [22, 3, 1, 0, 20] + [UInt8](repeating: 7, count: 15), to: s, queued: 20)
+        XCTAssertEqual(Socket.firstRecordState(s, scratch: small), .incomplete, "20 of 25 bytes, 16 peeked")
+        XCTAssertEqual(Socket.firstRecordState(s, scratch: peek), .incomplete, "20 of 25 bytes, all peeked")
+        send(c, [UInt8](repeating: 7, count: 5), to: s, queued: 25)
+        XCTAssertEqual(Socket.firstRecordState(s, scratch: small), .ready)
+        XCTAssertEqual(Socket.firstRecordState(s, scratch: peek), .ready)
+        var buf = [UInt8](repeating: 0, count: 64)
+        let n = buf.withUnsafeMutableBytes { recv(s, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }
+        XCTAssertEqual(n, 25, "peeking left every byte for the TLS library")
     }
 
     func testNonHandshakeBytesAreHandedOnAtOnce() throws {
@@ -68,7 +92,7 @@ final class FirstRecordStateTests: XCTestCase {
             close(s)
         }
         send(c, Array("G".utf8), to: s, queued: 1)  // plain HTTP on the TLS port: OpenSSL answers it
-        XCTAssertEqual(Socket.firstRecordState(s), .ready)
+        XCTAssertEqual(Socket.firstRecordState(s, scratch: peek), .ready)
     }
 
     func testHugeAnnouncedLengthIsCappedAndEmptyCloseIsSeen() throws {
@@ -80,13 +104,17 @@ final class FirstRecordStateTests: XCTestCase {
             to: s,
             queued: Socket.maxFirstRecord
         )
-        XCTAssertEqual(Socket.firstRecordState(s), .ready, "a bogus length waits no longer than the largest record")
+        XCTAssertEqual(
+            Socket.firstRecordState(s, scratch: peek),
+            .ready,
+            "a bogus length waits no longer than the largest record"
+        )
         close(c)
         let (c2, s2) = try tcpPair()
         defer { close(s2) }
         close(c2)
         waitHangup(s2)
-        XCTAssertEqual(Socket.firstRecordState(s2), .closedEmpty)
+        XCTAssertEqual(Socket.firstRecordState(s2, scratch: peek), .closedEmpty)
     }
 
     func testResourceExhaustionErrors() {
