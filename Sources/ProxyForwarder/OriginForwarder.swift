@@ -333,6 +333,12 @@ public final class OriginForwarder {
         releaseBuffers()
     }
 
+    /// Nothing attached and nothing in progress: the forwarder can serve another client connection (after `begin`).
+    public var isRecyclable: Bool { transport == nil && upOut == nil && !isActive && sink == nil && client == nil }
+
+    /// Bytes of response-head storage this forwarder holds on to between exchanges.
+    public var retainedCapacity: Int { parser.retainedCapacity }
+
     /// After the exchange ended: returns the request buffer to the pool (the forwarder can be reused).
     public func releaseBuffers() {
         if let b = upOut {

@@ -30,7 +30,7 @@ public struct RequestParser: Sendable {
     private enum State: UInt8 { case head, body, failed }
 
     /// The limits in force.
-    public let limits: HTTP1Limits
+    public private(set) var limits: HTTP1Limits
     private var state: State = .head
     private var scanner = HeadScanner()
     private var decoder: BodyDecoder
@@ -42,6 +42,19 @@ public struct RequestParser: Sendable {
         self.limits = limits
         self.decoder = BodyDecoder(source: .downstream, limits: limits)
     }
+
+    /// Starts over as a parser for a new connection (under `limits`), keeping the head storage's capacity.
+    public mutating func reset(limits: HTTP1Limits) {
+        self.limits = limits
+        state = .head
+        scanner = HeadScanner()
+        decoder = BodyDecoder(source: .downstream, limits: limits)
+        failure = nil
+        headStorage.reset()
+    }
+
+    /// Bytes of head storage this parser holds on to between requests.
+    public var retainedCapacity: Int { headStorage.headers.bytes.capacity }
 
     /// The most recent request head: valid from `.head` until the first byte of the next request is parsed.
     public var head: RequestHead { headStorage }

@@ -36,6 +36,9 @@ public struct ResponseParser: Sendable {
     /// Trailer fields of the last chunked response, valid after its `.end`.
     public var trailers: HTTPHeaders { decoder.trailers }
 
+    /// Bytes of head storage this parser holds on to between responses.
+    public var retainedCapacity: Int { headStorage.headers.bytes.capacity }
+
     /// True between responses: no byte of a next response has been consumed.
     public var isIdle: Bool { state == .head && scanner.atStart }
 

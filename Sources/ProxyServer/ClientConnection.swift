@@ -42,40 +42,33 @@ final class ClientConnection: EventHandler, TimerHandler {
     private var lingerBytes = 0
     private var inBuf: ByteBuffer?
     private var outBuf: ByteBuffer?
-    /// HTTP state (request parser + the inline exchange, ~800 bytes) is allocated when the first request byte
-    /// arrives, so a connection that only completed its handshake holds as little as possible.
-    private final class HTTPState {
-        var parser: RequestParser
-        /// The exchange at a fixed address, read and written through `ex`'s addressors. (The `_read`/`_modify`
-        /// coroutines they replace allocated a coroutine frame with malloc on each of the ~30 reads of a request:
-        /// 30 % of the HTTP/1 64 B row's mallocs, callgrind.)
-        let exchange: UnsafeMutablePointer<Exchange>
-        init(limits: HTTP1Limits) {
-            parser = RequestParser(limits: limits)
-            exchange = .allocate(capacity: 1)
-            exchange.initialize(to: Exchange())
-        }
-        deinit {
-            exchange.deinitialize(count: 1)
-            exchange.deallocate()
-        }
-    }
+    /// HTTP state (request parser + the inline exchange, ~800 bytes) is taken when the first request byte
+    /// arrives, so a connection that only completed its handshake holds as little as possible. It comes from the
+    /// worker's spares when there is one (`Worker.takeHTTPState`) and goes back there when the connection closes or
+    /// idles, so that a new connection does not allocate it, its head buffer and its field array again.
     /// What `ex` reads before the first request: an idle exchange, never written (writes go to `httpState`).
     private nonisolated(unsafe) static let idleExchange: UnsafeMutablePointer<Exchange> = {
         let p = UnsafeMutablePointer<Exchange>.allocate(capacity: 1)
         p.initialize(to: Exchange.idle)
         return p
     }()
-    private var http: HTTPState? {
+    private var http: ClientHTTPState? {
         didSet { exchangePointer = http?.exchange }
     }
     /// `http?.exchange`, kept beside it so that `ex` costs no retain of the state object per access.
     private var exchangePointer: UnsafeMutablePointer<Exchange>?
-    private var httpState: HTTPState {
+    private var httpState: ClientHTTPState {
         if let h = http { return h }
-        let h = HTTPState(limits: snapshot.limits)
+        let h = worker.takeHTTPState(limits: snapshot.limits)
         http = h
         return h
+    }
+
+    /// Gives the HTTP state back to the worker (the connection closed, or idled for a second).
+    private func dropHTTPState() {
+        guard let h = http else { return }
+        http = nil
+        worker.recycle(h)
     }
     private var parser: RequestParser {
         _read { yield httpState.parser }
@@ -295,11 +288,11 @@ final class ClientConnection: EventHandler, TimerHandler {
             closeNow()
             return
         }
-        http = nil
+        dropHTTPState()
         forwarding = nil
         if let f = fwd, !f.isActive {
-            f.sink = nil
             fwd = nil
+            giveBack(f)
         }
         worker.compactedSinceTrim += 1
         if let b = inBuf {
@@ -679,15 +672,19 @@ final class ClientConnection: EventHandler, TimerHandler {
     /// The connection's forwarder, created with its first proxied request and reused for the rest.
     private var forwarder: OriginForwarder {
         if let f = fwd { return f }
-        let f = OriginForwarder(
-            connector: worker.originConnector,
-            bufferPool: worker.bigBufferPool,
-            timeouts: snapshot.forwarderTimeouts
-        )
+        let f = worker.takeForwarder(timeouts: snapshot.forwarderTimeouts)
         f.sink = self
         f.client = self
         fwd = f
         return f
+    }
+
+    /// Detaches a forwarder this connection is done with and offers it to the worker for the next connection.
+    private func giveBack(_ f: OriginForwarder) {
+        f.sink = nil
+        f.client = nil
+        f.releaseBuffers()
+        worker.recycle(f)
     }
 
     /// How many request-body bytes may be handed to the parser now.
@@ -950,7 +947,10 @@ final class ClientConnection: EventHandler, TimerHandler {
             // A tunnel cut by the connection's end (client reset, drain timeout) is logged when it ends, as always.
             logExchange()
         }
-        fwd?.sink = nil
+        if let f = fwd {
+            fwd = nil
+            giveBack(f)
+        }
         if hasPrivateOrigins { worker.closePrivateIdleUpstreams(of: serial) }
         ex.active = false
         tls?.free()
@@ -959,11 +959,35 @@ final class ClientConnection: EventHandler, TimerHandler {
         if let b = outBuf { worker.bigBufferPool.release(b) }
         inBuf = nil
         outBuf = nil
-        http = nil
+        dropHTTPState()
     }
 }
 
-/// A zero-delay timer that re-enters a connection's pump after a fairness yield.
+/// A client connection's HTTP/1 state: its request parser and the current exchange. Reused across connections
+/// through the worker's spares (`Worker.takeHTTPState`, `Worker.recycle`).
+final class ClientHTTPState {
+    var parser: RequestParser
+    /// The exchange at a fixed address, read and written through `ClientConnection.ex`'s addressors. (The
+    /// `_read`/`_modify` coroutines they replace allocated a coroutine frame with malloc on each of the ~30 reads
+    /// of a request: 30 % of the HTTP/1 64 B row's mallocs, callgrind.)
+    let exchange: UnsafeMutablePointer<Exchange>
+    init(limits: HTTP1Limits) {
+        parser = RequestParser(limits: limits)
+        exchange = .allocate(capacity: 1)
+        exchange.initialize(to: Exchange())
+    }
+    deinit {
+        exchange.deinitialize(count: 1)
+        exchange.deallocate()
+    }
+
+    /// Back to the state of a new connection's, keeping the parser's buffer capacity.
+    func reset(limits: HTTP1Limits) {
+        parser.reset(limits: limits)
+        exchange.pointee = Exchange()
+    }
+}
+
 /// One connection's `ForwardingContext`, built once (see `forwardingContext()`).
 final class ForwardingBox {
     let context: ForwardingContext
@@ -1005,6 +1029,7 @@ final class ForwardingBox {
     }
 }
 
+/// A zero-delay timer that re-enters a connection's pump after a fairness yield.
 private final class YieldTimer: TimerHandler {
     var timerSlot = TimerSlot()
     let c: ClientConnection

@@ -4,6 +4,8 @@ import Logging
 import ProxyCore
 import ProxyDetector
 import ProxyEventLoop
+import ProxyForwarder
+import ProxyHTTP1
 import ProxyTLS
 import ProxyTickets
 import ProxyUpstreams
@@ -63,6 +65,13 @@ final class Worker: EventHandler, @unchecked Sendable {
     var scratch: [UInt8] = []
     /// Where new connections' first bytes are peeked (`Socket.firstRecordState`).
     let peekBuffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 4096, alignment: 8)
+    /// Per-connection objects a closed (or idle) connection gave back, for the next connection to take instead of
+    /// allocating them again (with their buffers): a few per worker, emptied when memory is trimmed.
+    private var spareHTTPStates: [ClientHTTPState] = []
+    private var spareForwarders: [OriginForwarder] = []
+    static let maxSpares = 16
+    /// A spare keeps at most this much head-buffer capacity (a connection that saw a 60 KiB head frees it).
+    static let maxSpareHeadCapacity = 8 * 1024
     var logClock = LogClock()
     let logger: Logger
     private(set) var draining = false
@@ -216,8 +225,42 @@ final class Worker: EventHandler, @unchecked Sendable {
 
     deinit { peekBuffer.deallocate() }
 
+    /// HTTP/1 state for a connection's first request: a spare one reset to a new connection's, or a new one.
+    func takeHTTPState(limits: HTTP1Limits) -> ClientHTTPState {
+        guard let h = spareHTTPStates.popLast() else { return ClientHTTPState(limits: limits) }
+        h.reset(limits: limits)
+        return h
+    }
+
+    func recycle(_ h: ClientHTTPState) {
+        guard spareHTTPStates.count < Self.maxSpares, h.parser.retainedCapacity <= Self.maxSpareHeadCapacity else {
+            return
+        }
+        spareHTTPStates.append(h)
+    }
+
+    /// An origin forwarder for a connection's first proxied request (a spare one when there is one).
+    func takeForwarder(timeouts: ForwarderTimeouts) -> OriginForwarder {
+        if let f = spareForwarders.popLast() {
+            f.timeouts = timeouts
+            return f
+        }
+        return OriginForwarder(connector: originConnector, bufferPool: bigBufferPool, timeouts: timeouts)
+    }
+
+    /// Takes back a closed connection's forwarder: only one that holds nothing (no origin connection, no buffer,
+    /// no exchange in progress, nobody to call).
+    func recycle(_ f: OriginForwarder) {
+        guard spareForwarders.count < Self.maxSpares, f.isRecyclable,
+            f.retainedCapacity <= Self.maxSpareHeadCapacity
+        else { return }
+        spareForwarders.append(f)
+    }
+
     /// Gives free malloc pages back to the system (all arenas) and the pooled buffers idle long enough.
     fileprivate func trimMemory() {
+        spareHTTPStates.removeAll()
+        spareForwarders.removeAll()
         _ = bufferPool.trim(now: loop.now, interval: 0)
         _ = bigBufferPool.trim(now: loop.now, interval: 0)
         _ = cps_malloc_trim()
