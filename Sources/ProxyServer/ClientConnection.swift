@@ -991,7 +991,7 @@ final class ClientHTTPState {
 /// One connection's `ForwardingContext`, built once (see `forwardingContext()`).
 final class ForwardingBox {
     let context: ForwardingContext
-    init(_ context: ForwardingContext) { self.context = context }
+    init(_ context: consuming ForwardingContext) { self.context = context }
 
     /// `HTTP1Writer.appendTranslatedRequestHead` with this context, read in place (a method's `self.context` is
     /// borrowed; the same call made from outside copied the struct).
@@ -1059,14 +1059,27 @@ extension ClientConnection {
             line(h.policy, s.policyEnforced ? s.policyName : nil)
             line(h.tag, s.policyEnforced ? s.tag : nil)
         }
-        var f = snapshot.forwardingTemplate  // shares the per-snapshot arrays (copy-on-write)
-        f.clientAddress = peer.hostBytes
-        f.extraHeaderLines = extra
-        if h2 != nil, f.via.starts(with: "1.1 ".utf8) {
+        let t = snapshot.forwardingTemplate
+        var via = t.via
+        if h2 != nil, via.starts(with: "1.1 ".utf8) {
             // Via names the protocol the request was received with (RFC 9110 §7.6.3): "2" for HTTP/2 clients.
-            f.via = Array("2 ".utf8) + f.via.dropFirst(4)
+            via = Array("2 ".utf8) + via.dropFirst(4)
         }
-        let box = ForwardingBox(f)
+        // Built field by field from the template (whose arrays it shares): copying the template and then
+        // setting the client's fields copied every array twice (callgrind: 21 retains per connection).
+        let box = ForwardingBox(
+            ForwardingContext(
+                clientAddress: peer.hostBytes,
+                proto: t.proto,
+                appendXForwardedFor: t.appendXForwardedFor,
+                setXForwardedProto: t.setXForwardedProto,
+                appendForwarded: t.appendForwarded,
+                via: via,
+                stripped: t.stripped,
+                extraHeaderLines: extra,
+                defaultHost: t.defaultHost
+            )
+        )
         forwarding = box
         return box
     }
