@@ -203,15 +203,22 @@ struct TimerHeap {
     mutating func remove(_ h: TimerHandler) {
         let i = h.timerSlot.index
         guard i >= 0, i < entries.count, entries[i].handler === h else { return }
-        let last = entries.count - 1
-        if i != last {
-            swapAt(i, last)
-        }
-        entries.removeLast()
         h.timerSlot.index = -1
-        if i < entries.count {
-            siftDown(i)
-            siftUp(i)
+        let last = entries.count - 1
+        if i == last {
+            entries.removeLast()
+            return
+        }
+        // The last entry fills the hole at i, then moves to its place (up or down).
+        let moved = entries.removeLast()
+        entries.withUnsafeMutableBufferPointer { buf in
+            let e = buf.baseAddress!
+            (e + i).pointee = moved
+            if i > 0 && e[(i - 1) / 2].deadline > moved.deadline {
+                Self.siftUp(e, i)
+            } else {
+                Self.siftDown(e, buf.count, i)
+            }
         }
     }
 
@@ -221,34 +228,47 @@ struct TimerHeap {
         return top
     }
 
-    private mutating func swapAt(_ a: Int, _ b: Int) {
-        entries.swapAt(a, b)
-        entries[a].handler.timerSlot.index = a
-        entries[b].handler.timerSlot.index = b
-    }
-
     private mutating func siftUp(_ start: Int) {
-        var i = start
-        while i > 0 {
-            let parent = (i - 1) / 2
-            if entries[parent].deadline <= entries[i].deadline { break }
-            swapAt(parent, i)
-            i = parent
-        }
+        entries.withUnsafeMutableBufferPointer { Self.siftUp($0.baseAddress!, start) }
     }
 
     private mutating func siftDown(_ start: Int) {
+        entries.withUnsafeMutableBufferPointer { Self.siftDown($0.baseAddress!, $0.count, start) }
+    }
+
+    // Sifting moves a hole instead of swapping: each step moves one entry (its handler reference moves, no
+    // retain/release) and records its new index; the sifted entry is written once, at its final place.
+    // (Swapping array elements and writing both handlers' slots through the array copied each handler reference:
+    // ~1,400 instructions per connection on the TLS 1.2 session-ID row, callgrind.)
+
+    private static func siftUp(_ e: UnsafeMutablePointer<Entry>, _ start: Int) {
         var i = start
-        let n = entries.count
+        let item = (e + i).move()
+        while i > 0 {
+            let parent = (i - 1) / 2
+            if e[parent].deadline <= item.deadline { break }
+            (e + i).moveInitialize(from: e + parent, count: 1)
+            e[i].handler.timerSlot.index = i
+            i = parent
+        }
+        (e + i).initialize(to: item)
+        e[i].handler.timerSlot.index = i
+    }
+
+    private static func siftDown(_ e: UnsafeMutablePointer<Entry>, _ n: Int, _ start: Int) {
+        var i = start
+        let item = (e + i).move()
         while true {
             let l = 2 * i + 1
-            let r = l + 1
-            var m = i
-            if l < n && entries[l].deadline < entries[m].deadline { m = l }
-            if r < n && entries[r].deadline < entries[m].deadline { m = r }
-            if m == i { break }
-            swapAt(m, i)
+            if l >= n { break }
+            var m = l
+            if l + 1 < n && e[l + 1].deadline < e[l].deadline { m = l + 1 }
+            if e[m].deadline >= item.deadline { break }
+            (e + i).moveInitialize(from: e + m, count: 1)
+            e[i].handler.timerSlot.index = i
             i = m
         }
+        (e + i).initialize(to: item)
+        e[i].handler.timerSlot.index = i
     }
 }
