@@ -174,7 +174,7 @@ public final class Detector {
         let mono = Double(o.time) / 1e9
         totals[Int(o.kind.rawValue)][Int(o.result.rawValue)] += 1
         // A fallback: the same address, soon after an abort, offering less (or signalling a fallback).
-        if let a = recentAborts[o.address] {
+        if !recentAborts.isEmpty, let a = recentAborts[o.address] {
             if mono - a.at <= settings.fallbackWindow {
                 if o.highestVersion < a.version || o.fallbackSCSV {
                     recentAborts[o.address] = nil
@@ -190,12 +190,15 @@ public final class Detector {
                 recentAborts[o.address] = nil
             }
         }
-        if entries[o.key] == nil {
+        // One hash lookup for a known fingerprint (every handshake of a known client lands here).
+        var slot = entries.index(forKey: o.key)
+        if slot == nil {
             if entries.count >= settings.capacity { evict(now: mono) }
             entries[o.key] = FingerprintEvidence(key: o.key, labels: o.labels, wall: wall, mono: mono)
+            slot = entries.index(forKey: o.key)
         }
         var raised: FlaggedFingerprint?
-        entries[o.key]!.observe(o, mono: mono, wall: wall, settings: settings)
+        entries.values[slot!].observe(o, mono: mono, wall: wall, settings: settings)
         if o.result == .aborted {
             if recentAborts.count >= Self.recentAbortCapacity { pruneRecentAborts(mono: mono) }
             recentAborts[o.address] = (o.key, mono, o.highestVersion)
