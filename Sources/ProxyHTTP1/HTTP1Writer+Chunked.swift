@@ -25,13 +25,15 @@ extension HTTP1Writer {
     public static func appendLastChunk(trailers: HTTPHeaders? = nil, to out: inout [UInt8]) {
         out.appendStatic("0\r\n")
         if let trailers, trailers.count > 0 {
-            trailers.bytes.withUnsafeBufferPointer { buf in
-                let p = buf.baseAddress!
-                for f in trailers.fields {
-                    let np = p + Int(f.nameStart)
-                    let nl = Int(f.nameEnd - f.nameStart)
-                    if isHopByHopOrFraming(np, nl) || ASCII.equalsIgnoringCase(np, nl, "host") { continue }
-                    appendField(p, f, to: &out)
+            out.appendWriting(bound: fieldsBound(trailers)) { out in
+                trailers.bytes.withUnsafeBufferPointer { buf in
+                    let p = buf.baseAddress!
+                    for f in trailers.fields {
+                        let np = p + Int(f.nameStart)
+                        let nl = Int(f.nameEnd - f.nameStart)
+                        if isHopByHopOrFraming(np, nl) || ASCII.equalsIgnoringCase(np, nl, "host") { continue }
+                        appendField(p, f, to: &out)
+                    }
                 }
             }
         }

@@ -20,6 +20,13 @@ extension HTTP1Writer {
         return nil
     }
 
+    /// Room for what `appendForwardingTail` writes with `ctx` for a head whose fields take `fieldsBound` (the
+    /// merged X-Forwarded-For and Forwarded values come from those fields) and whose host is `hostCount` bytes.
+    static func forwardingTailBound(_ ctx: ForwardingContext, fieldsBound: Int, hostCount: Int) -> Int {
+        2 * fieldsBound + 3 * ctx.clientAddress.count + 2 * ctx.proto.count + ctx.via.count
+            + ctx.extraHeaderLines.count + hostCount + 160
+    }
+
     /// The proxy's own fields at the end of a request head toward the origin, shared by the HTTP/1.1 and the
     /// translated (HTTP/2) request writers: X-Forwarded-For (the client's values merged into one line when
     /// `mergeXFF`, then the client address), X-Forwarded-Proto, Forwarded (merged when `mergeForwarded`, then this
@@ -32,36 +39,36 @@ extension HTTP1Writer {
         mergeXFF: Bool,
         mergeForwarded: Bool,
         host: UnsafeBufferPointer<UInt8>,
-        to out: inout [UInt8]
+        to out: inout ByteCursor
     ) {
         if ctx.appendXForwardedFor {
-            out.appendStatic("X-Forwarded-For: ")
+            out.put("X-Forwarded-For: ")
             if mergeXFF { appendMergedValues(p, fields, "x-forwarded-for", to: &out) }
             if ctx.clientAddress.isEmpty {
-                out.appendStatic("unknown")
+                out.put("unknown")
             } else {
-                out.append(contentsOf: ctx.clientAddress)
+                out.put(ctx.clientAddress)
             }
-            out.appendCRLF()
+            out.putCRLF()
         }
         if ctx.setXForwardedProto {
-            out.appendStatic("X-Forwarded-Proto: ")
-            out.append(contentsOf: ctx.proto)
-            out.appendCRLF()
+            out.put("X-Forwarded-Proto: ")
+            out.put(ctx.proto)
+            out.putCRLF()
         }
         if ctx.appendForwarded {
-            out.appendStatic("Forwarded: ")
+            out.put("Forwarded: ")
             if mergeForwarded { appendMergedValues(p, fields, "forwarded", to: &out) }
             appendForwardedElement(ctx, host: host, to: &out)
-            out.appendCRLF()
+            out.putCRLF()
         }
         if !ctx.via.isEmpty {
-            out.appendStatic("Via: ")
-            out.append(contentsOf: ctx.via)
-            out.appendCRLF()
+            out.put("Via: ")
+            out.put(ctx.via)
+            out.putCRLF()
         }
-        out.append(contentsOf: ctx.extraHeaderLines)
-        out.appendCRLF()
+        out.put(ctx.extraHeaderLines)
+        out.putCRLF()
     }
 
     /// Appends the non-empty values of every field named `name` (skipped ones too), each followed by ", ".
@@ -69,17 +76,14 @@ extension HTTP1Writer {
         _ p: UnsafePointer<UInt8>,
         _ fields: [HeaderField],
         _ name: StaticString,
-        to out: inout [UInt8]
+        to out: inout ByteCursor
     ) {
         for f in fields {
             let np = p + Int(f.nameStart)
             let nl = Int(f.nameEnd - f.nameStart)
             guard ASCII.equalsIgnoringCase(np, nl, name), f.valueEnd > f.valueStart else { continue }
-            out.append(
-                contentsOf: UnsafeBufferPointer(start: p + Int(f.valueStart), count: Int(f.valueEnd - f.valueStart))
-            )
-            out.append(ASCII.comma)
-            out.append(ASCII.sp)
+            out.put(p + Int(f.valueStart), Int(f.valueEnd - f.valueStart))
+            out.put(ASCII.comma, ASCII.sp)
         }
     }
 
@@ -89,26 +93,26 @@ extension HTTP1Writer {
     private static func appendForwardedElement(
         _ ctx: ForwardingContext,
         host: UnsafeBufferPointer<UInt8>,
-        to out: inout [UInt8]
+        to out: inout ByteCursor
     ) {
-        out.appendStatic("for=")
+        out.put("for=")
         if ctx.clientAddress.isEmpty {
-            out.appendStatic("unknown")
+            out.put("unknown")
         } else if ctx.clientAddress.contains(ASCII.colon) {
-            out.appendStatic("\"[")
-            out.append(contentsOf: ctx.clientAddress)
-            out.appendStatic("]\"")
+            out.put("\"[")
+            out.put(ctx.clientAddress)
+            out.put("]\"")
         } else {
-            out.append(contentsOf: ctx.clientAddress)
+            out.put(ctx.clientAddress)
         }
-        out.appendStatic(";proto=")
-        out.append(contentsOf: ctx.proto)
+        out.put(";proto=")
+        out.put(ctx.proto)
         if !host.isEmpty {
-            out.appendStatic(";host=")
+            out.put(";host=")
             let token = host.allSatisfy { ASCII.isToken($0) }
-            if !token { out.append(0x22) }
-            out.append(contentsOf: host)
-            if !token { out.append(0x22) }
+            if !token { out.put(0x22) }
+            out.put(host)
+            if !token { out.put(0x22) }
         }
     }
 }

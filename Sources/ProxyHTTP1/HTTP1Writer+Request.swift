@@ -20,39 +20,41 @@ extension HTTP1Writer {
         upgrade: ArraySlice<UInt8>? = nil,
         to out: inout [UInt8]
     ) {
+        let fb = fieldsBound(head.headers)
+        let authority = head.isAbsoluteForm ? head.authorityEnd - head.authorityStart : 0
+        let bound =
+            fb + 16 + 2 * authority + ctx.defaultHost.count + framingBound + (upgrade?.count ?? 0) + 64
+            + forwardingTailBound(ctx, fieldsBound: fb, hostCount: fb)
+        out.appendWriting(bound: bound) { out in
+            writeRequestHead(head, framing: framing, forwarding: ctx, upgrade: upgrade, to: &out)
+        }
+    }
+
+    private static func writeRequestHead(
+        _ head: RequestHead,
+        framing: OutboundFraming,
+        forwarding ctx: ForwardingContext,
+        upgrade: ArraySlice<UInt8>?,
+        to out: inout ByteCursor
+    ) {
         let fields = head.headers.fields
         head.headers.bytes.withUnsafeBufferPointer { buf in
             let p = buf.baseAddress!
-            out.append(contentsOf: UnsafeBufferPointer(start: p, count: head.methodEnd))
-            out.append(ASCII.sp)
+            out.put(p, head.methodEnd)
+            out.put(ASCII.sp)
             let absolute = head.isAbsoluteForm
             if absolute {
                 // RFC 9112 §3.2.2: origin-form toward the origin, Host from the URI's authority.
-                if head.originFormStart == head.targetEnd || p[head.originFormStart] != 0x2F { out.append(0x2F) }
-                out.append(
-                    contentsOf: UnsafeBufferPointer(
-                        start: p + head.originFormStart,
-                        count: head.targetEnd - head.originFormStart
-                    )
-                )
+                if head.originFormStart == head.targetEnd || p[head.originFormStart] != 0x2F { out.put(0x2F) }
+                out.put(p + head.originFormStart, head.targetEnd - head.originFormStart)
             } else {
-                out.append(
-                    contentsOf: UnsafeBufferPointer(
-                        start: p + head.targetStart,
-                        count: head.targetEnd - head.targetStart
-                    )
-                )
+                out.put(p + head.targetStart, head.targetEnd - head.targetStart)
             }
-            out.appendStatic(" HTTP/1.1\r\n")
+            out.put(" HTTP/1.1\r\n")
             if absolute {
-                out.appendStatic("Host: ")
-                out.append(
-                    contentsOf: UnsafeBufferPointer(
-                        start: p + head.authorityStart,
-                        count: head.authorityEnd - head.authorityStart
-                    )
-                )
-                out.appendCRLF()
+                out.put("Host: ")
+                out.put(p + head.authorityStart, head.authorityEnd - head.authorityStart)
+                out.putCRLF()
             }
 
             let checkConnection = head.connectionNamesOthers
@@ -79,9 +81,9 @@ extension HTTP1Writer {
                 appendField(p, f, to: &out)
             }
             if head.hostIndex < 0 && !absolute {
-                out.appendStatic("Host: ")
-                out.append(contentsOf: ctx.defaultHost)
-                out.appendCRLF()
+                out.put("Host: ")
+                out.put(ctx.defaultHost)
+                out.putCRLF()
             }
             appendFraming(framing == .closeDelimited ? .bodiless : framing, to: &out)
             if let upgrade { appendUpgrade(upgrade, to: &out) }
@@ -108,9 +110,9 @@ extension HTTP1Writer {
     }
 
     /// `Connection: upgrade` and `Upgrade: <protocols>` toward the origin (request) or the client (101).
-    static func appendUpgrade(_ protocols: ArraySlice<UInt8>, to out: inout [UInt8]) {
-        out.appendStatic("Connection: upgrade\r\nUpgrade: ")
-        out.append(contentsOf: protocols)
-        out.appendCRLF()
+    static func appendUpgrade(_ protocols: ArraySlice<UInt8>, to out: inout ByteCursor) {
+        out.put("Connection: upgrade\r\nUpgrade: ")
+        out.put(protocols)
+        out.putCRLF()
     }
 }

@@ -20,23 +20,41 @@ extension HTTP1Writer {
         stripped: HeaderNameList = HeaderNameList(),
         to out: inout [UInt8]
     ) {
+        let bound = 2 * fieldsBound(head.headers) + framingBound + via.utf8CodeUnitCount + 128
+        out.appendWriting(bound: bound) { out in
+            writeResponseHead(
+                head,
+                framing: framing,
+                closeConnection: closeConnection,
+                clientVersion: clientVersion,
+                via: via,
+                stripped: stripped,
+                to: &out
+            )
+        }
+    }
+
+    private static func writeResponseHead(
+        _ head: ResponseHead,
+        framing: OutboundFraming,
+        closeConnection: Bool,
+        clientVersion: HTTPVersion,
+        via: StaticString,
+        stripped: HeaderNameList,
+        to out: inout ByteCursor
+    ) {
         let fields = head.headers.fields
         head.headers.bytes.withUnsafeBufferPointer { buf in
             let p = buf.baseAddress!
-            out.appendStatic("HTTP/1.1 ")
-            out.appendDecimal(head.status)
-            out.append(ASCII.sp)
+            out.put("HTTP/1.1 ")
+            out.putDecimal(head.status)
+            out.put(ASCII.sp)
             if head.reasonEnd > head.reasonStart {
-                out.append(
-                    contentsOf: UnsafeBufferPointer(
-                        start: p + head.reasonStart,
-                        count: head.reasonEnd - head.reasonStart
-                    )
-                )
+                out.put(p + head.reasonStart, head.reasonEnd - head.reasonStart)
             } else {
-                out.appendStatic(reasonPhrase(head.status))
+                out.put(reasonPhrase(head.status))
             }
-            out.appendCRLF()
+            out.putCRLF()
             let checkConnection = connectionNamesFields(p, fields)
             let checkStripped = stripped.count > 0
             for f in fields {
@@ -55,17 +73,17 @@ extension HTTP1Writer {
             appendFraming(framing, to: &out)
         }
         if via.utf8CodeUnitCount > 0 {
-            out.appendStatic("Via: ")
-            out.appendStatic(via)
-            out.appendCRLF()
+            out.put("Via: ")
+            out.put(via)
+            out.putCRLF()
         }
         if head.status == 101, let i = head.headers.firstIndex(of: "upgrade") {
             appendUpgrade(head.headers.value(at: i), to: &out)
         } else if closeConnection || framing == .closeDelimited {
-            out.appendStatic("Connection: close\r\n")
+            out.put("Connection: close\r\n")
         } else if clientVersion == .http1_0 {
-            out.appendStatic("Connection: keep-alive\r\n")
+            out.put("Connection: keep-alive\r\n")
         }
-        out.appendCRLF()
+        out.putCRLF()
     }
 }

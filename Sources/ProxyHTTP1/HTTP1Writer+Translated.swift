@@ -25,10 +25,41 @@ extension HTTP1Writer {
         upgradeFields: [UInt8] = [],
         to out: inout [UInt8]
     ) {
-        out.append(contentsOf: method)
-        out.append(ASCII.sp)
-        out.append(contentsOf: target)
-        out.appendStatic(" HTTP/1.1\r\n")
+        let fb = fieldsBound(headers)
+        let hostBound = Swift.max(authority.count, fb, ctx.defaultHost.count)
+        let bound =
+            method.count + target.count + 16 + hostBound + 8 + fb + framingBound + (upgrade?.count ?? 0) + 32
+            + upgradeFields.count + forwardingTailBound(ctx, fieldsBound: fb, hostCount: hostBound)
+        out.appendWriting(bound: bound) { out in
+            writeTranslatedRequestHead(
+                method: method,
+                target: target,
+                authority: authority,
+                headers: headers,
+                framing: framing,
+                forwarding: ctx,
+                upgrade: upgrade,
+                upgradeFields: upgradeFields,
+                to: &out
+            )
+        }
+    }
+
+    private static func writeTranslatedRequestHead(
+        method: ArraySlice<UInt8>,
+        target: ArraySlice<UInt8>,
+        authority: ArraySlice<UInt8>,
+        headers: HTTPHeaders,
+        framing: OutboundFraming,
+        forwarding ctx: borrowing ForwardingContext,
+        upgrade: ArraySlice<UInt8>?,
+        upgradeFields: [UInt8],
+        to out: inout ByteCursor
+    ) {
+        out.put(method)
+        out.put(ASCII.sp)
+        out.put(target)
+        out.put(" HTTP/1.1\r\n")
         let fields = headers.fields
         var hostValue: ArraySlice<UInt8> = authority
         headers.bytes.withUnsafeBufferPointer { buf in
@@ -60,32 +91,24 @@ extension HTTP1Writer {
                 }
                 appendField(p, f, to: &out)
             }
-            out.appendStatic("Host: ")
-            out.append(contentsOf: hostValue.isEmpty ? ctx.defaultHost[...] : hostValue)
-            out.appendCRLF()
+            out.put("Host: ")
+            out.put(hostValue.isEmpty ? ctx.defaultHost[...] : hostValue)
+            out.putCRLF()
             if cookieCount > 0 {
-                out.appendStatic("Cookie: ")
+                out.put("Cookie: ")
                 var first = true
                 for f in fields where f.nameEnd - f.nameStart == 6 {
                     guard ASCII.equalsIgnoringCase(p + Int(f.nameStart), 6, "cookie") else { continue }
-                    if !first {
-                        out.append(ASCII.semicolon)
-                        out.append(ASCII.sp)
-                    }
+                    if !first { out.put(ASCII.semicolon, ASCII.sp) }
                     first = false
-                    out.append(
-                        contentsOf: UnsafeBufferPointer(
-                            start: p + Int(f.valueStart),
-                            count: Int(f.valueEnd - f.valueStart)
-                        )
-                    )
+                    out.put(p + Int(f.valueStart), Int(f.valueEnd - f.valueStart))
                 }
-                out.appendCRLF()
+                out.putCRLF()
             }
             appendFraming(framing == .closeDelimited ? .bodiless : framing, to: &out)
             if let upgrade {
                 appendUpgrade(upgrade, to: &out)
-                out.append(contentsOf: upgradeFields)
+                out.put(upgradeFields)
             }
             hostValue.withUnsafeBufferPointer { host in
                 appendForwardingTail(

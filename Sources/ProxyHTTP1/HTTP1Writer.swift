@@ -1,6 +1,7 @@
 /// Serializers for heads and bodies. Every function *appends* to a caller-owned `[UInt8]` that the caller clears
 /// (`removeAll(keepingCapacity: true)`) and reuses, so once the buffer has grown to its working size nothing is
-/// allocated per request. Field names and values are copied byte for byte from the parsed head.
+/// allocated per request. Field names and values are copied byte for byte from the parsed head. Heads are written
+/// through a `ByteCursor` into room reserved for an upper bound of their size (`Array.appendWriting`).
 public enum HTTP1Writer {
     /// Hop-by-hop fields (RFC 9110 §7.6.1) plus the legacy Proxy-Connection and Keep-Alive: never forwarded.
     /// Transfer-Encoding and Content-Length are also dropped here because framing is re-emitted from
@@ -54,35 +55,39 @@ public enum HTTP1Writer {
         return false
     }
 
-    /// Appends `name: value\r\n`. When the received line is already in that shape (colon right after the name,
+    /// Writes `name: value\r\n`. When the received line is already in that shape (colon right after the name,
     /// no trailing whitespace, CRLF ending) it is copied in one piece; otherwise it is rebuilt normalized.
     @inline(__always)
-    static func appendField(_ p: UnsafePointer<UInt8>, _ f: HeaderField, to out: inout [UInt8]) {
+    static func appendField(_ p: UnsafePointer<UInt8>, _ f: HeaderField, to out: inout ByteCursor) {
         let ve = Int(f.valueEnd)
         if p[Int(f.nameEnd)] == ASCII.colon && p[ve] == ASCII.cr {
             // The scanner guarantees the CR is followed by LF.
-            out.append(contentsOf: UnsafeBufferPointer(start: p + Int(f.nameStart), count: ve + 2 - Int(f.nameStart)))
+            out.put(p + Int(f.nameStart), ve + 2 - Int(f.nameStart))
             return
         }
-        out.append(contentsOf: UnsafeBufferPointer(start: p + Int(f.nameStart), count: Int(f.nameEnd - f.nameStart)))
-        out.append(ASCII.colon)
-        out.append(ASCII.sp)
-        out.append(
-            contentsOf: UnsafeBufferPointer(start: p + Int(f.valueStart), count: Int(f.valueEnd - f.valueStart))
-        )
-        out.appendCRLF()
+        out.put(p + Int(f.nameStart), Int(f.nameEnd - f.nameStart))
+        out.put(ASCII.colon, ASCII.sp)
+        out.put(p + Int(f.valueStart), Int(f.valueEnd - f.valueStart))
+        out.putCRLF()
     }
 
-    static func appendFraming(_ framing: OutboundFraming, to out: inout [UInt8]) {
+    /// Room for `headers`' field lines written by `appendField`: their bytes plus a separator and a CRLF each.
+    @inline(__always)
+    static func fieldsBound(_ headers: HTTPHeaders) -> Int { headers.bytes.count + 4 * headers.fields.count }
+
+    static func appendFraming(_ framing: OutboundFraming, to out: inout ByteCursor) {
         switch framing {
         case .bodiless, .closeDelimited:
             break
         case .contentLength(let n):
-            out.appendStatic("Content-Length: ")
-            out.appendDecimal(n)
-            out.appendCRLF()
+            out.put("Content-Length: ")
+            out.putDecimal(n)
+            out.putCRLF()
         case .chunked:
-            out.appendStatic("Transfer-Encoding: chunked\r\n")
+            out.put("Transfer-Encoding: chunked\r\n")
         }
     }
+
+    /// Room for what `appendFraming` writes.
+    static let framingBound = 48
 }

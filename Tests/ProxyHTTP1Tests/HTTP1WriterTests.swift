@@ -318,4 +318,53 @@ final class HTTP1WriterTests: XCTestCase {
             XCTAssertEqual(out.withUnsafeBufferPointer { UInt(bitPattern: $0.baseAddress) }, address)
         }
     }
+
+    /// A bound that is too small costs a second pass, never bytes: `appendWriting` starts over with more room and
+    /// appends exactly what the body wrote, after what the array held.
+    func testAppendWritingRetriesWhenTheBoundIsTooSmall() {
+        let long = String(repeating: "field-value;", count: 40)  // 480 bytes: more than the 64 minimum room
+        var passes = 0
+        var out: [UInt8] = [1, 2, 3]
+        out.appendWriting(bound: 10) { c in
+            passes += 1
+            c.put(Array(long.utf8))
+            c.putCRLF()
+            c.putDecimal(1234)
+        }
+        XCTAssertGreaterThan(passes, 1)
+        XCTAssertEqual(out, [1, 2, 3] + Array(long.utf8) + [13, 10] + Array("1234".utf8))
+        var exact: [UInt8] = []
+        passes = 0
+        exact.appendWriting(bound: 6) { c in
+            passes += 1
+            c.put("abcdef")
+        }
+        XCTAssertEqual(passes, 1)
+        XCTAssertEqual(exact, Array("abcdef".utf8))
+    }
+
+    /// Heads much larger than usual (many and long fields, merged X-Forwarded-For and Forwarded) come out whole:
+    /// the same bytes whether the writer's bound held or not.
+    func testLargeRequestHeadWithMergedForwardingFields() {
+        var head = "GET http://example.com:8080/p HTTP/1.1\r\nHost: example.com:8080\r\n"
+        for i in 0..<40 { head += "X-Forwarded-For: 10.0.0.\(i), 10.1.0.\(i)\r\nForwarded: for=10.2.0.\(i)\r\n" }
+        head += "\r\n"
+        let p = parseRequest(head)
+        let ctx = ForwardingContext(
+            clientAddress: bytes("2001:db8::1"),
+            extraHeaderLines: bytes("X-Extra: " + String(repeating: "e", count: 300) + "\r\n")
+        )
+        var out: [UInt8] = []
+        HTTP1Writer.appendRequestHead(p.head, framing: p.head.outboundFraming, forwarding: ctx, to: &out)
+        let text = String(decoding: out, as: UTF8.self)
+        XCTAssertTrue(text.hasPrefix("GET /p HTTP/1.1\r\nHost: example.com:8080\r\n"), text)
+        let xff = (0..<40).map { "10.0.0.\($0), 10.1.0.\($0)" }.joined(separator: ", ") + ", 2001:db8::1"
+        XCTAssertTrue(text.contains("\r\nX-Forwarded-For: \(xff)\r\n"), text)
+        let fwd = (0..<40).map { "for=10.2.0.\($0)" }.joined(separator: ", ")
+        XCTAssertTrue(
+            text.contains("\r\nForwarded: \(fwd), for=\"[2001:db8::1]\";proto=https;host=\"example.com:8080\"\r\n"),
+            text
+        )
+        XCTAssertTrue(text.hasSuffix("X-Extra: " + String(repeating: "e", count: 300) + "\r\n\r\n"), text)
+    }
 }
