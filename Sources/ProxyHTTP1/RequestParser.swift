@@ -57,7 +57,9 @@ public struct RequestParser: Sendable {
     public var retainedCapacity: Int { headStorage.headers.bytes.capacity }
 
     /// The most recent request head: valid from `.head` until the first byte of the next request is parsed.
-    public var head: RequestHead { headStorage }
+    public var head: RequestHead {
+        _read { yield headStorage }  // borrowed in place: a getter returned a copy (two retains and releases)
+    }
 
     /// Trailer fields of the last chunked request, valid after its `.end` (empty for other requests).
     public var trailers: HTTPHeaders { decoder.trailers }
