@@ -101,7 +101,11 @@ sed -e "s#@RUN@#$work#g" -e "s#@PORT@#$((BASE + 1))#g" -e "s#@ORIGIN_PORT@#$BASE
 nginx -p "$work" -c "$work/origin.conf" >"$work/origin.log" 2>&1 &
 pids+=($!)
 wait_port() { for _ in $(seq 300); do ss -ltnH "sport = :$1" | grep -q . && return 0; sleep 0.1; done; return 1; }
-wait_port "$BASE" || { cat "$work/origin.log" >&2; exit 1; }
+wait_port "$BASE" || {
+    echo "bench/instructions.sh: the nginx origin did not listen on 127.0.0.1:$BASE (BASEPORT=N picks other ports)" >&2
+    cat "$work/origin.log" "$work/origin.error.log" >&2 2>/dev/null
+    exit 1
+}
 
 handshake_row() { case $1 in res12 | sid12 | full12) return 0 ;; esac; return 1; }
 
