@@ -1,5 +1,30 @@
 // Appending ASCII to caller-owned `[UInt8]` buffers without String: numbers are written digit by digit.
 
+/// How many decimal digits `n` (>= 0) has.
+@inline(__always)
+private func decimalDigitCount(_ n: Int) -> Int {
+    precondition(n >= 0)
+    var digits = 1
+    var t = n
+    while t >= 10 {
+        t /= 10
+        digits += 1
+    }
+    return digits
+}
+
+/// Writes `n` (>= 0) in decimal into `p[0..<digits]`, `digits` being `decimalDigitCount(n)`.
+@inline(__always)
+private func writeDecimal(_ n: Int, digits: Int, to p: UnsafeMutablePointer<UInt8>) {
+    var v = n
+    var i = digits - 1
+    while i >= 0 {
+        p[i] = UInt8(truncatingIfNeeded: 0x30 + v % 10)
+        v /= 10
+        i -= 1
+    }
+}
+
 extension Array where Element == UInt8 {
     @inline(__always)
     mutating func appendStatic(_ s: StaticString) {
@@ -14,22 +39,10 @@ extension Array where Element == UInt8 {
 
     /// Appends `n` (>= 0) in decimal.
     mutating func appendDecimal(_ n: Int) {
-        precondition(n >= 0)
-        var digits = 1
-        var t = n
-        while t >= 10 {
-            t /= 10
-            digits += 1
-        }
+        let digits = decimalDigitCount(n)
         let start = count
         append(contentsOf: repeatElement(0x30, count: digits))
-        var v = n
-        var i = start + digits - 1
-        while i >= start {
-            self[i] = UInt8(truncatingIfNeeded: 0x30 + v % 10)
-            v /= 10
-            i -= 1
-        }
+        withUnsafeMutableBufferPointer { writeDecimal(n, digits: digits, to: $0.baseAddress! + start) }
     }
 
     /// Appends `n` (>= 0) in lowercase hexadecimal, without leading zeros.
@@ -110,24 +123,12 @@ struct ByteCursor {
 
     /// `n` (>= 0) in decimal.
     mutating func putDecimal(_ n: Int) {
-        precondition(n >= 0)
-        var digits = 1
-        var t = n
-        while t >= 10 {
-            t /= 10
-            digits += 1
-        }
+        let digits = decimalDigitCount(n)
         guard end - p >= digits else {
             overflowed = true
             return
         }
-        var v = n
-        var i = digits - 1
-        while i >= 0 {
-            p[i] = UInt8(truncatingIfNeeded: 0x30 + v % 10)
-            v /= 10
-            i -= 1
-        }
+        writeDecimal(n, digits: digits, to: p)
         p += digits
     }
 }
