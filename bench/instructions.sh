@@ -26,7 +26,8 @@
 #
 # PEERS=nginx adds nginx as a proxy under the same count (bench/conf/nginx-proxy.conf.in, as bench/run runs it, in
 # single-process mode so that callgrind's counters can be zeroed and dumped; its shared session cache still
-# resumes): a like-for-like instruction count next to the nginx this product is compared with.
+# resumes): a like-for-like instruction count next to the nginx this product is compared with. PEERS="nginx haproxy"
+# adds HAProxy too (bench/conf/haproxy.cfg.in, nbthread 1, `-db`), one ratio column per peer.
 #
 # Needs valgrind (scripts/install-deps installs it), nginx and h2load. Prints a markdown table; `OUT=FILE` also
 # writes it there. Knobs: N [40000] REPS [3] ROWS, DUR [30], PEERS [none], SKIP_BUILD [0], BASEPORT [27900],
@@ -77,7 +78,12 @@ for peer in $PEERS; do
         bins+=(nginx)
         names+=("nginx $(nginx -v 2>&1 | sed 's#.*nginx/##')")
         ;;
-    *) echo "bench/instructions.sh: unknown peer $peer (nginx)" >&2; exit 2 ;;
+    haproxy)
+        command -v haproxy >/dev/null || { echo "bench/instructions.sh: haproxy not installed" >&2; exit 2; }
+        bins+=(haproxy)
+        names+=("HAProxy $(haproxy -v | head -1 | awk '{print $3}')")
+        ;;
+    *) echo "bench/instructions.sh: unknown peer $peer (nginx, haproxy)" >&2; exit 2 ;;
     esac
 done
 
@@ -98,6 +104,10 @@ cp policies/*.toml "$work/policies/"
 sed -e "s#@RUN@#$work#g" -e "s#@PORT@#$((BASE + 1))#g" -e "s#@ORIGIN_PORT@#$BASE#g" \
     -e "s#@ORIGIN_TLS_PORT@#$((BASE + 6))#g" -e "s#@CERT@#$work/leaf.pem#g" -e "s#@KEY@#$work/leaf.key#g" \
     bench/conf/nginx-proxy.conf.in >"$work/nginx-proxy.conf"
+cat "$work/leaf.pem" "$work/leaf.key" >"$work/combined.pem"
+sed -e "s#@RUN@#$work#g" -e "s#@PORT@#$((BASE + 1))#g" -e "s#@ORIGIN_PORT@#$BASE#g" \
+    -e "s#@ORIGIN_TLS_PORT@#$((BASE + 6))#g" -e "s#@COMBINED@#$work/combined.pem#g" \
+    bench/conf/haproxy.cfg.in >"$work/haproxy.cfg"
 nginx -p "$work" -c "$work/origin.conf" >"$work/origin.log" 2>&1 &
 pids+=($!)
 wait_port() { for _ in $(seq 300); do ss -ltnH "sport = :$1" | grep -q . && return 0; sleep 0.1; done; return 1; }
@@ -126,6 +136,10 @@ start_proxy() { # bin port out; sets proxy_pid (no subshell, so that `wait` can 
     if [ "$1" = nginx ]; then
         valgrind --tool=callgrind --callgrind-out-file="$3" --dump-instr=no nginx -p "$work" \
             -c "$work/nginx-proxy.conf" -g 'master_process off;' >"$work/proxy.log" 2>&1 &
+        proxy_pid=$!
+    elif [ "$1" = haproxy ]; then
+        valgrind --tool=callgrind --callgrind-out-file="$3" --dump-instr=no haproxy -db -f "$work/haproxy.cfg" \
+            >"$work/proxy.log" 2>&1 &
         proxy_pid=$!
     else
         valgrind --tool=callgrind --callgrind-out-file="$3" --dump-instr=no "$1" --config bench/peerbench.toml \
@@ -196,12 +210,12 @@ stats() { # values... -> "median (min-max)"
     printf '| row |'
     for n in "${names[@]}"; do printf ' %s |' "$n"; done
     [ -n "$baseline" ] && printf ' ratio (medians) |'
-    [ -n "$PEERS" ] && printf ' this build ÷ %s |' "$PEERS"
+    for peer in $PEERS; do printf ' this build ÷ %s |' "$peer"; done
     echo
     printf '|---|'
     for _ in "${names[@]}"; do printf -- '---|'; done
     [ -n "$baseline" ] && printf -- '---|'
-    [ -n "$PEERS" ] && printf -- '---|'
+    for _ in $PEERS; do printf -- '---|'; done
     echo
     for row in $ROWS; do
         printf '| %s |' "$row"
@@ -213,7 +227,10 @@ stats() { # values... -> "median (min-max)"
             meds+=("$(printf '%s\n' "${vals[@]}" | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }')")
         done
         [ -n "$baseline" ] && printf ' %s |' "$(awk -v a="${meds[0]}" -v b="${meds[1]}" 'BEGIN { printf "%.3f", a / b }')"
-        [ -n "$PEERS" ] && printf ' %s |' "$(awk -v a="${meds[0]}" -v b="${meds[${#meds[@]} - 1]}" 'BEGIN { printf "%.3f", a / b }')"
+        first_peer=$((${#meds[@]} - $(wc -w <<<"$PEERS")))
+        for ((i = first_peer; i < ${#meds[@]}; i++)); do
+            printf ' %s |' "$(awk -v a="${meds[0]}" -v b="${meds[$i]}" 'BEGIN { printf "%.3f", a / b }')"
+        done
         echo
     done
 } | tee "${OUT:-/dev/null}"

@@ -4,12 +4,6 @@
 /// only. Tolerant (responses): whitespace between name and colon is dropped from the name (RFC 9112 §5.1 says a
 /// proxy MUST remove it from responses), and values only refuse NUL. Both refuse obs-fold: a proxy may either
 /// replace it or reject the message (RFC 9112 §5.2), and rejecting keeps the stored ranges byte-exact.
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
-
 enum FieldLineParser {
     /// Parses field lines in `p[start..<end]`, where `end` is just past the final empty line, appending to `fields`.
     /// The scanner guarantees every CR is followed by LF; `checkValues` is the scanner's `sawControl` (value bytes
@@ -28,7 +22,7 @@ enum FieldLineParser {
         if fields.capacity == 0 && start < end { fields.reserveCapacity(16) }
         while i < end {
             // Find the end of this line.
-            let lf = UnsafeRawPointer(memchr(p + i, Int32(ASCII.lf), end - i)!).assumingMemoryBound(to: UInt8.self) - p
+            let lf = i + ASCII.firstLF(p + i, end - i)
             var lineEnd = lf
             if lineEnd > i && p[lineEnd - 1] == ASCII.cr { lineEnd -= 1 }
             let next = lf + 1
@@ -36,6 +30,15 @@ enum FieldLineParser {
             if ASCII.isOWS(p[i]) { return .obsoleteLineFolding }
 
             var j = i
+            // Letters, digits and "-" eight at a time; then the rarer tchars, and the colon, byte by byte.
+            while j &+ 8 <= lineEnd {
+                let m = ASCII.nonNameBytes(ASCII.load64(p + j))
+                if m != 0 {
+                    j &+= m.trailingZeroBitCount &>> 3
+                    break
+                }
+                j &+= 8
+            }
             while j < lineEnd && ASCII.isToken(p[j]) { j += 1 }
             let nameEnd = j
             if nameEnd == i { return .invalidFieldName }

@@ -110,24 +110,26 @@ struct HeadScanner {
         // Bytes at indices below `stop` fit in the total limit.
         var stop = min(n, appendFrom + config.totalLimit - storage.count)
         while true {
-            // Fast path: visible ASCII, SP and obs-text are ordinary line content. Eight bytes at a time while none
-            // is a control byte (< 0x20) or DEL: the "has byte less than n" test from Bit Twiddling Hacks, exact
-            // for n <= 128; bytes >= 0x80 never match.
+            // Fast path: visible ASCII, SP and obs-text are ordinary line content. Eight bytes at a time until a
+            // word holds a control byte (< 0x20) or DEL; the lowest flagged byte is where the run ends.
             let runStart = i
+            let base = buf.baseAddress!.assumingMemoryBound(to: UInt8.self)
+            var found = false
             while i &+ 8 <= stop {
-                let w = buf.loadUnaligned(fromByteOffset: i, as: UInt64.self)
-                let ones: UInt64 = 0x0101_0101_0101_0101
-                let high: UInt64 = 0x8080_8080_8080_8080
-                let below20 = (w &- ones &* 0x20) & ~w & high
-                let del = w ^ (ones &* 0x7F)
-                let isDEL = (del &- ones) & ~del & high
-                if below20 | isDEL != 0 { break }
+                let m = ASCII.controlBytes(ASCII.load64(base + i))
+                if m != 0 {
+                    i &+= m.trailingZeroBitCount &>> 3
+                    found = true
+                    break
+                }
                 i &+= 8
             }
-            while i < stop {
-                let c = buf[i]
-                if c < 0x20 || c == 0x7F { break }
-                i += 1
+            if !found {
+                while i < stop {
+                    let c = buf[i]
+                    if c < 0x20 || c == 0x7F { break }
+                    i += 1
+                }
             }
             lineLength &+= i - runStart
             if lines == 0 && lineLength > config.firstLineLimit { return (.error(config.firstLineError), i) }

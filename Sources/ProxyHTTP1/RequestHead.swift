@@ -86,8 +86,7 @@ public struct RequestHead: Sendable {
         defer { swap(&fields, &headers.fields) }
         return bytes.withUnsafeBufferPointer { buf -> HTTPParseError.Kind? in
             let p = buf.baseAddress!
-            var lf = 0
-            while p[lf] != ASCII.lf { lf += 1 }
+            let lf = ASCII.firstLF(p, buf.count)
             if let e = parseRequestLine(p, lf - 1) { return e }  // the scanner guarantees CRLF
             if let e = FieldLineParser.parse(
                 p,
@@ -114,10 +113,7 @@ public struct RequestHead: Sendable {
         if p[v - 1] != ASCII.sp { return .invalidStartLine }
         targetStart = i + 1
         targetEnd = v - 1
-        for j in targetStart..<targetEnd {
-            let b = p[j]
-            if b <= 0x20 || b >= 0x7F { return .invalidTarget }
-        }
+        if !ASCII.allVisible(p, targetStart, targetEnd) { return .invalidTarget }
         method = HTTPMethod.classify(p, methodEnd)
         if let e = parseAbsoluteForm(p) { return e }
         guard p[v] == 0x48, p[v + 1] == 0x54, p[v + 2] == 0x54, p[v + 3] == 0x50, p[v + 4] == 0x2F,

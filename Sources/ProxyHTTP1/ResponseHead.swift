@@ -64,8 +64,7 @@ public struct ResponseHead: Sendable {
         defer { swap(&fields, &headers.fields) }
         return bytes.withUnsafeBufferPointer { buf -> HTTPParseError.Kind? in
             let p = buf.baseAddress!
-            var lf = 0
-            while p[lf] != ASCII.lf { lf += 1 }
+            let lf = ASCII.firstLF(p, buf.count)
             var lineEnd = lf
             if lineEnd > 0 && p[lineEnd - 1] == ASCII.cr { lineEnd -= 1 }
             if let e = parseStatusLine(p, lineEnd) { return e }
