@@ -17,6 +17,21 @@ public enum ClientHelloShape {
     public static let maxLength = 2048
     /// What every GREASE value becomes.
     static let grease: UInt16 = 0x0a0a
+
+    /// Whether any of the four 16-bit values in `w` is GREASE (two equal bytes of the form 0x?A, so byte order
+    /// does not matter). Exact: a lane of `d` is zero iff its value is GREASE.
+    @inline(__always)
+    static func mayHoldGREASE(_ w: UInt64) -> Bool {
+        let lowNibbles = (w & 0x0F0F_0F0F_0F0F_0F0F) ^ 0x0A0A_0A0A_0A0A_0A0A
+        let bytesDiffer = (w ^ (w >> 8)) & 0x00FF_00FF_00FF_00FF
+        let d = lowNibbles | bytesDiffer
+        // A 16-bit lane of d is zero iff adding 0x7FFF to its low 15 bits leaves its top bit and its own top
+        // bit clear (no carry crosses lanes: at most 0x7FFF + 0x7FFF).
+        let low15: UInt64 = 0x7FFF_7FFF_7FFF_7FFF
+        let nonZero = ((d & low15) &+ low15) | d
+        return ~nonZero & 0x8000_8000_8000_8000 != 0
+    }
+
     /// Writes the shape of a bare handshake message (what `ClientHello.parse(handshake:)` takes) into `out` and
     /// returns its length, or nil when the message has no shape that stands for it (malformed, duplicate
     /// extension types, too many extensions, longer than `out` or `maxLength`). No allocation.
@@ -86,16 +101,35 @@ public enum ClientHelloShape {
             try u16(UInt16(r.remaining / 2))
             let start = count
             try bytes(r)
-            // In place over the copy ([start, count) of `out`).
+            // In place over the copy ([start, count) of `out`): four values at a time while none is GREASE (a
+            // list holds at most one or two), then one by one through the word that has one.
+            let o = out.baseAddress!
             var i = start
-            while i < count {
-                if ClientHello.isGREASE(UInt16(out[i]) << 8 | UInt16(out[i + 1])) {
-                    out[i] = UInt8(grease >> 8)
-                    out[i + 1] = UInt8(grease & 0xff)
+            while i &+ 8 <= count {
+                if !ClientHelloShape.mayHoldGREASE(UnsafeRawPointer(o + i).loadUnaligned(as: UInt64.self)) {
+                    i &+= 8
+                    continue
                 }
-                i += 2
+                for k in stride(from: i, to: i &+ 8, by: 2) { Self.normalize(o, k) }
+                i &+= 8
+            }
+            while i < count {
+                Self.normalize(o, i)
+                i &+= 2
             }
         }
+
+        @inline(__always)
+        private static func normalize(_ o: UnsafeMutableRawPointer, _ i: Int) {
+            let v =
+                UInt16(o.load(fromByteOffset: i, as: UInt8.self)) << 8
+                | UInt16(o.load(fromByteOffset: i + 1, as: UInt8.self))
+            if ClientHello.isGREASE(v) {
+                o.storeBytes(of: UInt8(grease >> 8), toByteOffset: i, as: UInt8.self)
+                o.storeBytes(of: UInt8(grease & 0xff), toByteOffset: i + 1, as: UInt8.self)
+            }
+        }
+
     }
 
     private static func shape(_ buf: UnsafeRawBufferPointer, _ w: inout Writer) throws(ClientHelloParseError) {
@@ -127,18 +161,29 @@ public enum ClientHelloShape {
         // Raw types seen so far, for the duplicate check. The parser compares raw values, so two GREASE
         // extensions of different values pass and two of the same value do not: this must see raw values too.
         // Room for 48 (real hellos have < 25); more give no shape.
+        // Types below 64 (most of them) are tracked in a bit set; the rest in the list, so the duplicate check
+        // does not compare every extension with every earlier one.
         var seen: (UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64) =
             (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+        var seenLow: UInt64 = 0
+        var extensionCount = 0
         try withUnsafeMutableBytes(of: &seen) { raw throws(ClientHelloParseError) in
             let types = raw.bindMemory(to: UInt16.self)
             var n = 0
             while !block.isAtEnd {
                 let type = try block.u16(.extensionHeader)
                 var body = try block.vector(lengthBytes: 2, .extensionBody)
-                for i in 0..<n where types[i] == type { throw .duplicateExtension(type: type, offset: block.pos) }
-                guard n < types.count else { throw full }
-                types[n] = type
-                n += 1
+                guard extensionCount < types.count else { throw full }
+                extensionCount += 1
+                if type < 64 {
+                    let bit: UInt64 = 1 << UInt64(type)
+                    if seenLow & bit != 0 { throw .duplicateExtension(type: type, offset: block.pos) }
+                    seenLow |= bit
+                } else {
+                    for i in 0..<n where types[i] == type { throw .duplicateExtension(type: type, offset: block.pos) }
+                    types[n] = type
+                    n += 1
+                }
                 try w.u16Normalized(type)
                 switch type {
                 case 10, 13:  // supported_groups, signature_algorithms: a 2-byte-length list of u16

@@ -180,6 +180,39 @@ final class ClientHelloShapeTests: XCTestCase {
         XCTAssertLessThan(parsedWithoutShape, ledger.parsed / 50)
     }
 
+    func testGREASEWordTestIsExactForEveryValueInEveryLane() {
+        for filler: UInt16 in [0x0000, 0x0a0a, 0x1a0a, 0x0a1a, 0xfafa, 0xffff, 0x1301, 0x0a0b] {
+            for lane in 0..<4 {
+                for v in 0...0xFFFF {
+                    var w: UInt64 = 0
+                    for k in 0..<4 { w |= UInt64(k == lane ? UInt16(v) : filler) << (16 * UInt64(k)) }
+                    let expected = ClientHello.isGREASE(UInt16(v)) || ClientHello.isGREASE(filler)
+                    if ClientHelloShape.mayHoldGREASE(w) != expected {
+                        XCTFail("value \(v) in lane \(lane) next to \(filler)")
+                        return
+                    }
+                }
+            }
+        }
+    }
+
+    func testDuplicateExtensionsOnBothSidesOfTypeSixtyFourHaveNoShape() throws {
+        // Types below 64 are tracked in a bit set, the rest in a list: a repeat must be caught in both, with other
+        // extensions between the two, and the parser must agree.
+        func hello(_ types: [UInt16]) -> [UInt8] {
+            let exts = types.map { ClientHello.Extension(type: $0, body: $0 == 10 ? [0, 2, 0, 0x1d] : []) }
+            return ClientHello(legacyVersion: 0x0303, cipherSuites: [0x1301], extensions: exts).serialize()
+        }
+        for t: UInt16 in [0, 5, 10, 63, 64, 65, 0xff01] {
+            let twice = hello([t, 10 == t ? 11 : 10, 0xff01 == t ? 23 : 0xff01, t])
+            XCTAssertNil(try? ClientHello.parse(handshake: twice), "\(t) twice")
+            XCTAssertNil(ClientHelloShape.of(handshake: twice), "\(t) twice")
+        }
+        let distinct = hello([0xff01, 65, 63, 0, 10, 64])
+        XCTAssertNotNil(try? ClientHello.parse(handshake: distinct))
+        XCTAssertNotNil(ClientHelloShape.of(handshake: distinct))
+    }
+
     func testDuplicateExtensionsHaveNoShape() throws {
         let ext = ClientHello.Extension(type: 0x1a1a, body: [])
         let same = ClientHello(legacyVersion: 0x0303, cipherSuites: [0x1301], extensions: [ext, ext]).serialize()
