@@ -92,6 +92,8 @@ final class Worker: EventHandler, @unchecked Sendable {
     /// Connections closed since the last malloc_trim (see `endOfTick`).
     private var freedSinceTrim = 0
     private lazy var trimTimer = TrimTimer(worker: self)
+    /// Frees decoded sessions whose cache entries expired (once a second while the worker holds any).
+    private lazy var sessionSweepTimer = SessionSweepTimer(worker: self)
 
     init(
         index: Int,
@@ -218,6 +220,9 @@ final class Worker: EventHandler, @unchecked Sendable {
             } else if !trimTimer.timerSlot.isPending {
                 loop.schedule(at: lastMallocTrim &+ 2_000_000_000, trimTimer)
             }
+        }
+        if tlsWorker.decodedSessions.count > 0 && !sessionSweepTimer.timerSlot.isPending {
+            loop.schedule(at: loop.now &+ 1_000_000_000, sessionSweepTimer)
         }
         metrics.loopBusySeconds.record(Double(loop.busyNanos) / 1e9)
         if draining && connectionCount == 0 { loop.stop() }
@@ -454,6 +459,13 @@ private final class TrimTimer: TimerHandler {
     unowned let worker: Worker
     init(worker: Worker) { self.worker = worker }
     func timerFired(now: UInt64) { worker.trimMemory() }
+}
+
+private final class SessionSweepTimer: TimerHandler {
+    var timerSlot = TimerSlot()
+    unowned let worker: Worker
+    init(worker: Worker) { self.worker = worker }
+    func timerFired(now: UInt64) { worker.tlsWorker.decodedSessions.sweep(now: now) }
 }
 
 private final class DrainTimer: TimerHandler {

@@ -111,6 +111,40 @@ public final class SessionCache: Sendable {
         }
     }
 
+    /// What ``lookup(id:now:unlessSerial:_:)`` found.
+    public enum Lookup<R> {
+        /// No live entry for the ID.
+        case miss
+        /// The entry is the one stamped `serial` the caller already holds decoded: `body` was not called.
+        case unchanged
+        /// `body`'s result for the entry, its stamp (new on every store) and when it expires.
+        case found(R, serial: UInt64, expiresAt: UInt64)
+    }
+
+    /// Like ``lookup(id:now:_:)``, for a caller that keeps decoded sessions (`DecodedSessions`): when the live entry
+    /// is still the one stamped `known`, answers `.unchanged` without calling `body`. Counted as a hit either way,
+    /// so the entry's expiry, eviction, removal and replacement stay this cache's decision.
+    public func lookup<R>(
+        id: UnsafeRawBufferPointer,
+        now: UInt64,
+        unlessSerial known: UInt64,
+        _ body: (UnsafeRawBufferPointer) -> R
+    ) -> Lookup<R> {
+        guard let key = SessionKey(id) else { return .miss }
+        let shard = shards[shardIndex(key)]
+        return shard.state.withLock { s -> Lookup<R> in
+            guard let slot = s.find(key, now: now, base: shard.base) else {
+                s.misses += 1
+                return .miss
+            }
+            s.hits += 1
+            let serial = s.serial[slot]
+            if serial == known { return .unchanged }
+            let bytes = UnsafeRawBufferPointer(start: shard.base + slot * Self.slotSize, count: Int(s.length[slot]))
+            return .found(body(bytes), serial: serial, expiresAt: s.expiry[slot])
+        }
+    }
+
     /// Removes and wipes the entry for `id`, if any (OpenSSL's remove callback: a session that ended in a fatal
     /// alert must not be resumed).
     public func remove(id: UnsafeRawBufferPointer) {
@@ -174,6 +208,9 @@ struct SessionKey: Hashable {
     var w3: UInt64 = 0
     var length: UInt8 = 0
 
+    /// No ID (an empty slot of `DecodedSessions`): equal to no key made from bytes.
+    init() {}
+
     init?(_ id: UnsafeRawBufferPointer) {
         guard !id.isEmpty, id.count <= SessionCache.maxIDLength else { return nil }
         var words: (UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0)
@@ -218,6 +255,9 @@ private struct ShardState: ~Copyable {
     var keys: [SessionKey?]
     var length: [UInt16]
     var expiry: [UInt64]
+    /// A stamp per entry, new on every insert (never 0): tells a holder of a decoded copy whether it is current.
+    var serial: [UInt64]
+    var nextSerial: UInt64 = 1
     var prev: [Int32]
     var next: [Int32]
     var head: Int32 = -1
@@ -236,6 +276,7 @@ private struct ShardState: ~Copyable {
         keys = Array(repeating: nil, count: slots)
         length = Array(repeating: 0, count: slots)
         expiry = Array(repeating: 0, count: slots)
+        serial = Array(repeating: 0, count: slots)
         prev = Array(repeating: -1, count: slots)
         // The free list threads through `next`.
         next = (0..<slots).map { $0 + 1 < slots ? Int32($0 + 1) : -1 }
@@ -263,6 +304,8 @@ private struct ShardState: ~Copyable {
         keys[slot] = key
         length[slot] = UInt16(bytes.count)
         expiry[slot] = expiresAt
+        serial[slot] = nextSerial
+        nextSerial &+= 1
         index[key] = Int32(slot)
         linkAtHead(slot)
         stores += 1
@@ -303,6 +346,7 @@ private struct ShardState: ~Copyable {
         if let k = keys[slot] { index[k] = nil }
         keys[slot] = nil
         length[slot] = 0
+        serial[slot] = 0
         unlink(slot)
         next[slot] = free
         free = Int32(slot)

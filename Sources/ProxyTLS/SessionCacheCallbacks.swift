@@ -53,12 +53,18 @@ private let getSessionCallback:
         id,
         idLength,
         copy in
-        // 0: the returned session's only reference passes to OpenSSL (d2i made it for this connection).
         copy?.pointee = 0
         guard let ssl, let id, idLength > 0, let state = connectionState(ssl), state.sessionCacheEnabled,
-            let cache = state.contextSet.settings.sessionCache
+            let cache = state.contextSet.settings.sessionCache,
+            let (session, kept) = state.fetchSession(
+                UnsafeRawBufferPointer(start: id, count: Int(idLength)),
+                from: cache
+            )
         else { return nil }
-        return state.fetchSession(UnsafeRawBufferPointer(start: id, count: Int(idLength)), from: cache)
+        // 1: the worker's table keeps its reference and OpenSSL takes one of its own; 0: the session was decoded for
+        // this connection alone and its only reference passes to OpenSSL.
+        copy?.pointee = kept ? 1 : 0
+        return session
     }
 
 /// A session OpenSSL gave up on (e.g. a fatal alert after resuming it): never offer it again.
@@ -101,18 +107,15 @@ extension TLSConnectionState {
         }
     }
 
-    /// Decodes the cached session for `id` (in place, under the shard lock) and records the hit for the outcome. On a
-    /// local miss with a fleet tier, asks the shared store (bounded wait, see `RedisSessionStore`), keeps the opened
-    /// session locally and decodes it.
-    func fetchSession(_ id: UnsafeRawBufferPointer, from cache: SessionCache) -> OpaquePointer? {
+    /// The cached session for `id`, and whether the worker's `DecodedSessions` keeps a reference to it; records the
+    /// hit for the outcome. The local cache's entry is decoded (in place, under the shard lock) only when the worker
+    /// holds no current copy. On a local miss with a fleet tier, asks the shared store (bounded wait, see
+    /// `RedisSessionStore`), keeps the opened session locally and decodes it for this connection.
+    func fetchSession(_ id: UnsafeRawBufferPointer, from cache: SessionCache) -> (OpaquePointer, kept: Bool)? {
         let now = monotonicNanos()
-        let local = cache.lookup(id: id, now: now) { bytes -> OpaquePointer? in
-            var p: UnsafePointer<UInt8>? = bytes.baseAddress?.assumingMemoryBound(to: UInt8.self)
-            return d2i_SSL_SESSION(nil, &p, bytes.count)
-        }
-        if let s = local ?? nil {
+        if let s = worker.decodedSessions.fetch(id: id, from: cache, now: now) {
             sessionCacheHit = true
-            return s
+            return (s, true)
         }
         guard let fleet = cache.fleet, let entry = fleet.store.fetch(key: fleet.key(for: id)) else { return nil }
         let opened = fleet.wrapper.openSession(entry, sessionID: id) { plain -> OpaquePointer? in
@@ -122,6 +125,6 @@ extension TLSConnectionState {
         }
         guard let s = opened ?? nil else { return nil }
         sessionCacheHit = true
-        return s
+        return (s, false)
     }
 }

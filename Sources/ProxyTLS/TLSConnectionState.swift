@@ -60,6 +60,8 @@ public final class TLSWorkerContext {
     /// only its fd and flags, both reset on reuse (`cps_BIO_reuse_socket`); the SSL object itself is never reused
     /// (SSL_clear keeps per-peer state from the last handshake, see SSL_clear(3)).
     private var spareBIOs: [OpaquePointer] = []
+    /// Sessions this worker decoded from the session cache, kept for the next resumption of the same ID.
+    public let decodedSessions = DecodedSessions()
     /// At most this many spare BIOs (~200 bytes each) per worker: a burst of closes keeps no more.
     static let spareBIOLimit = 256
 

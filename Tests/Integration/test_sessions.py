@@ -193,6 +193,61 @@ def test_expired_session_is_a_full_handshake(edge, tmp_path):
     assert not again.client_says_reused and again.full_handshake, again.describe()
 
 
+def test_a_session_resumed_before_it_expired_is_not_resumed_after(edge, tmp_path):
+    """Each worker keeps the sessions it decoded (DecodedSessions); a kept copy must not outlive its cache entry."""
+    p = edge(sessions={"timeout": "1s"})
+    s = str(tmp_path / "s.sess")
+    w.s_client(p.port, "1.2", sess_out=s, extra=["-no_ticket"])
+    resumed = w.s_client(p.port, "1.2", sess_in=s, extra=["-no_ticket"])
+    assert resumed.client_says_reused, resumed.describe()  # the worker now holds the decoded session
+    wait_for(lambda: w.metric_sum(p, "edgeproxy_session_cache_expirations_total") >= 1, timeout=10,
+             what="session expired")
+    again = w.s_client(p.port, "1.2", sess_in=s, extra=["-no_ticket"])
+    assert not again.client_says_reused and again.full_handshake, again.describe()
+
+
+def _python_tls12_no_ticket():
+    import ssl
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+    ctx.options |= ssl.OP_NO_TICKET
+    return ctx
+
+
+def _get(ctx, port, session=None):
+    import socket
+    with socket.create_connection(("127.0.0.1", port), timeout=15) as raw:
+        with ctx.wrap_socket(raw, server_hostname="localhost", session=session) as t:
+            t.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\nAccept: application/json\r\nConnection: close\r\n\r\n")
+            body = b""
+            while True:
+                chunk = t.recv(65536)
+                if not chunk:
+                    break
+                body += chunk
+            return t.session_reused, t.session, body
+
+
+def test_one_session_resumed_by_many_connections_at_once(edge):
+    """Browsers open several connections with the same session at once: every one of them resumes the worker's one
+    decoded copy (OpenSSL holds a reference per connection), and each gets its own complete response."""
+    from concurrent.futures import ThreadPoolExecutor
+    p = edge(workers=2)
+    ctx = _python_tls12_no_ticket()
+    reused, session, body = _get(ctx, p.port)
+    assert not reused and session is not None and body.startswith(b"HTTP/1.1 200"), body[:200]
+    for _ in range(3):
+        with ThreadPoolExecutor(max_workers=24) as pool:
+            results = list(pool.map(lambda _: _get(ctx, p.port, session), range(48)))
+        assert all(r for r, _, _ in results), [r for r, _, _ in results]
+        assert all(b.startswith(b"HTTP/1.1 200") and b'"ticket_outcome":"resumed_session_id"' in b.replace(b" ", b"")
+                   for _, _, b in results), results[0][2][:400]
+    total = sum(per_worker(p, "resumed_session_id").values())
+    assert total == 144, total
+
+
 def test_policy_turns_the_cache_off_for_matching_clients_only(edge, tmp_path):
     policy = """
 [[policy]]
