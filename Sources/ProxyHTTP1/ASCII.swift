@@ -184,3 +184,22 @@ enum ASCII {
         return true
     }
 }
+
+/// Copies `count` bytes from `source` to `destination` with the ASCII capitals made lower case, eight bytes at a
+/// time (HTTP/2 field names from an HTTP/1 origin's response).
+public func copyLowercasingASCII(
+    from source: UnsafePointer<UInt8>,
+    to destination: UnsafeMutablePointer<UInt8>,
+    count: Int
+) {
+    var i = 0
+    while i &+ 8 <= count {
+        let w = ASCII.lowerWord(ASCII.load64(source + i))
+        UnsafeMutableRawPointer(destination + i).storeBytes(of: w.littleEndian, as: UInt64.self)
+        i &+= 8
+    }
+    while i < count {
+        destination[i] = ASCII.lower(source[i])
+        i &+= 1
+    }
+}

@@ -1,3 +1,5 @@
+import ProxyHTTP1
+
 /// A response header block being built for `H2ServerSession.submitResponse`/`submitTrailers`: `:status` (for
 /// responses) and fields with names lowercased, stored back to back in one reusable buffer. nghttp2 copies the
 /// bytes at submission, so the block can be reused at once. A class: one block per connection, reused.
@@ -64,11 +66,7 @@ public final class H2HeaderBlock: @unchecked Sendable {
         let start = byteCount
         let p = bytes + start
         if let n = name.baseAddress {
-            let src = n.assumingMemoryBound(to: UInt8.self)
-            for i in 0..<nl {
-                let b = src[i]
-                p[i] = (b &- 0x41) < 26 ? b | 0x20 : b
-            }
+            copyLowercasingASCII(from: n.assumingMemoryBound(to: UInt8.self), to: p, count: nl)
         }
         if let v = value.baseAddress, vl > 0 {
             (p + nl).update(from: v.assumingMemoryBound(to: UInt8.self), count: vl)

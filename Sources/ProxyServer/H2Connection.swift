@@ -35,7 +35,7 @@ final class H2Connection: H2SessionHandler, TimerHandler {
     private var canWrite = true
     private var inBuf: ByteBuffer?
     private var outBuf: ByteBuffer?
-    private var streams: [Int32: H2Stream] = [:]
+    private var streams = StreamTable<H2Stream>()
     private var freeStreams: [H2Stream] = []
     private var freeStages: [ByteBuffer] = []
     /// Streams whose response buffer drained while their origin was paused: driven after the next send.
@@ -247,7 +247,7 @@ final class H2Connection: H2SessionHandler, TimerHandler {
         closed = true
         loop.cancelTimer(self)
         loop.cancelTimer(flusher)
-        for (_, s) in streams {
+        for s in streams.all {
             if !s.logged && s.headReceived {
                 s.fwd?.abandon()
                 if !(s.ex.responseEnded && s.respBuf == nil) { s.ex.truncated = true }
@@ -333,7 +333,7 @@ final class H2Connection: H2SessionHandler, TimerHandler {
         let stall = snapshot.http2.zeroWindowTimeout
         var expired: [H2Stream] = []
         var stalledUploads: [H2Stream] = []
-        for (_, s) in streams {
+        for s in streams.all {
             if let f = s.fwd, f.isActive, f.deadline != 0, now >= f.deadline {
                 expired.append(s)
             } else if !s.ex.requestEnded && !s.ex.local && !s.upgrade
@@ -654,7 +654,7 @@ final class H2Connection: H2SessionHandler, TimerHandler {
         s.id = id
         s.lastClientData = loop.now
         s.lastProgress = loop.now
-        streams[id] = s
+        streams.insert(s, for: id)
         return s
     }
 

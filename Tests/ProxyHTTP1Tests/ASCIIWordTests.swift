@@ -70,4 +70,24 @@ final class ASCIIWordTests: XCTestCase {
             }
         }
     }
+
+    func testCopyLowercasingEveryLengthAndByte() {
+        for n in 0...19 {
+            for b in 0...255 {
+                let src = (0..<n).map { k in k == n / 2 ? UInt8(b) : UInt8(0x41 + (k * 7) % 58) }
+                var dst = [UInt8](repeating: 0xEE, count: n + 1)
+                src.withUnsafeBufferPointer { s in
+                    dst.withUnsafeMutableBufferPointer { d in
+                        copyLowercasingASCII(
+                            from: s.baseAddress ?? UnsafePointer(d.baseAddress!),
+                            to: d.baseAddress!,
+                            count: n
+                        )
+                    }
+                }
+                XCTAssertEqual(Array(dst[0..<n]), src.map(ASCII.lower), "length \(n), byte \(b)")
+                XCTAssertEqual(dst[n], 0xEE, "nothing written past the end")
+            }
+        }
+    }
 }
