@@ -185,21 +185,35 @@ enum ASCII {
     }
 }
 
-/// Copies `count` bytes from `source` to `destination` with the ASCII capitals made lower case, eight bytes at a
-/// time (HTTP/2 field names from an HTTP/1 origin's response).
+/// Copies `count` bytes from `source` to `destination` (not overlapping) with the ASCII capitals made lower case:
+/// eight bytes at a time, the last word overlapping the previous one; two overlapping halves for 4...7 bytes (HTTP/2
+/// field names from an HTTP/1 origin's response).
 public func copyLowercasingASCII(
     from source: UnsafePointer<UInt8>,
     to destination: UnsafeMutablePointer<UInt8>,
     count: Int
 ) {
-    var i = 0
-    while i &+ 8 <= count {
-        let w = ASCII.lowerWord(ASCII.load64(source + i))
-        UnsafeMutableRawPointer(destination + i).storeBytes(of: w.littleEndian, as: UInt64.self)
-        i &+= 8
+    @inline(__always) func store64(_ w: UInt64, _ at: Int) {
+        UnsafeMutableRawPointer(destination + at).storeBytes(of: w.littleEndian, as: UInt64.self)
     }
-    while i < count {
-        destination[i] = ASCII.lower(source[i])
-        i &+= 1
+    @inline(__always) func store32(_ w: UInt64, _ at: Int) {
+        UnsafeMutableRawPointer(destination + at).storeBytes(
+            of: UInt32(truncatingIfNeeded: w).littleEndian,
+            as: UInt32.self
+        )
+    }
+    if count >= 8 {
+        var i = 0
+        while i &+ 8 < count {
+            store64(ASCII.lowerWord(ASCII.load64(source + i)), i)
+            i &+= 8
+        }
+        store64(ASCII.lowerWord(ASCII.load64(source + (count &- 8))), count &- 8)
+    } else if count >= 4 {
+        let w = ASCII.lowerWord(UInt64(ASCII.load32(source)) | UInt64(ASCII.load32(source + (count &- 4))) << 32)
+        store32(w, 0)
+        store32(w >> 32, count &- 4)
+    } else {
+        for i in 0..<count { destination[i] = ASCII.lower(source[i]) }
     }
 }
