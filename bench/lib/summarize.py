@@ -140,6 +140,30 @@ if mem:
         (f"**{fmt(per_conn(p))}** ({mem[p]['held']} held)" if p in mem else "-") for p in ["edgeproxy"] + OTHERS)
         + f" | {rc} |")
 
+L.append("\n## Spread over reps, and the strict rule\n")
+L.append("Proxy CPU µs per operation over the REPS runs: min / median / max, the full range as a share of the median, "
+         "and the middle range (the reps next to the median: 2nd to 4th of 5; 2nd to 2nd-last in general) as a "
+         "share of the median, which is how far the median itself can move. *Won* (issue #13's rule): EdgeProxy's "
+         "median is below every peer's minimum in this run.\n")
+L.append("| row | proxy | min / median / max | range ÷ median | middle range ÷ median | EdgeProxy won |")
+L.append("|---|---|---|---|---|---|")
+for t in present:
+    for i, p in enumerate(["edgeproxy"] + OTHERS):
+        u = sorted(vals(t, p, "us_per_op"))
+        if not u:
+            continue
+        m = med(u)
+        d = 1 if m < 100 else 0
+        rng = (u[-1] - u[0]) / m
+        mid = (u[-2] - u[1]) / m if len(u) >= 4 else rng
+        flag = " (over 3 %)" if mid > 0.03 else ""
+        won = ""
+        if i == 0:
+            mins = [min(vals(t, q, "us_per_op")) for q in OTHERS if vals(t, q, "us_per_op")]
+            won = ("**yes**" if mins and m < min(mins) else "no") + (f" (best peer min {fmt(min(mins), d)})" if mins else "")
+        L.append(f"| {t} | {p} | {fmt(u[0], d)} / {fmt(m, d)} / {fmt(u[-1], d)} | {rng * 100:.1f} % | "
+                 f"{mid * 100:.1f} %{flag} | {won} |")
+
 L.append("\n## Details (medians over reps)\n")
 L.append("| row | proxy | rate/s | latency p50 / p99 ms | resumed | tickets/conn (full · resumed) | errors | "
          "proxy / client / other CPU % |")
