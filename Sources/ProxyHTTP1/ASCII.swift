@@ -141,14 +141,32 @@ enum ASCII {
         UnsafeRawPointer(memchr(p, Int32(lf), count)!).assumingMemoryBound(to: UInt8.self) - p
     }
 
+    /// Advances `i` over whole words of `p[i..<end]` while `flagged` (one of the masks above) flags no byte in them.
+    /// At the first word where it does, stops on the lowest flagged byte and returns true; otherwise returns false
+    /// with fewer than eight bytes left before `end`, for the caller's byte-by-byte tail.
+    @inline(__always)
+    static func skipUnflaggedWords(
+        _ p: UnsafePointer<UInt8>,
+        _ i: inout Int,
+        _ end: Int,
+        _ flagged: (UInt64) -> UInt64
+    ) -> Bool {
+        while i &+ 8 <= end {
+            let m = flagged(load64(p + i))
+            if m != 0 {
+                i &+= m.trailingZeroBitCount &>> 3
+                return true
+            }
+            i &+= 8
+        }
+        return false
+    }
+
     /// Whether every byte of `p[start..<end]` is visible ASCII (0x21...0x7E), eight at a time.
     @inline(__always)
     static func allVisible(_ p: UnsafePointer<UInt8>, _ start: Int, _ end: Int) -> Bool {
         var i = start
-        while i &+ 8 <= end {
-            if ~bytesInRange(load64(p + i), 0x21, 0x7E) & highBits != 0 { return false }
-            i &+= 8
-        }
+        if skipUnflaggedWords(p, &i, end, { ~bytesInRange($0, 0x21, 0x7E) & highBits }) { return false }
         while i < end {
             if p[i] &- 0x21 > 0x7E - 0x21 { return false }
             i &+= 1

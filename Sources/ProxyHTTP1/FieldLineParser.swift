@@ -31,14 +31,7 @@ enum FieldLineParser {
 
             var j = i
             // Letters, digits and "-" eight at a time; then the rarer tchars, and the colon, byte by byte.
-            while j &+ 8 <= lineEnd {
-                let m = ASCII.nonNameBytes(ASCII.load64(p + j))
-                if m != 0 {
-                    j &+= m.trailingZeroBitCount &>> 3
-                    break
-                }
-                j &+= 8
-            }
+            _ = ASCII.skipUnflaggedWords(p, &j, lineEnd, ASCII.nonNameBytes)
             while j < lineEnd && ASCII.isToken(p[j]) { j += 1 }
             let nameEnd = j
             if nameEnd == i { return .invalidFieldName }

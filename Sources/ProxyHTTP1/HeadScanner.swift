@@ -114,17 +114,7 @@ struct HeadScanner {
             // word holds a control byte (< 0x20) or DEL; the lowest flagged byte is where the run ends.
             let runStart = i
             let base = buf.baseAddress!.assumingMemoryBound(to: UInt8.self)
-            var found = false
-            while i &+ 8 <= stop {
-                let m = ASCII.controlBytes(ASCII.load64(base + i))
-                if m != 0 {
-                    i &+= m.trailingZeroBitCount &>> 3
-                    found = true
-                    break
-                }
-                i &+= 8
-            }
-            if !found {
+            if !ASCII.skipUnflaggedWords(base, &i, stop, ASCII.controlBytes) {
                 while i < stop {
                     let c = buf[i]
                     if c < 0x20 || c == 0x7F { break }
