@@ -99,15 +99,10 @@ public final class SessionCache: Sendable {
     /// Calls `body` with the stored encoding for `id` (in place, under the shard lock: `body` must be short and must
     /// not keep the pointer) and marks the entry most recently used. An expired entry is wiped and reported as a miss.
     public func lookup<R>(id: UnsafeRawBufferPointer, now: UInt64, _ body: (UnsafeRawBufferPointer) -> R) -> R? {
-        guard let key = SessionKey(id) else { return nil }
-        let shard = shards[shardIndex(key)]
-        return shard.state.withLock { s -> R? in
-            guard let slot = s.find(key, now: now, base: shard.base) else {
-                s.misses += 1
-                return nil
-            }
-            s.hits += 1
-            return body(UnsafeRawBufferPointer(start: shard.base + slot * Self.slotSize, count: Int(s.length[slot])))
+        // No entry has stamp 0, so this always decodes a live entry.
+        switch lookup(id: id, now: now, unlessSerial: 0, body) {
+        case .found(let r, _, _): return r
+        case .miss, .unchanged: return nil
         }
     }
 
