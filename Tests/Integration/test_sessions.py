@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from conftest import wait_for
+from conftest import read_response, wait_for
 import tls_wire as w
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -220,14 +220,8 @@ def _get(ctx, port, session=None):
     import socket
     with socket.create_connection(("127.0.0.1", port), timeout=15) as raw:
         with ctx.wrap_socket(raw, server_hostname="localhost", session=session) as t:
-            t.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\nAccept: application/json\r\nConnection: close\r\n\r\n")
-            body = b""
-            while True:
-                chunk = t.recv(65536)
-                if not chunk:
-                    break
-                body += chunk
-            return t.session_reused, t.session, body
+            t.sendall(w.http_request())
+            return t.session_reused, t.session, read_response(t)
 
 
 def test_one_session_resumed_by_many_connections_at_once(edge):
