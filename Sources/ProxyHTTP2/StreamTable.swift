@@ -84,10 +84,6 @@ public struct StreamTable<Value: AnyObject> {
         return removed
     }
 
-    /// Every value, in no particular order: a copy, so the table may change while the caller walks it (timers,
-    /// teardown; not the per-request path).
-    public var all: [Value] { values.compactMap { $0 } }
-
     public mutating func removeAll() {
         ids = Array(repeating: 0, count: 16)
         values = Array(repeating: nil, count: 16)
@@ -111,4 +107,23 @@ public struct StreamTable<Value: AnyObject> {
             count &+= 1
         }
     }
+}
+
+/// Iterating walks the values in no particular order, as they were when the loop began: the table may change while
+/// the caller walks it (the iterator holds the slot array, copied only if the table is written meanwhile).
+extension StreamTable: Sequence {
+    public struct Iterator: IteratorProtocol {
+        fileprivate let values: [Value?]
+        fileprivate var i = 0
+
+        public mutating func next() -> Value? {
+            while i < values.count {
+                defer { i += 1 }
+                if let v = values[i] { return v }
+            }
+            return nil
+        }
+    }
+
+    public func makeIterator() -> Iterator { Iterator(values: values) }
 }

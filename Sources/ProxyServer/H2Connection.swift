@@ -247,7 +247,7 @@ final class H2Connection: H2SessionHandler, TimerHandler {
         closed = true
         loop.cancelTimer(self)
         loop.cancelTimer(flusher)
-        for s in streams.all {
+        for s in streams {
             if !s.logged && s.headReceived {
                 s.fwd?.abandon()
                 if !(s.ex.responseEnded && s.respBuf == nil) { s.ex.truncated = true }
@@ -333,7 +333,7 @@ final class H2Connection: H2SessionHandler, TimerHandler {
         let stall = snapshot.http2.zeroWindowTimeout
         var expired: [H2Stream] = []
         var stalledUploads: [H2Stream] = []
-        for s in streams.all {
+        for s in streams {
             if let f = s.fwd, f.isActive, f.deadline != 0, now >= f.deadline {
                 expired.append(s)
             } else if !s.ex.requestEnded && !s.ex.local && !s.upgrade

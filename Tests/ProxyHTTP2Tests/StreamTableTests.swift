@@ -43,11 +43,25 @@ final class StreamTableTests: XCTestCase {
                 XCTAssertEqual(t.isEmpty, model.isEmpty)
             }
             for (id, b) in model { XCTAssertTrue(t[id] === b) }
-            XCTAssertEqual(Set(t.all.map { ObjectIdentifier($0) }), Set(model.values.map { ObjectIdentifier($0) }))
+            XCTAssertEqual(Set(t.map { ObjectIdentifier($0) }), Set(model.values.map { ObjectIdentifier($0) }))
             t.removeAll()
             XCTAssertTrue(t.isEmpty)
             XCTAssertNil(t[1])
         }
+    }
+
+    func testIterationWalksTheValuesAsTheyWereWhenItBegan() {
+        var t = StreamTable<Box>()
+        for id in stride(from: Int32(1), through: 99, by: 2) { t.insert(Box(id), for: id) }
+        var seen: [Int32] = []
+        for b in t {
+            seen.append(b.id)
+            t.removeValue(forKey: b.id)  // what teardown and timeouts may do while walking
+            t.insert(Box(b.id + 1000), for: b.id + 1000)
+        }
+        XCTAssertEqual(seen.sorted(), Array(stride(from: Int32(1), through: 99, by: 2)))
+        XCTAssertEqual(t.count, 50)
+        XCTAssertNil(t[1])
     }
 
     func testIDZeroAndNegativeIDsAreNeverFound() {
