@@ -6,9 +6,9 @@ private import CNGHTTP2
 import ProxyCore
 import ProxyHTTP1
 
-/// What `H2SessionHandler.h2ReadData` produced for one DATA frame.
+/// What `H2SessionHandler.h2DataReady` announced for one DATA frame.
 public struct H2DataRead: Sendable {
-    /// Bytes written to the buffer.
+    /// Body bytes that go in the frame (`h2WriteData` copies them when the frame is serialised).
     public var count: Int
     /// The body is complete after these bytes.
     public var eof: Bool
@@ -47,8 +47,13 @@ public protocol H2SessionHandler: AnyObject {
     func h2EndStream(stream: Int32)
     /// The stream is gone (response sent and request complete, or reset by either side with `errorCode`).
     func h2StreamClosed(stream: Int32, errorCode: UInt32)
-    /// Fill `buf` with response body bytes of `stream` (at most its count).
-    func h2ReadData(stream: Int32, into buf: UnsafeMutableRawBufferPointer) -> H2DataRead
+    /// How many response body bytes of `stream` go in its next DATA frame (at most `max`), and whether the body
+    /// ends with them. Nothing is copied yet: the bytes must stay available until `h2WriteData` takes them.
+    func h2DataReady(stream: Int32, max: Int) -> H2DataRead
+    /// Appends the `count` bytes announced by the last `h2DataReady` of `stream` to `out` (which has room for
+    /// them) and lets them go: the DATA frame is being serialised. Called once per announcement with a non-zero
+    /// count, unless the stream closed in between.
+    func h2WriteData(stream: Int32, count: Int, into out: ByteBuffer)
     /// Our END_STREAM for `stream` (on HEADERS, DATA or trailers) was serialised: the response is complete on the
     /// wire, so a RST_STREAM(NO_ERROR) queued now follows it (queued earlier it could overtake the HEADERS).
     func h2ResponseEndSent(stream: Int32)
@@ -60,6 +65,9 @@ extension H2SessionHandler {
 
 /// One HTTP/2 server connection's protocol state on an nghttp2 session, driven sans-IO: feed received bytes to
 /// `receive(_:now:)`, drain bytes to send with `send(into:)`. Not thread-safe; one owner on one thread.
+///
+/// Response bodies are not copied into nghttp2: DATA frames use `NGHTTP2_DATA_FLAG_NO_COPY`, so `send(into:)`
+/// writes each frame's header and the handler's bytes straight into the output buffer (one copy fewer per byte).
 ///
 /// nghttp2's automatic WINDOW_UPDATEs are off: the stream and connection windows re-open only when the owner
 /// calls `consume` for bytes it forwarded, so a stream's buffered request body never exceeds
@@ -84,6 +92,8 @@ public final class H2ServerSession {
     /// Bytes from `mem_send` that did not fit the caller's buffer.
     private var pending: [UInt8] = []
     private var pendingStart = 0
+    /// The buffer `send(into:)` is filling, for the DATA frames nghttp2 hands to `sendData` (nil outside it).
+    private unowned(unsafe) var target: ByteBuffer?
     private var nv: [nghttp2_nv] = []
     /// Client RST_STREAM frames received (for metrics).
     public private(set) var resetsReceived = 0
@@ -113,6 +123,7 @@ public final class H2ServerSession {
         nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, onDataChunk)
         nghttp2_session_callbacks_set_on_stream_close_callback(cbs, onStreamClose)
         nghttp2_session_callbacks_set_on_frame_send_callback(cbs, onFrameSend)
+        nghttp2_session_callbacks_set_send_data_callback(cbs, onSendData)
 
         var opt: OpaquePointer?
         nghttp2_option_new(&opt)
@@ -304,16 +315,20 @@ public final class H2ServerSession {
             pending.removeAll(keepingCapacity: true)
             pendingStart = 0
         }
-        // A DATA frame is at most 16 KiB + 9; larger HEADERS blocks spill into `pending`.
+        // A DATA frame is at most 16 KiB + 9 (nghttp2's payload limit); larger HEADERS blocks spill into `pending`.
+        // Several DATA frames may go out within one `mem_send` call, each through `sendData`; one that no longer
+        // fits makes `mem_send` return 0 and is offered again by the next call.
+        target = out
+        defer { target = nil }
+        let before = out.readableCount
         while out.freeCount >= 16384 + 9 {
             var p: UnsafePointer<UInt8>?
             let n = nghttp2_session_mem_send(session, &p)
             if n < 0 {
                 fail(code: Int32(n))
-                return added
+                break
             }
             guard n > 0, let p else { break }
-            added = true
             let fit = min(n, out.freeCount)
             out.append(UnsafeRawBufferPointer(start: p, count: fit))
             if fit < n {
@@ -321,7 +336,7 @@ public final class H2ServerSession {
                 break
             }
         }
-        return added
+        return added || out.readableCount != before
     }
 
     /// The peer may still send something we will process.
@@ -528,20 +543,41 @@ public final class H2ServerSession {
         handler.h2StreamClosed(stream: stream, errorCode: errorCode)
     }
 
-    fileprivate func read(
-        stream: Int32,
-        into buf: UnsafeMutableRawBufferPointer,
-        flags: UnsafeMutablePointer<UInt32>
-    )
-        -> Int
-    {
-        let r = handler.h2ReadData(stream: stream, into: buf)
+    fileprivate func read(stream: Int32, max: Int, flags: UnsafeMutablePointer<UInt32>) -> Int {
+        let r = handler.h2DataReady(stream: stream, max: max)
         if r.deferred { return Int(NGHTTP2_ERR_DEFERRED.rawValue) }
+        if r.count > 0 { flags.pointee |= NGHTTP2_DATA_FLAG_NO_COPY.rawValue }
         if r.eof {
             flags.pointee |= NGHTTP2_DATA_FLAG_EOF.rawValue
             if r.trailersFollow { flags.pointee |= NGHTTP2_DATA_FLAG_NO_END_STREAM.rawValue }
         }
         return r.count
+    }
+
+    /// One whole DATA frame announced with NO_COPY: its 9-byte header, the optional pad length, the handler's
+    /// bytes, the padding. Nothing is written unless all of it fits (a frame cannot be sent in part). A handler
+    /// that did not write exactly what it announced gets its stream reset (INTERNAL_ERROR) and the frame is taken
+    /// back, so the connection's framing stays intact.
+    fileprivate func sendData(stream: Int32, header: UnsafePointer<UInt8>, count: Int, padding: Int) -> Int32 {
+        guard let out = target, out.freeCount >= 9 + count + padding else { return NGHTTP2_ERR_WOULDBLOCK.rawValue }
+        let mark = out.readableCount
+        out.append(UnsafeRawBufferPointer(start: header, count: 9))
+        if padding > 0 {
+            var padLength = UInt8(truncatingIfNeeded: padding - 1)
+            withUnsafeBytes(of: &padLength) { _ = out.append($0) }
+        }
+        let before = out.readableCount
+        handler.h2WriteData(stream: stream, count: count, into: out)
+        if out.readableCount - before != count {
+            out.end = out.start + mark
+            return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE.rawValue
+        }
+        if padding > 1 {
+            let tail = out.writable
+            tail.baseAddress!.initializeMemory(as: UInt8.self, repeating: 0, count: padding - 1)
+            out.commit(padding - 1)
+        }
+        return 0
     }
 }
 
@@ -603,6 +639,11 @@ private let onStreamClose: nghttp2_on_stream_close_callback = { _, stream, code,
     return 0
 }
 
-private let readData: nghttp2_data_source_read_callback = { _, stream, buf, length, flags, _, ud in
-    owner(ud).read(stream: stream, into: UnsafeMutableRawBufferPointer(start: buf, count: length), flags: flags!)
+private let readData: nghttp2_data_source_read_callback = { _, stream, _, length, flags, _, ud in
+    owner(ud).read(stream: stream, max: length, flags: flags!)
+}
+
+private let onSendData: nghttp2_send_data_callback = { _, frame, framehd, length, _, ud in
+    guard let f = frame?.pointee, let framehd else { return NGHTTP2_ERR_CALLBACK_FAILURE.rawValue }
+    return owner(ud).sendData(stream: f.hd.stream_id, header: framehd, count: length, padding: Int(f.data.padlen))
 }

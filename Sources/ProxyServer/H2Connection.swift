@@ -609,24 +609,11 @@ final class H2Connection: H2SessionHandler, TimerHandler {
         if let s = streams[id], s.resetWhenAnswered { session.resetStream(id, code: .noError) }
     }
 
-    func h2ReadData(stream id: Int32, into buf: UnsafeMutableRawBufferPointer) -> H2DataRead {
+    func h2DataReady(stream id: Int32, max: Int) -> H2DataRead {
         guard let s = streams[id] else { return H2DataRead(count: 0, eof: true) }
-        var n = 0
-        if let rb = s.respBuf {
-            n = min(buf.count, rb.readableCount)
-            if n > 0 {
-                buf.baseAddress!.copyMemory(from: rb.base + rb.start, byteCount: n)
-                rb.consume(n)
-                s.bytesDelivered += n
-                s.lastProgress = loop.now
-                if let f = s.fwd, f.pausedBySink { wake(s) }
-            }
-            if rb.isEmpty && s.ex.responseEnded {
-                worker.bigBufferPool.release(rb)
-                s.respBuf = nil
-            }
-        }
-        if s.respBuf == nil && s.ex.responseEnded {
+        let available = s.respBuf?.readableCount ?? 0
+        let n = min(max, available)
+        if n == available && s.ex.responseEnded {
             s.responseComplete = true
             if s.hasTrailers, let f = s.fwd {
                 headers.reset()
@@ -637,6 +624,10 @@ final class H2Connection: H2SessionHandler, TimerHandler {
                     return H2DataRead(count: n, eof: true, trailersFollow: true)
                 }
             }
+            if n == 0, let rb = s.respBuf {
+                worker.bigBufferPool.release(rb)
+                s.respBuf = nil
+            }
             return H2DataRead(count: n, eof: true)
         }
         if n == 0 {
@@ -644,6 +635,19 @@ final class H2Connection: H2SessionHandler, TimerHandler {
             return .deferred
         }
         return H2DataRead(count: n)
+    }
+
+    func h2WriteData(stream id: Int32, count n: Int, into out: ByteBuffer) {
+        guard let s = streams[id], let rb = s.respBuf else { return }
+        out.append(UnsafeRawBufferPointer(start: rb.base + rb.start, count: n))
+        rb.consume(n)
+        s.bytesDelivered += n
+        s.lastProgress = loop.now
+        if rb.isEmpty && s.ex.responseEnded {
+            worker.bigBufferPool.release(rb)
+            s.respBuf = nil
+        }
+        if let f = s.fwd, f.pausedBySink { wake(s) }
     }
 
     // MARK: streams

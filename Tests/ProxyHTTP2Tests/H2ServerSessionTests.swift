@@ -47,6 +47,85 @@ final class H2ServerSessionTests: H2SessionTestCase {
         XCTAssertEqual(r.closed.map(\.0), [1])
     }
 
+    /// DATA frames are written by the handler straight into the output (NO_COPY). With room for one frame per
+    /// `send`, each frame that does not fit is offered again by the next call: every announced count is written
+    /// exactly once and the body arrives whole and in order.
+    func testDataFramesAreWrittenDirectlyAndRetriedWhenTheOutputIsFull() {
+        let (s, r) = makeSession()
+        _ = exchange(s, Self.preface + frame(4, 0, 0) + frame(1, 0x5, 1, request()))
+        let body = (0..<50000).map { UInt8(truncatingIfNeeded: $0 &* 7 &+ $0 >> 8) }
+        r.body = body
+        let block = H2HeaderBlock()
+        block.reset(status: 200)
+        s.submitResponse(stream: 1, headers: block, hasBody: true)
+        let small = ByteBuffer(capacity: 16384 + 9 + 100)
+        var wire: [UInt8] = []
+        var calls = 0
+        while s.wantsWrite && calls < 20 {
+            calls += 1
+            small.clear()
+            s.send(into: small)
+            wire += Array(small.readable)
+        }
+        let data = parse(wire).filter { $0.type == 0 && $0.stream == 1 }
+        XCTAssertEqual(Array(data.map(\.payload).joined()), body)
+        XCTAssertEqual(data.map(\.payload.count), [16384, 16384, 16384, 848])
+        XCTAssertEqual(data.map { $0.flags & 1 }, [0, 0, 0, 1], "END_STREAM on the last frame only")
+        XCTAssertEqual(r.written, data.map(\.payload.count))
+        XCTAssertEqual(r.announced.filter { $0 > 0 }, r.written, "each announcement written once")
+        XCTAssertEqual(r.closed.map(\.0), [1])
+    }
+
+    /// A client reset between the announcement of a frame and its turn to be written: nghttp2 drops the frame, the
+    /// handler is not asked for its bytes, and the session carries on.
+    func testAnnouncedFrameOfAResetStreamIsDropped() {
+        let (s, r) = makeSession()
+        _ = exchange(s, Self.preface + frame(4, 0, 0) + frame(1, 0x5, 1, request()))
+        r.body = Array(repeating: 0x62, count: 40000)
+        let block = H2HeaderBlock()
+        block.reset(status: 200)
+        s.submitResponse(stream: 1, headers: block, hasBody: true)
+        let small = ByteBuffer(capacity: 16384 + 9 + 100)
+        s.send(into: small)
+        XCTAssertEqual(r.written, [16384], "the second frame does not fit")
+        XCTAssertEqual(r.announced, [16384, 16384])
+        let (failure, frames) = exchange(s, frame(3, 0, 1, [0, 0, 0, 8]))
+        XCTAssertNil(failure)
+        XCTAssertEqual(r.written, [16384], "no bytes taken for the dropped frame")
+        XCTAssertFalse(frames.contains { $0.type == 0 }, "no DATA after the reset")
+        XCTAssertEqual(r.closed.map(\.0), [1])
+        XCTAssertEqual(r.closed.map(\.1), [8])
+        // The connection still works: a new stream is answered.
+        _ = exchange(s, frame(1, 0x5, 3, request()))
+        XCTAssertEqual(r.requests.map(\.0), [1, 3])
+    }
+
+    /// A handler that writes less than it announced: the frame is taken back and the stream reset with
+    /// INTERNAL_ERROR; what is on the wire still parses frame by frame, and other streams carry on.
+    func testShortWriteResetsTheStreamWithoutBreakingTheFraming() {
+        let (s, r) = makeSession()
+        _ = exchange(s, Self.preface + frame(4, 0, 0) + frame(1, 0x5, 1, request()))
+        r.body = Array(repeating: 0x63, count: 100)
+        r.shortWrite = true
+        let block = H2HeaderBlock()
+        block.reset(status: 200)
+        s.submitResponse(stream: 1, headers: block, hasBody: true)
+        let (failure, frames) = exchange(s, [])
+        XCTAssertNil(failure)
+        XCTAssertFalse(frames.contains { $0.type == 0 }, "no DATA frame")
+        let rst = frames.first { $0.type == 3 && $0.stream == 1 }
+        XCTAssertEqual(rst.map { be32($0.payload, 0) }, 2, "RST_STREAM INTERNAL_ERROR")
+        r.shortWrite = false
+        r.body = Array(repeating: 0x64, count: 10)
+        _ = exchange(s, frame(1, 0x5, 3, request()))
+        s.submitResponse(stream: 3, headers: block, hasBody: true)
+        let (_, next) = exchange(s, [])
+        XCTAssertEqual(
+            next.filter { $0.type == 0 && $0.stream == 3 }.map(\.payload),
+            [Array(repeating: 0x64, count: 10)]
+        )
+    }
+
     func testUppercaseAndConnectionSpecificFieldsResetTheStream() {
         for bad in [("X-Upper", "1"), ("connection", "close"), ("transfer-encoding", "chunked")] {
             let (s, r) = makeSession()

@@ -29,11 +29,22 @@ class H2SessionTestCase: XCTestCase {
         func h2Trailers(stream: Int32, trailers: HTTPHeaders) {}
         func h2EndStream(stream: Int32) { ended.append(stream) }
         func h2StreamClosed(stream: Int32, errorCode: UInt32) { closed.append((stream, errorCode)) }
-        func h2ReadData(stream: Int32, into buf: UnsafeMutableRawBufferPointer) -> H2DataRead {
-            let n = min(buf.count, body.count)
-            buf.copyBytes(from: body[..<n])
-            body.removeFirst(n)
-            return H2DataRead(count: n, eof: body.isEmpty)
+        /// Counts of the bytes each `h2DataReady` announced, then each `h2WriteData` took.
+        var announced: [Int] = []
+        var written: [Int] = []
+        /// Makes `h2WriteData` write one byte less than announced (a broken handler).
+        var shortWrite = false
+
+        func h2DataReady(stream: Int32, max: Int) -> H2DataRead {
+            let n = min(max, body.count)
+            announced.append(n)
+            return H2DataRead(count: n, eof: n == body.count)
+        }
+        func h2WriteData(stream: Int32, count: Int, into out: ByteBuffer) {
+            written.append(count)
+            let n = shortWrite ? count - 1 : count
+            body.withUnsafeBytes { _ = out.append(UnsafeRawBufferPointer(rebasing: $0[..<n])) }
+            body.removeFirst(count)
         }
     }
 
