@@ -94,6 +94,8 @@ public final class H2ServerSession {
     private var pendingStart = 0
     /// The buffer `send(into:)` is filling, for the DATA frames nghttp2 hands to `sendData` (nil outside it).
     private unowned(unsafe) var target: ByteBuffer?
+    /// Inside `receive` or `send`: the handler is being called from nghttp2, which must not be entered again.
+    public private(set) var isBusy = false
     private var nv: [nghttp2_nv] = []
     /// Client RST_STREAM frames received (for metrics).
     public private(set) var resetsReceived = 0
@@ -191,6 +193,8 @@ public final class H2ServerSession {
         if let failure { return failure }
         self.now = now
         guard bytes.count > 0 else { return nil }
+        isBusy = true
+        defer { isBusy = false }
         var fed = 0
         var i = 0
         scan: while i < bytes.count {
@@ -319,7 +323,11 @@ public final class H2ServerSession {
         // Several DATA frames may go out within one `mem_send` call, each through `sendData`; one that no longer
         // fits makes `mem_send` return 0 and is offered again by the next call.
         target = out
-        defer { target = nil }
+        isBusy = true
+        defer {
+            target = nil
+            isBusy = false
+        }
         let before = out.readableCount
         while out.freeCount >= 16384 + 9 {
             var p: UnsafePointer<UInt8>?

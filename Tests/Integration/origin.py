@@ -3,6 +3,7 @@
 
 Paths:
   /bytes/N            N bytes of a repeating pattern, Content-Length, streamed in 64 KiB writes
+  /mark/N/K           as /bytes/N, the pattern shifted by K (0-255): bodies that differ per request
   /chunked/N          N bytes, Transfer-Encoding: chunked
   /echo               echoes the request: JSON with method, path, headers, body length and sha256 of the body,
                       and origin_port (which origin answered)
@@ -24,6 +25,11 @@ import time
 from http.server import BaseHTTPRequestHandler
 
 PATTERN = bytes(range(256)) * 256  # 64 KiB
+
+
+def marked(k):
+    """/mark/N/K's 64 KiB pattern: PATTERN shifted by K."""
+    return bytes((i + k) & 0xFF for i in range(256)) * 256
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -70,8 +76,10 @@ class Handler(BaseHTTPRequestHandler):
     def handle_any(self):
         path = self.path
         print(f"REQ {self.command} {path}", flush=True)
-        if path.startswith("/bytes/"):
-            n = int(path.split("/")[2])
+        if path.startswith("/bytes/") or path.startswith("/mark/"):
+            parts = path.split("/")
+            n = int(parts[2])
+            pattern = marked(int(parts[3])) if parts[1] == "mark" else PATTERN
             for _ in self._body_reader():
                 pass
             self.send_response(200)
@@ -82,8 +90,8 @@ class Handler(BaseHTTPRequestHandler):
                 return
             sent = 0
             while sent < n:
-                k = min(len(PATTERN), n - sent)
-                self.wfile.write(PATTERN[:k])
+                k = min(len(pattern), n - sent)
+                self.wfile.write(pattern[:k])
                 sent += k
         elif path.startswith("/chunked/"):
             n = int(path.split("/")[2])
