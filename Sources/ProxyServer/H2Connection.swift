@@ -97,7 +97,8 @@ final class H2Connection: H2SessionHandler, TimerHandler {
 
     /// Coalesces writes: streams woken by their origins in one loop tick are flushed together after the events.
     func scheduleFlush() {
-        if !flusher.timerSlot.isPending { loop.schedule(at: 0, flusher) }
+        // Never after teardown: the timer holds the connection unowned and would outlive it.
+        if !closed && !flusher.timerSlot.isPending { loop.schedule(at: 0, flusher) }
     }
 
     private func readClient() -> Bool {
@@ -175,7 +176,10 @@ final class H2Connection: H2SessionHandler, TimerHandler {
         return progress
     }
 
-    private func flushClient() -> Bool {
+    /// Writes the output through TLS. A failed write closes the connection, or with `closing: false` only marks the
+    /// peer gone so that the next pump closes it: a caller deep in a stream's call chain (`responseBody`) must not
+    /// tear the connection down under the callers above it.
+    private func flushClient(closing: Bool = true) -> Bool {
         guard let out = outBuf, !out.isEmpty, canWrite, let tls = conn.tls else {
             if let out = outBuf, out.isEmpty, !session.wantsWrite {
                 worker.bigBufferPool.release(out)
@@ -199,7 +203,7 @@ final class H2Connection: H2SessionHandler, TimerHandler {
                 return moved
             case .failed:
                 conn.peerEOF = true
-                close()
+                if closing { close() }
                 return moved
             }
         }
@@ -731,21 +735,20 @@ final class H2Connection: H2SessionHandler, TimerHandler {
         var rest = bytes
         let id = s.id
         if rb.isEmpty && bytes.count >= Self.directFramingMinimum && !session.isBusy && !closed {
-            if s.deferred {
-                s.deferred = false
-                session.resumeData(stream: id)
+            // A whole frame must fit: flush what earlier frames left in the output first (never closing from here).
+            if let out = outBuf, out.freeCount < 16384 + 9, canWrite { _ = flushClient(closing: false) }
+            if !conn.peerEOF {
+                if s.deferred {
+                    s.deferred = false
+                    session.resumeData(stream: id)
+                }
+                s.borrowed = bytes
+                session.send(into: ensureOutBuf())
+                rest = s.borrowed ?? rest
+                s.borrowed = nil
+                // Sending can close streams (a reset queued earlier): then the rest has nowhere to go.
+                guard s.id == id, s.respBuf === rb else { return scheduleFlush() }
             }
-            // A whole frame must fit: flush what earlier frames left in the output first.
-            if let out = outBuf, out.freeCount < 16384 + 9, canWrite {
-                _ = flushClient()
-                if closed { return }
-            }
-            s.borrowed = bytes
-            session.send(into: ensureOutBuf())
-            rest = s.borrowed ?? rest
-            s.borrowed = nil
-            // Sending can close streams (a reset queued earlier): then the rest has nowhere to go.
-            guard s.id == id, s.respBuf === rb else { return scheduleFlush() }
         }
         rb.append(rest)
         wakeData(s)

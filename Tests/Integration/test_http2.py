@@ -11,6 +11,7 @@ import socket
 import ssl
 import struct
 import subprocess
+import tempfile
 import time
 
 import pytest
@@ -24,6 +25,7 @@ import h2.settings  # noqa: E402
 import hpack  # noqa: E402
 
 from conftest import curl, tls_connect, wait_for, write_file  # noqa: E402
+from tls_wire import NginxProcess, free_port, nginx_conf  # noqa: E402
 
 ENHANCE_YOUR_CALM = 0xB
 PROTOCOL_ERROR = 0x1
@@ -397,6 +399,49 @@ def test_parallel_large_downloads_arrive_intact(proxies, origin, tmp_path, windo
         assert body == expected, f"stream {sid}: bytes differ"
     c.close()
     still_serving(p)
+
+
+class FileOrigin(NginxProcess):
+    """A plain-HTTP nginx serving one 16 KiB file at /16k: an origin fast enough to keep every stream's body
+    flowing while the clients go away (the Python origin answers too slowly for that)."""
+
+    def __init__(self):
+        self.dir = tempfile.mkdtemp(prefix="edgeproxy-file-origin-")
+        os.chmod(self.dir, 0o755)
+        with open(os.path.join(self.dir, "16k"), "wb") as f:
+            f.write(os.urandom(16384))
+        self.port = free_port()
+        self.launch(nginx_conf(self.dir, f"""
+    server {{
+        listen 127.0.0.1:{self.port} backlog=1024;
+        location = /16k {{ root {self.dir}; }}
+    }}""", worker_connections=1024, access_log=False))
+
+
+def test_clients_vanishing_mid_download_leave_the_proxy_serving(proxies, tmp_path):
+    """Clients killed while their downloads are in flight (the kernel resets every connection with unread data).
+    A failed write from inside a stream's delivery once tore the connection down under its callers, and a flush
+    they scheduled afterwards ran on the freed connection: a crash in three of four runs of thirty rounds. Sixty rounds
+    of an h2load (128 connections x 10 streams of 16 KiB bodies) killed 0.3 s into its run."""
+    o = FileOrigin()
+    try:
+        cfg = write_file(tmp_path, "h2.toml", '[access_log]\npath = "off"\n[http2]\nmax_concurrent_streams = 100\n')
+        p = proxies(["--config", cfg, "--listen", "127.0.0.1:0", "--upstream", f"http://127.0.0.1:{o.port}"])
+        for _ in range(60):
+            load = subprocess.Popen(["h2load", "-t1", "-c128", "-m10", "-D", "30", p.base + "/16k"],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            try:
+                load.wait(timeout=0.3)  # the load's running time, not a wait for an event: it never ends by itself
+            except subprocess.TimeoutExpired:
+                pass
+            load.kill()
+            load.wait(timeout=10)
+            assert p.alive(), p.output()[-3000:]
+        r = curl("--http2", "-o", "/dev/null", "-w", "%{http_code} %{size_download}", p.base + "/16k")
+        assert r.stdout == "200 16384", r
+        assert p.alive()
+    finally:
+        o.stop()
 
 
 def test_request_body_flow_control_window_is_enforced(proxies, origin, tmp_path):
