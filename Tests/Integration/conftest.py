@@ -20,6 +20,20 @@ import pytest
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 HERE = os.path.dirname(os.path.abspath(__file__))
 
+# Every temporary file and directory the harness and the tests make (process logs, certificates, nginx, Redis and
+# CA directories) goes under one directory per session, removed when the session passes and kept, with its path
+# printed, when it fails. pytest's own tmp_path keeps its usual root (and retention), set before the switch.
+os.environ.setdefault("PYTEST_DEBUG_TEMPROOT", tempfile.gettempdir())
+SCRATCH = tempfile.mkdtemp(prefix="edgeproxy-it-")
+tempfile.tempdir = SCRATCH
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if exitstatus == 0:
+        shutil.rmtree(SCRATCH, ignore_errors=True)
+    else:
+        print(f"\nprocess logs and scratch files of this run: {SCRATCH}", file=sys.stderr)
+
 
 def edgeproxy_bin():
     b = os.environ.get("EDGEPROXY_BIN") or os.path.join(ROOT, ".build", "release", "edgeproxy")
