@@ -24,12 +24,12 @@ import sys
 import time
 from http.server import BaseHTTPRequestHandler
 
-PATTERN = bytes(range(256)) * 256  # 64 KiB
-
-
 def marked(k):
-    """/mark/N/K's 64 KiB pattern: PATTERN shifted by K."""
+    """/mark/N/K's 64 KiB pattern: bytes 0..255 repeated, each shifted by K (K = 0 is /bytes/N's)."""
     return bytes((i + k) & 0xFF for i in range(256)) * 256
+
+
+PATTERN = marked(0)  # 64 KiB
 
 
 class Handler(BaseHTTPRequestHandler):

@@ -25,17 +25,18 @@ import h2.settings  # noqa: E402
 import hpack  # noqa: E402
 
 from conftest import curl, tls_connect, wait_for, write_file  # noqa: E402
+from origin import marked  # noqa: E402
 from tls_wire import NginxProcess, free_port, nginx_conf  # noqa: E402
 
 ENHANCE_YOUR_CALM = 0xB
 PROTOCOL_ERROR = 0x1
 NO_ERROR = 0x0
-PATTERN = bytes(range(256)) * 256
 
 
-def pattern(n):
-    out = PATTERN * (n // len(PATTERN) + 1)
-    return out[:n]
+def pattern(n, shift=0):
+    """The body origin.py sends for /bytes/N (shift 0) or /mark/N/shift."""
+    p = marked(shift)
+    return (p * (n // len(p) + 1))[:n]
 
 
 def start(proxies, origin, tmp_path, extra="", upstream=True):
@@ -391,7 +392,7 @@ def test_parallel_large_downloads_arrive_intact(proxies, origin, tmp_path, windo
     want = {}
     for k in range(12):
         n, shift = 300000 + 4099 * k, (k * 37) & 0xFF
-        want[c.request(f"/mark/{n}/{shift}")] = (bytes((i + shift) & 0xFF for i in range(256)) * (n // 256 + 1))[:n]
+        want[c.request(f"/mark/{n}/{shift}")] = pattern(n, shift)
     for sid, expected in want.items():
         status, _, body, _ = c.response(sid, timeout=60)
         assert status == 200

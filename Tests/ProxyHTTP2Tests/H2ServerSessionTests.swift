@@ -34,11 +34,7 @@ final class H2ServerSessionTests: H2SessionTestCase {
     func testResponseWithBodyIsFramedAndEndsTheStream() {
         let (s, r) = makeSession()
         _ = exchange(s, Self.preface + frame(4, 0, 0) + frame(1, 0x5, 1, request()))
-        r.body = Array(repeating: 0x61, count: 20000)
-        let block = H2HeaderBlock()
-        block.reset(status: 200)
-        block.append(name: "Content-Type", value: "text/plain")
-        s.submitResponse(stream: 1, headers: block, hasBody: true)
+        respond(s, r, body: Array(repeating: 0x61, count: 20000), fields: [("Content-Type", "text/plain")])
         let (_, frames) = exchange(s, [])
         XCTAssertEqual(frames.filter { $0.type == 1 && $0.stream == 1 }.count, 1)
         let data = frames.filter { $0.type == 0 && $0.stream == 1 }
@@ -54,10 +50,7 @@ final class H2ServerSessionTests: H2SessionTestCase {
         let (s, r) = makeSession()
         _ = exchange(s, Self.preface + frame(4, 0, 0) + frame(1, 0x5, 1, request()))
         let body = (0..<50000).map { UInt8(truncatingIfNeeded: $0 &* 7 &+ $0 >> 8) }
-        r.body = body
-        let block = H2HeaderBlock()
-        block.reset(status: 200)
-        s.submitResponse(stream: 1, headers: block, hasBody: true)
+        respond(s, r, body: body)
         let small = ByteBuffer(capacity: 16384 + 9 + 100)
         var wire: [UInt8] = []
         var calls = 0
@@ -81,10 +74,7 @@ final class H2ServerSessionTests: H2SessionTestCase {
     func testAnnouncedFrameOfAResetStreamIsDropped() {
         let (s, r) = makeSession()
         _ = exchange(s, Self.preface + frame(4, 0, 0) + frame(1, 0x5, 1, request()))
-        r.body = Array(repeating: 0x62, count: 40000)
-        let block = H2HeaderBlock()
-        block.reset(status: 200)
-        s.submitResponse(stream: 1, headers: block, hasBody: true)
+        respond(s, r, body: Array(repeating: 0x62, count: 40000))
         let small = ByteBuffer(capacity: 16384 + 9 + 100)
         s.send(into: small)
         XCTAssertEqual(r.written, [16384], "the second frame does not fit")
@@ -105,20 +95,16 @@ final class H2ServerSessionTests: H2SessionTestCase {
     func testShortWriteResetsTheStreamWithoutBreakingTheFraming() {
         let (s, r) = makeSession()
         _ = exchange(s, Self.preface + frame(4, 0, 0) + frame(1, 0x5, 1, request()))
-        r.body = Array(repeating: 0x63, count: 100)
         r.shortWrite = true
-        let block = H2HeaderBlock()
-        block.reset(status: 200)
-        s.submitResponse(stream: 1, headers: block, hasBody: true)
+        respond(s, r, body: Array(repeating: 0x63, count: 100))
         let (failure, frames) = exchange(s, [])
         XCTAssertNil(failure)
         XCTAssertFalse(frames.contains { $0.type == 0 }, "no DATA frame")
         let rst = frames.first { $0.type == 3 && $0.stream == 1 }
         XCTAssertEqual(rst.map { be32($0.payload, 0) }, 2, "RST_STREAM INTERNAL_ERROR")
         r.shortWrite = false
-        r.body = Array(repeating: 0x64, count: 10)
         _ = exchange(s, frame(1, 0x5, 3, request()))
-        s.submitResponse(stream: 3, headers: block, hasBody: true)
+        respond(s, r, stream: 3, body: Array(repeating: 0x64, count: 10))
         let (_, next) = exchange(s, [])
         XCTAssertEqual(
             next.filter { $0.type == 0 && $0.stream == 3 }.map(\.payload),

@@ -103,6 +103,21 @@ class H2SessionTestCase: XCTestCase {
         UInt32(b[at]) << 24 | UInt32(b[at + 1]) << 16 | UInt32(b[at + 2]) << 8 | UInt32(b[at + 3])
     }
 
+    /// Gives the recorder `body` and queues a 200 with that body on `stream` (whose request already arrived).
+    func respond(
+        _ s: H2ServerSession,
+        _ r: Recorder,
+        stream: Int32 = 1,
+        body: [UInt8],
+        fields: [(StaticString, StaticString)] = []
+    ) {
+        r.body = body
+        let block = H2HeaderBlock()
+        block.reset(status: 200)
+        for (n, v) in fields { block.append(name: n, value: v) }
+        s.submitResponse(stream: stream, headers: block, hasBody: true)
+    }
+
     /// Feeds `input`, then drains everything the session wants to send.
     func exchange(_ s: H2ServerSession, _ input: [UInt8], now: UInt64 = 1_000_000_000) -> (H2Failure?, [Frame]) {
         let failure = input.withUnsafeBytes { s.receive($0, now: now) }
