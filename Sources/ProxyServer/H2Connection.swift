@@ -619,6 +619,7 @@ final class H2Connection: H2SessionHandler, TimerHandler {
         let n = min(max, available)
         if n == available && s.ex.responseEnded {
             s.responseComplete = true
+            if n == 0 { dropEmptyResponseBuffer(s) }
             if s.hasTrailers, let f = s.fwd {
                 headers.reset()
                 f.responseTrailers.forEachForwardableTrailer { n, v in headers.append(name: n, value: v) }
@@ -627,10 +628,6 @@ final class H2Connection: H2SessionHandler, TimerHandler {
                     session.submitTrailers(stream: id, headers: headers)
                     return H2DataRead(count: n, eof: true, trailersFollow: true)
                 }
-            }
-            if n == 0, let rb = s.respBuf {
-                worker.bigBufferPool.release(rb)
-                s.respBuf = nil
             }
             return H2DataRead(count: n, eof: true)
         }
@@ -646,20 +643,25 @@ final class H2Connection: H2SessionHandler, TimerHandler {
         if let b = s.borrowed {
             out.append(UnsafeRawBufferPointer(rebasing: b.prefix(n)))
             s.borrowed = UnsafeRawBufferPointer(rebasing: b.dropFirst(n))
-            s.bytesDelivered += n
-            s.lastProgress = loop.now
+        } else if let rb = s.respBuf {
+            out.append(UnsafeRawBufferPointer(start: rb.base + rb.start, count: n))
+            rb.consume(n)
+            if s.ex.responseEnded { dropEmptyResponseBuffer(s) }
+        } else {
             return
         }
-        guard let rb = s.respBuf else { return }
-        out.append(UnsafeRawBufferPointer(start: rb.base + rb.start, count: n))
-        rb.consume(n)
         s.bytesDelivered += n
         s.lastProgress = loop.now
-        if rb.isEmpty && s.ex.responseEnded {
+        if let f = s.fwd, f.pausedBySink { wake(s) }
+    }
+
+    /// Returns the stream's response buffer to the pool once nothing is left in it (after the response ended):
+    /// `respBuf == nil` with `responseEnded` is how the rest of the connection knows the whole body left.
+    private func dropEmptyResponseBuffer(_ s: H2Stream) {
+        if let rb = s.respBuf, rb.isEmpty {
             worker.bigBufferPool.release(rb)
             s.respBuf = nil
         }
-        if let f = s.fwd, f.pausedBySink { wake(s) }
     }
 
     // MARK: streams
@@ -823,10 +825,7 @@ final class H2Connection: H2SessionHandler, TimerHandler {
     fileprivate func responseEnded(_ s: H2Stream, trailers: HTTPHeaders) {
         s.ex.responseEnded = true
         s.hasTrailers = trailers.count > 0
-        if s.respBuf?.isEmpty ?? false, !s.hasTrailers {
-            worker.bigBufferPool.release(s.respBuf!)
-            s.respBuf = nil
-        }
+        if !s.hasTrailers { dropEmptyResponseBuffer(s) }
         if !s.ex.requestEnded && !s.tunnel {
             // The origin answered before the request body ended: the rest of the upload is not forwarded; the
             // stream is reset with NO_ERROR once the response is out. (A tunnel's client side stays open: it is
@@ -848,10 +847,7 @@ final class H2Connection: H2SessionHandler, TimerHandler {
             // HTTP/1, that is a tunnel's normal end: logged as truncated only if response bytes are still waiting for
             // the client, and not counted as a client reset (the RST_STREAM is ours).
             s.ex.responseEnded = true
-            if let rb = s.respBuf, rb.isEmpty {
-                worker.bigBufferPool.release(rb)
-                s.respBuf = nil
-            }
+            dropEmptyResponseBuffer(s)
             s.fwd?.abandon()
             session.resetStream(s.id, code: .cancel)
             scheduleFlush()

@@ -5,6 +5,7 @@ Paths:
   /bytes/N            N bytes of a repeating pattern, Content-Length, streamed in 64 KiB writes
   /mark/N/K           as /bytes/N, the pattern shifted by K (0-255): bodies that differ per request
   /chunked/N          N bytes, Transfer-Encoding: chunked
+  /trailers/N         as /chunked/N, ending with a trailer field "x-checksum: n=N"
   /echo               echoes the request: JSON with method, path, headers, body length and sha256 of the body,
                       and origin_port (which origin answered)
   /upload             streams the request body (chunked or CL), replies with its length and sha256
@@ -93,7 +94,7 @@ class Handler(BaseHTTPRequestHandler):
                 k = min(len(pattern), n - sent)
                 self.wfile.write(pattern[:k])
                 sent += k
-        elif path.startswith("/chunked/"):
+        elif path.startswith("/chunked/") or path.startswith("/trailers/"):
             n = int(path.split("/")[2])
             self.send_response(200)
             self.send_header("Transfer-Encoding", "chunked")
@@ -103,7 +104,8 @@ class Handler(BaseHTTPRequestHandler):
                 k = min(len(PATTERN), n - sent)
                 self.wfile.write(b"%x\r\n" % k + PATTERN[:k] + b"\r\n")
                 sent += k
-            self.wfile.write(b"0\r\n\r\n")
+            trailer = b"x-checksum: n=%d\r\n" % n if path.startswith("/trailers/") else b""
+            self.wfile.write(b"0\r\n" + trailer + b"\r\n")
         elif path.startswith("/echo") or path.startswith("/upload"):
             h = hashlib.sha256()
             n = 0

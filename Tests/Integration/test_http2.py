@@ -287,6 +287,31 @@ def test_curl_get_over_h2(proxies, origin, tmp_path):
     assert lines[-1]["protocol"] == "HTTP/2" and lines[-1]["status"] == 200 and lines[-1]["bytes_out"] == 300000
 
 
+def test_response_trailers_end_a_complete_logged_stream(proxies, origin, tmp_path):
+    """An origin's chunked response with a trailer field: the body, then HEADERS with the trailer and END_STREAM.
+    The access log line says the response was complete (not truncated) with every byte counted. 100000 bytes
+    (the body leaves before the trailers are known) and 0 bytes."""
+    p = start(proxies, origin, tmp_path)
+    c = H2Client(p.port)
+    for n in (100000, 0):
+        sid = c.request(f"/trailers/{n}", headers=[("te", "trailers")])
+        status, _, body, trailers = c.response(sid)
+        assert status == 200 and body == pattern(n)
+        assert ("x-checksum", f"n={n}") in trailers, trailers
+    c.close()
+    log = os.path.join(str(tmp_path), "access.log")
+
+    def logged():
+        lines = [json.loads(l) for l in open(log).read().splitlines() if l.strip()] if os.path.exists(log) else []
+        got = {l["path"]: l for l in lines}
+        return got if len(got) == 2 else None
+
+    got = wait_for(logged, what="both access log lines")
+    for n in (100000, 0):
+        line = got[f"/trailers/{n}"]
+        assert line["status"] == 200 and line["bytes_out"] == n and not line.get("truncated"), line
+
+
 def test_curl_post_large_streamed_body(proxies, origin, tmp_path):
     p = start(proxies, origin, tmp_path)
     data = os.urandom(1 << 20) * 24  # 24 MiB
