@@ -307,15 +307,14 @@ public final class H2ServerSession {
     /// Appends bytes to send to `out` while it has room for a whole frame. Returns true when anything was added.
     @discardableResult
     public func send(into out: ByteBuffer) -> Bool {
-        var added = false
+        let before = out.readableCount
         if pendingStart < pending.count {
             let n = min(out.freeCount, pending.count - pendingStart)
             _ = pending.withUnsafeBytes {
                 out.append(UnsafeRawBufferPointer(rebasing: $0[pendingStart..<pendingStart + n]))
             }
             pendingStart += n
-            added = n > 0
-            if pendingStart < pending.count { return added }
+            if pendingStart < pending.count { return n > 0 }
             pending.removeAll(keepingCapacity: true)
             pendingStart = 0
         }
@@ -328,7 +327,6 @@ public final class H2ServerSession {
             target = nil
             isBusy = false
         }
-        let before = out.readableCount
         while out.freeCount >= 16384 + 9 {
             var p: UnsafePointer<UInt8>?
             let n = nghttp2_session_mem_send(session, &p)
@@ -344,7 +342,7 @@ public final class H2ServerSession {
                 break
             }
         }
-        return added || out.readableCount != before
+        return out.readableCount != before
     }
 
     /// The peer may still send something we will process.
