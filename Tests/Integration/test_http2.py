@@ -427,6 +427,48 @@ def test_parallel_large_downloads_arrive_intact(proxies, origin, tmp_path, windo
     still_serving(p)
 
 
+def test_parallel_downloads_with_the_proxy_out_of_fds(proxies, origin, tmp_path):
+    """Twelve large downloads on one connection while the proxy can open only two more sockets: a stream that gets
+    no origin connection is answered with a clear 5xx at once, a stream that gets one arrives whole (the direct
+    framing path carries it next to the failures), nothing hangs, and once descriptors come back the same connection
+    serves all twelve."""
+    import resource
+    p = start(proxies, origin, tmp_path)
+    c = H2Client(p.port)
+    sid = c.request("/bytes/10")
+    assert c.response(sid)[0] == 200
+    pid = p.p.pid
+    soft, hard = resource.prlimit(pid, resource.RLIMIT_NOFILE)
+    resource.prlimit(pid, resource.RLIMIT_NOFILE, (len(os.listdir(f"/proc/{pid}/fd")) + 2, hard))
+    try:
+        want = {}
+        for k in range(12):
+            n, shift = 300000 + 4099 * k, (k * 41) & 0xFF
+            want[c.request(f"/mark/{n}/{shift}")] = pattern(n, shift)
+        statuses = []
+        for sid, expected in want.items():
+            status, _, body, _ = c.response(sid, timeout=30)
+            statuses.append(status)
+            if status == 200:
+                assert body == expected, f"stream {sid}: bytes differ"
+            else:
+                assert status in (502, 503), (sid, status, body[:200])
+        print("statuses with 2 spare fds:", statuses)
+        assert 200 in statuses and any(s != 200 for s in statuses), statuses
+    finally:
+        resource.prlimit(pid, resource.RLIMIT_NOFILE, (soft, hard))
+    want = {}
+    for k in range(12):
+        n, shift = 200000 + 977 * k, (k * 13) & 0xFF
+        want[c.request(f"/mark/{n}/{shift}")] = pattern(n, shift)
+    for sid, expected in want.items():
+        status, _, body, _ = c.response(sid, timeout=30)
+        assert status == 200 and body == expected, sid
+    c.close()
+    still_serving(p)
+    assert p.alive()
+
+
 class FileOrigin(NginxProcess):
     """A plain-HTTP nginx serving one 16 KiB file at /16k: an origin fast enough to keep every stream's body
     flowing while the clients go away (the Python origin answers too slowly for that)."""
