@@ -132,7 +132,7 @@ let package = Package(
         .testTarget(name: "ProxyForwarderTests", dependencies: ["ProxyForwarder", "ProxyHTTP1", "ProxyCore"]),
         // The session cache without sockets (LRU, TTL, bounds, wipe).
         // Also the pure decisions of the TLS layer (the OpenSSL callbacks only map them, e.g. ALPNSelection).
-        .testTarget(name: "ProxyTLSTests", dependencies: ["ProxyTLS", "COpenSSL"]),
+        .testTarget(name: "ProxyTLSTests", dependencies: ["ProxyTLS", "COpenSSL", "CProxyShims"]),
         .testTarget(
             name: "ProxyUpstreamsTests",
             dependencies: ["ProxyUpstreams", "ProxyConfig", "ProxyEventLoop", "ProxyCore"]

@@ -36,6 +36,9 @@ final class ClientConnection: EventHandler, TimerHandler {
     private var canRead = true
     private var canWrite = true
     var peerEOF = false
+    /// A hang-up edge (EPOLLRDHUP, EPOLLHUP, EPOLLERR) was reported: from then on reads go on until EAGAIN or EOF
+    /// even when the socket looked emptied (`TLSStream.socketEmptied`), because no later edge announces the EOF.
+    private(set) var sawHangup = false
     private(set) var closed = false
     /// Closed for the protocol, the socket still open: draining the client's last bytes (see `closeNow`).
     private var lingering = false
@@ -248,6 +251,7 @@ final class ClientConnection: EventHandler, TimerHandler {
             drainLingering()
             return
         }
+        if events & (EventLoop.readHangup | EventLoop.hangup | EventLoop.error) != 0 { sawHangup = true }
         if let h2 {
             h2.handleEvent(events)
             return
@@ -399,9 +403,11 @@ final class ClientConnection: EventHandler, TimerHandler {
             handshakeDone = true
             // The handshake may have completed on any wake-up (even EPOLLOUT alone), and OpenSSL's last socket
             // read succeeded: the request may already sit in its read-ahead buffer or the socket with no edge
-            // left to announce it. Always try to read once (found by the bench harness: ~0.3% of TLS 1.2
-            // resumptions waited for the client's close).
-            canRead = true
+            // left to announce it (found by the bench harness: ~0.3% of TLS 1.2 resumptions waited for the
+            // client's close). So read once, unless that read emptied the socket and OpenSSL holds nothing: then
+            // the request's bytes bring an edge of their own. (A request that came in one read with the client's
+            // Finished sits in OpenSSL's buffer, which does not count as emptied.)
+            canRead = sawHangup || !tls.socketEmptied
             tlsVersion = tls.version
             outcome = tlsState.finalOutcome(resumed: tls.resumed)
             worker.metrics.handshake(version: tlsVersion, outcome: outcome, nanoseconds: loop.now &- acceptedAt)
@@ -467,6 +473,11 @@ final class ClientConnection: EventHandler, TimerHandler {
                 worker.metrics.bytesIn.increment(by: Int64(n))
                 lastClientProgress = loop.now
                 moved = true
+                if !sawHangup && tls.socketEmptied {
+                    // Everything that arrived is read: the next bytes bring an edge (no SSL_read to see EAGAIN).
+                    canRead = false
+                    return moved
+                }
             case .wantRead:
                 canRead = false
                 releaseInBufIfEmpty()

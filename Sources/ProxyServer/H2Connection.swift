@@ -122,6 +122,12 @@ final class H2Connection: H2SessionHandler, TimerHandler {
                     return true
                 }
                 if closed { return true }
+                if !conn.sawHangup && tls.socketEmptied {
+                    // Everything that arrived is read: the next bytes bring an edge (no SSL_read to see EAGAIN).
+                    canRead = false
+                    releaseInBuf()
+                    return true
+                }
             case .wantRead:
                 canRead = false
                 releaseInBuf()

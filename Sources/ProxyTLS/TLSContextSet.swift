@@ -98,12 +98,12 @@ public final class TLSContextSet: @unchecked Sendable {
     /// Creates the SSL for an accepted socket. The state must stay alive until `TLSStream.free()`.
     public func accept(fd: Int32, state: TLSConnectionState) -> TLSStream? {
         guard let ssl = SSL_new(defaultContext) else { return nil }
-        if let bio = state.worker.takeSocketBIO(fd: fd) {
-            SSL_set_bio(ssl, bio, bio)
-        } else if SSL_set_fd(ssl, fd) != 1 {
+        // A socket BIO that notes whether its last read emptied the socket (`TLSStream.socketEmptied`).
+        guard let bio = state.worker.takeSocketBIO(fd: fd) ?? cps_BIO_new_accepted_socket(fd) else {
             SSL_free(ssl)
             return nil
         }
+        SSL_set_bio(ssl, bio, bio)
         // SAFETY: unretained — the connection owns `state` and frees the SSL (ending all callbacks) before it.
         SSL_set_ex_data(ssl, connectionStateIndex, Unmanaged.passUnretained(state).toOpaque())
         SSL_set_accept_state(ssl)

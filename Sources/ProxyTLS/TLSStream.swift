@@ -97,6 +97,12 @@ public struct TLSStream {
         }
     }
 
+    /// True when OpenSSL holds no unread bytes and its last socket read left the socket empty (it returned fewer
+    /// bytes than asked for, or EAGAIN). On an edge-triggered socket, anything that arrives later brings a new edge,
+    /// so after a read a caller may wait for that edge instead of reading again only to get `.wantRead`. Not after
+    /// a hang-up edge: the EOF then sits behind the bytes already read and no further edge announces it.
+    public var socketEmptied: Bool { cps_SSL_socket_emptied(ssl) != 0 }
+
     public func write(_ buf: UnsafeRawBufferPointer) -> WriteResult {
         var n = 0
         let r = SSL_write_ex(ssl, buf.baseAddress, buf.count, &n)
