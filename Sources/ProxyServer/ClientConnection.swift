@@ -36,6 +36,8 @@ final class ClientConnection: EventHandler, TimerHandler {
     private var canRead = true
     private var canWrite = true
     var peerEOF = false
+    /// The client's EOF was read behind request bytes not yet parsed: `onClientEOF` waits for them (see `pump`).
+    private var eofUndecided = false
     /// A hang-up edge (EPOLLRDHUP, EPOLLHUP, EPOLLERR) was reported: from then on reads go on until EAGAIN or EOF
     /// even when the socket looked emptied (`TLSStream.socketEmptied`), because no later edge announces the EOF.
     private(set) var sawHangup = false
@@ -378,6 +380,11 @@ final class ClientConnection: EventHandler, TimerHandler {
             if closed { return }
             if processClientInput() { progress = true }
             if closed { return }
+            if eofUndecided && ((ex.active && ex.requestEnded) || ((inBuf?.isEmpty ?? true) && !parserPending)) {
+                eofUndecided = false
+                onClientEOF()
+                if closed { return }
+            }
             if phase == .closing, outBuf?.isEmpty ?? true {
                 closeNow()
                 return
@@ -488,7 +495,13 @@ final class ClientConnection: EventHandler, TimerHandler {
                 return moved
             case .closed:
                 peerEOF = true
-                onClientEOF()
+                if !tunnel && (!(inBuf?.isEmpty ?? true) || parserPending) {
+                    // The EOF came with the request's last bytes (a client that half-closes after sending):
+                    // decided once they are parsed, so a complete request is answered whatever the timing.
+                    eofUndecided = true
+                } else {
+                    onClientEOF()
+                }
                 return moved
             case .failed(let why):
                 worker.logger.debug("TLS read from \(peer) failed: \(why)")
@@ -510,11 +523,14 @@ final class ClientConnection: EventHandler, TimerHandler {
         if ex.active && !ex.requestEnded {
             // The client went away mid-request: nothing to answer.
             closeNow()
-        } else if !ex.active {
-            closeNow()
-        } else {
+        } else if ex.active {
             // Request complete, response in flight: finish it, then close.
             closeAfterResponse = true
+        } else if !(outBuf?.isEmpty ?? true) {
+            // The last answer (a built-in page or an error) is still being written: close once it is out.
+            phase = .closing
+        } else {
+            closeNow()
         }
     }
 
