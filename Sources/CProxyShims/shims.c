@@ -47,12 +47,12 @@ void cps_BIO_reuse_socket(BIO *bio, int fd) {
     BIO_set_data(bio, NULL);
 }
 
-/* The accepted connections' socket BIO: OpenSSL's socket BIO whose read also notes whether it left the socket empty
-   (fewer bytes than asked for, or EAGAIN). On an edge-triggered socket, bytes that arrive after such a read bring a
-   new edge, so a connection that has consumed everything OpenSSL buffered can wait for that edge instead of calling
-   SSL_read once more only to see EAGAIN: one system call and one SSL_read less per request, as nginx's
-   `rev->ready = 0` after a short recv. The note lives in the BIO's data pointer, which the socket BIO leaves
-   unused (sock_new sets it to NULL; nothing else reads it). Every other operation is the socket BIO's own. */
+/* The socket BIO of every TLS connection (accepted clients, TLS origins): OpenSSL's socket BIO whose read also notes
+   whether it left the socket empty (fewer bytes than asked for, or EAGAIN). On an edge-triggered socket, bytes that
+   arrive after such a read bring a new edge, so a connection that has consumed everything OpenSSL buffered can wait
+   for that edge instead of calling SSL_read once more only to see EAGAIN: one system call and one SSL_read less per
+   read, as nginx's `rev->ready = 0` after a short recv. The note lives in the BIO's data pointer, which the socket
+   BIO leaves unused (sock_new sets it to NULL; nothing else reads it). Every other operation is the socket BIO's. */
 static BIO_METHOD *draining_socket;
 static int (*socket_read)(BIO *, char *, int);
 static pthread_once_t draining_socket_once = PTHREAD_ONCE_INIT;
@@ -78,7 +78,7 @@ static void draining_socket_init(void) {
     draining_socket = m;
 }
 
-BIO *cps_BIO_new_accepted_socket(int fd) {
+BIO *cps_BIO_new_socket(int fd) {
     pthread_once(&draining_socket_once, draining_socket_init);
     BIO *b = BIO_new(draining_socket != NULL ? draining_socket : BIO_s_socket());
     if (b != NULL) BIO_set_fd(b, fd, BIO_NOCLOSE);

@@ -173,8 +173,9 @@ final class UpstreamConnection: EventHandler, TimerHandler, OriginTransport {
             canRead = false
             return .eof
         case .processed(let n):
-            // (TLS: a record is at most 16 KiB and OpenSSL may hold more, so read on until it wants more bytes.)
-            if n < room.count && !sawHangup && tls == nil { canRead = false }
+            // TLS: a record is at most 16 KiB and OpenSSL may hold more; the socket is drained when OpenSSL holds
+            // nothing and its last socket read was short (the BIO notes it).
+            if !sawHangup && (tls.map { $0.stream.socketEmptied } ?? (n < room.count)) { canRead = false }
             b.commit(n)
             if awaitingFirstByte {
                 awaitingFirstByte = false

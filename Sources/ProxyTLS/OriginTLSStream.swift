@@ -70,7 +70,12 @@ public struct OriginTLSStream {
             ERR_clear_error()
             return nil
         }
-        var ok = SSL_set_fd(ssl, fd) == 1
+        // A socket BIO that notes whether its last read emptied the socket (`socketEmptied`).
+        var ok = false
+        if let bio = cps_BIO_new_socket(fd) {
+            SSL_set_bio(ssl, bio, bio)
+            ok = true
+        }
         if ok, let name = serverName { ok = cps_SSL_set_tlsext_host_name(ssl, name) == 1 }
         if ok && context.settings.verify {
             if let host = verifyHost {
@@ -145,6 +150,10 @@ public struct OriginTLSStream {
             return .failed(failure(error: e))
         }
     }
+
+    /// True when OpenSSL holds no unread bytes and its last socket read left the socket empty (see
+    /// `TLSStream.socketEmptied`): after a read, the next bytes bring an edge of their own.
+    public var socketEmptied: Bool { cps_SSL_socket_emptied(ssl) != 0 }
 
     public func write(_ buf: UnsafeRawBufferPointer) -> WriteResult {
         var n = 0

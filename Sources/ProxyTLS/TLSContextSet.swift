@@ -99,7 +99,7 @@ public final class TLSContextSet: @unchecked Sendable {
     public func accept(fd: Int32, state: TLSConnectionState) -> TLSStream? {
         guard let ssl = SSL_new(defaultContext) else { return nil }
         // A socket BIO that notes whether its last read emptied the socket (`TLSStream.socketEmptied`).
-        guard let bio = state.worker.takeSocketBIO(fd: fd) ?? cps_BIO_new_accepted_socket(fd) else {
+        guard let bio = state.worker.takeSocketBIO(fd: fd) ?? cps_BIO_new_socket(fd) else {
             SSL_free(ssl)
             return nil
         }

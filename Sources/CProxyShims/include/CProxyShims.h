@@ -29,7 +29,7 @@ int cps_signalfd(const int *signals, int count);        // signalfd over the sam
 int cps_signalfd_read_signo(int fd);                    // -1 when nothing to read
 int cps_malloc_trim(void);                              // malloc_trim(0) (malloc.h is not in Glibc's module)
 void cps_BIO_reuse_socket(BIO *bio, int fd);            // a freed connection's socket BIO, reset for `fd`
-BIO *cps_BIO_new_accepted_socket(int fd);               // a socket BIO that notes reads that emptied the socket
+BIO *cps_BIO_new_socket(int fd);                        // a socket BIO that notes reads that emptied the socket
 int cps_SSL_socket_emptied(const SSL *ssl);             // nothing buffered, and the last socket read emptied it
 int cps_dup3_cloexec(int oldfd, int newfd);             // dup3(oldfd, newfd, O_CLOEXEC) (a GNU extension)
 int cps_pipe2_cloexec_nonblock(int fds[2]);             // pipe2(fds, O_CLOEXEC | O_NONBLOCK) (a GNU extension)

@@ -3,10 +3,11 @@ import CProxyShims
 import Glibc
 import XCTest
 
-/// The accepted connections' socket BIO notes whether its last read left the socket empty, which lets a connection
-/// wait for the next edge instead of reading once more only to see EAGAIN (`TLSStream.socketEmptied`). A wrong
-/// "emptied" would strand bytes until the client sends again; a missing one only costs that extra read.
-final class AcceptedSocketBIOTests: XCTestCase {
+/// The socket BIO of TLS connections (clients and TLS origins) notes whether its last read left the socket empty,
+/// which lets a connection wait for the next edge instead of reading once more only to see EAGAIN
+/// (`TLSStream.socketEmptied`, `OriginTLSStream.socketEmptied`). A wrong "emptied" would strand bytes until the peer
+/// sends again; a missing one only costs that extra read.
+final class SocketBIOTests: XCTestCase {
     func testTheLastReadNotesWhetherItLeftTheSocketEmpty() throws {
         var fds: [Int32] = [0, 0]
         XCTAssertEqual(socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0, &fds), 0)
@@ -19,7 +20,7 @@ final class AcceptedSocketBIOTests: XCTestCase {
             SSL_CTX_free(ctx)
             close(fds[0])
         }
-        let bio = try XCTUnwrap(cps_BIO_new_accepted_socket(fds[0]))
+        let bio = try XCTUnwrap(cps_BIO_new_socket(fds[0]))
         SSL_set_bio(ssl, bio, bio)
         var buf = [UInt8](repeating: 0, count: 256)
         func send(_ n: Int) { XCTAssertEqual(write(fds[1], [UInt8](repeating: 7, count: n), n), n) }
