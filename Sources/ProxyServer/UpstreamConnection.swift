@@ -157,10 +157,11 @@ final class UpstreamConnection: EventHandler, TimerHandler, OriginTransport {
         }
     }
 
-    /// Reads what the socket has into `inBuf` (taken from the worker's pool when needed), once.
+    /// Reads what the socket has into `inBuf` (32 KiB, taken from the worker's pool when needed), once: a 16 KiB body
+    /// and its head come in one read.
     /// Edge-triggered: a short read drained the socket, so `canRead` drops without the extra EAGAIN read.
     func fillInput() -> TransportRead {
-        if inBuf == nil { inBuf = worker.bufferPool.acquire() }
+        if inBuf == nil { inBuf = worker.bigBufferPool.acquire() }
         let b = inBuf!
         if b.freeCount == 0 { return .full }
         let room = b.writable
@@ -270,7 +271,7 @@ final class UpstreamConnection: EventHandler, TimerHandler, OriginTransport {
         awaitingFirstByte = false
         reused = true
         if let b = inBuf {
-            worker.bufferPool.release(b)
+            worker.bigBufferPool.release(b)
             inBuf = nil
         }
         idleDeadline = deadline
@@ -297,7 +298,7 @@ final class UpstreamConnection: EventHandler, TimerHandler, OriginTransport {
         if let t = tls { tlsClose(t) }
         Socket.close(fd)
         if let b = inBuf {
-            worker.bufferPool.release(b)
+            worker.bigBufferPool.release(b)
             inBuf = nil
         }
     }
