@@ -182,10 +182,8 @@ final class H2Connection: H2SessionHandler, TimerHandler {
         return progress
     }
 
-    /// Writes the output through TLS. A failed write closes the connection, or with `closing: false` only marks the
-    /// peer gone so that the next pump closes it: a caller deep in a stream's call chain (`responseBody`) must not
-    /// tear the connection down under the callers above it.
-    private func flushClient(closing: Bool = true) -> Bool {
+    /// Writes the output through TLS. A failed write closes the connection.
+    private func flushClient() -> Bool {
         guard let out = outBuf, !out.isEmpty, canWrite, let tls = conn.tls else {
             if let out = outBuf, out.isEmpty, !session.wantsWrite {
                 worker.bigBufferPool.release(out)
@@ -209,11 +207,42 @@ final class H2Connection: H2SessionHandler, TimerHandler {
                 return moved
             case .failed:
                 conn.peerEOF = true
-                if closing { close() }
+                close()
                 return moved
             }
         }
         return moved
+    }
+
+    /// TLS records carry at most this many bytes (OpenSSL's default maximum fragment).
+    private static let recordSize = 16384
+
+    /// A flush from inside a stream's delivery (`responseBody`): only whole TLS records' worth of the output, the
+    /// tail kept at the front for the frames that follow. A frame flushed alone made two records, the second a few
+    /// bytes (16,393 bytes: 16,384 + 9); this way records stay full. A failed write only marks the peer gone, so
+    /// that the next pump closes the connection: the callers above must not have it torn down under them. The
+    /// pump's flush writes everything.
+    private func flushWholeRecords() {
+        guard let out = outBuf, canWrite, let tls = conn.tls else { return }
+        var left = out.readableCount & ~(Self.recordSize - 1)
+        while left > 0 {
+            switch tls.write(UnsafeRawBufferPointer(start: out.base + out.start, count: left)) {
+            case .written(let n):
+                out.consume(n)
+                left -= n
+                worker.metrics.bytesOut.increment(by: Int64(n))
+                lastWrite = loop.now
+            case .wantWrite:
+                canWrite = false
+                return
+            case .wantRead:
+                canRead = false
+                return
+            case .failed:
+                conn.peerEOF = true
+                return
+            }
+        }
     }
 
     private func ensureOutBuf() -> ByteBuffer {
@@ -737,25 +766,30 @@ final class H2Connection: H2SessionHandler, TimerHandler {
 
     /// Origin body bytes for `s` (valid during the call only). When they are many, none of the stream's bytes are
     /// waiting and nghttp2 is not mid-call, they are framed at once, straight from the origin's buffer into the
-    /// output; only what the client's window holds back stops in the stream's buffer. Otherwise they are buffered
-    /// and framed with the other streams' on the next flush.
+    /// output; only what the client's window (or a full socket) holds back stops in the stream's buffer. Otherwise
+    /// they are buffered and framed with the other streams' on the next flush.
     fileprivate func responseBody(_ s: H2Stream, _ bytes: UnsafeRawBufferPointer, buffer rb: ByteBuffer) {
         var rest = bytes
         let id = s.id
         if rb.isEmpty && bytes.count >= Self.directFramingMinimum && !session.isBusy && !closed {
-            // A whole frame must fit: flush what earlier frames left in the output first (never closing from here).
-            if let out = outBuf, out.freeCount < 16384 + 9, canWrite { _ = flushClient(closing: false) }
-            if !conn.peerEOF {
+            // A round frames what fits; a whole frame must fit, so the output's whole records go out first when
+            // it does not (an origin read of 32 KiB is two frames).
+            for _ in 0..<4 {
+                if let out = outBuf, out.freeCount < Self.recordSize + 9, canWrite { flushWholeRecords() }
+                if conn.peerEOF || (outBuf?.freeCount ?? Int.max) < Self.recordSize + 9 { break }
                 if s.deferred {
                     s.deferred = false
                     session.resumeData(stream: id)
                 }
-                s.borrowed = bytes
+                s.borrowed = rest
                 session.send(into: ensureOutBuf())
-                rest = s.borrowed ?? rest
+                let left = s.borrowed ?? rest
                 s.borrowed = nil
                 // Sending can close streams (a reset queued earlier): then the rest has nowhere to go.
                 guard s.id == id, s.respBuf === rb else { return scheduleFlush() }
+                let framed = rest.count - left.count
+                rest = left
+                if rest.isEmpty || framed == 0 { break }
             }
         }
         rb.append(rest)
