@@ -377,3 +377,41 @@ def test_redis_down_means_a_prompt_full_handshake(redis_edge, redis_server, tmp_
     # A still resumes from its local cache in front of Redis.
     local = w.s_client(a.port, "1.2", sess_in=s, extra=["-no_ticket"])
     assert local.client_says_reused, local.describe()
+
+
+def _leave(probe, answer):
+    """probe_hello's `after`: the client goes away after the server's first flight instead of waiting for its end."""
+    answer.end = "closed by the client"
+
+
+def test_clients_churning_session_ids_get_full_handshakes_and_leave_the_cache_bounded(edge):
+    """A misbehaving client that offers a fresh, never-issued session ID on every connection (300 hellos without a
+    ticket extension) gets a new session ID each time: nothing is resumed and nothing enters the cache, since only
+    completed full handshakes store sessions. 200 completed full handshakes of a Win 7 client into a cache of 64
+    entries evict the oldest: the cache stays at its size, and a session made after the churn still resumes."""
+    p = edge(sessions={"cache": "local", "size": 64})
+    hello_exts = w.tls12_ecdhe_extensions()
+    for _ in range(300):
+        offered = os.urandom(32)
+        answer = w.probe_hello(p.port, w.build_client_hello(w.TLS12_ECDHE_CIPHERS, hello_exts, session_id=offered),
+                               after=_leave)
+        sh = answer.message(w.HS_SERVER_HELLO)
+        assert sh is not None, answer
+        echoed = sh[35:35 + sh[34]]
+        assert len(echoed) == 32 and echoed != offered, "an unknown session ID must not be echoed"
+    wait_for(lambda: w.metric_sum(p, "edgeproxy_session_cache_misses_total") >= 300, timeout=5,
+             what="300 cache misses counted")
+    assert w.metric_sum(p, "edgeproxy_session_cache_hits_total") == 0
+    assert w.metric_sum(p, "edgeproxy_session_cache_entries") == 0, "half-done handshakes store nothing"
+    c = win7(p)
+    for _ in range(200):
+        hs, _ = c.connect_sid(request=False)
+        assert not hs.resumed
+    wait_for(lambda: w.metric_sum(p, "edgeproxy_session_cache_stores_total") >= 200, timeout=5,
+             what="200 sessions stored")
+    assert w.metric_sum(p, "edgeproxy_session_cache_entries") <= 64
+    assert w.metric_sum(p, "edgeproxy_session_cache_evictions_total") >= 200 - 64
+    first, session = c.connect_sid()
+    again, _ = c.connect_sid(session)
+    assert not first.resumed and again.resumed, (first.flight, again.flight)
+    assert p.alive()
