@@ -405,6 +405,15 @@ def test_response_respects_client_flow_control(proxies, origin, tmp_path):
     c.close()
 
 
+def request_marked(c, base, step, shift_step, count=12):
+    """Requests `count` downloads of distinct sizes and bytes on `c` (/mark/N/shift); {stream id: expected body}."""
+    want = {}
+    for k in range(count):
+        n, shift = base + step * k, (k * shift_step) & 0xFF
+        want[c.request(f"/mark/{n}/{shift}")] = pattern(n, shift)
+    return want
+
+
 @pytest.mark.parametrize("window", [None, 20000])
 def test_parallel_large_downloads_arrive_intact(proxies, origin, tmp_path, window):
     """Twelve concurrent downloads on one connection, each with its own bytes. Large origin reads are framed
@@ -414,10 +423,7 @@ def test_parallel_large_downloads_arrive_intact(proxies, origin, tmp_path, windo
     p = start(proxies, origin, tmp_path)
     settings = {h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: window} if window else None
     c = H2Client(p.port, settings=settings)
-    want = {}
-    for k in range(12):
-        n, shift = 300000 + 4099 * k, (k * 37) & 0xFF
-        want[c.request(f"/mark/{n}/{shift}")] = pattern(n, shift)
+    want = request_marked(c, base=300000, step=4099, shift_step=37)
     for sid, expected in want.items():
         status, _, body, _ = c.response(sid, timeout=60)
         assert status == 200
@@ -441,10 +447,7 @@ def test_parallel_downloads_with_the_proxy_out_of_fds(proxies, origin, tmp_path)
     soft, hard = resource.prlimit(pid, resource.RLIMIT_NOFILE)
     resource.prlimit(pid, resource.RLIMIT_NOFILE, (len(os.listdir(f"/proc/{pid}/fd")) + 2, hard))
     try:
-        want = {}
-        for k in range(12):
-            n, shift = 300000 + 4099 * k, (k * 41) & 0xFF
-            want[c.request(f"/mark/{n}/{shift}")] = pattern(n, shift)
+        want = request_marked(c, base=300000, step=4099, shift_step=41)
         statuses = []
         for sid, expected in want.items():
             status, _, body, _ = c.response(sid, timeout=30)
@@ -457,10 +460,7 @@ def test_parallel_downloads_with_the_proxy_out_of_fds(proxies, origin, tmp_path)
         assert 200 in statuses and any(s != 200 for s in statuses), statuses
     finally:
         resource.prlimit(pid, resource.RLIMIT_NOFILE, (soft, hard))
-    want = {}
-    for k in range(12):
-        n, shift = 200000 + 977 * k, (k * 13) & 0xFF
-        want[c.request(f"/mark/{n}/{shift}")] = pattern(n, shift)
+    want = request_marked(c, base=200000, step=977, shift_step=13)
     for sid, expected in want.items():
         status, _, body, _ = c.response(sid, timeout=30)
         assert status == 200 and body == expected, sid
