@@ -17,6 +17,13 @@ public protocol TimerHandler: AnyObject {
     func timerFired(now: UInt64)
 }
 
+/// Work that stopped before it was done, to go on in the loop's next tick: a busy connection that used up its slice
+/// (see `EventLoop.continueNextTick`).
+public protocol DeferredWork: AnyObject {
+    /// Called on the loop's thread in the tick after `continueNextTick`, after that tick's events.
+    func continueDeferred()
+}
+
 /// A handler's place in its loop's timer heap (-1: no timer pending).
 public struct TimerSlot {
     /// Heap position, -1 when no timer is pending.
@@ -49,6 +56,9 @@ public final class EventLoop {
     private var timers = TimerHeap()
     private var beforeTick: [() -> Void] = []
     private var afterTick: [() -> Void] = []
+    /// Slices to run in the next tick, and the ones being run in this tick.
+    private var nextTick: [DeferredWork] = []
+    private var runningDeferred: [DeferredWork] = []
     /// Monotonic time taken after each epoll_wait; handlers read it instead of calling the clock again.
     public private(set) var now: UInt64 = monotonicNanos()
     /// Set by `stop()`; `run()` returns at the end of the current tick.
@@ -133,6 +143,14 @@ public final class EventLoop {
     /// Runs `body` at the end of every tick (after events and timers): batched writes such as the access log.
     public func onTickEnd(_ body: @escaping () -> Void) { afterTick.append(body) }
 
+    /// Runs `work.continueDeferred()` in the next tick, after the events that tick's epoll_wait returns (which then
+    /// does not wait). For fairness: a connection that has moved its slice of bytes stops and goes on here, so that
+    /// the events of every other connection (a new client's handshake among them) come first instead of waiting
+    /// until a large transfer is done. Timers at a past deadline cannot do this: they run in the same tick, after
+    /// the events, again and again. The caller keeps at most one entry per connection pending (`work` is retained
+    /// until then) and checks on the call that it is still open.
+    public func continueNextTick(_ work: DeferredWork) { nextTick.append(work) }
+
     /// Asks `run()` to return after the current tick. Loop thread only.
     public func stop() { stopped = true }
 
@@ -140,7 +158,9 @@ public final class EventLoop {
     public func run() {
         while !stopped {
             var timeout: Int32 = -1
-            if let next = timers.peekDeadline {
+            if !nextTick.isEmpty {
+                timeout = 0
+            } else if let next = timers.peekDeadline {
                 let t = monotonicNanos()
                 timeout = next <= t ? 0 : Int32(min((next - t + 999_999) / 1_000_000, 60_000))
             }
@@ -158,6 +178,12 @@ public final class EventLoop {
                     }
                     h.handleEvent(ev.events)
                 }
+            }
+            if !nextTick.isEmpty {
+                // Swapped first: a slice that defers again goes to the next tick, not into this loop.
+                swap(&nextTick, &runningDeferred)
+                for w in runningDeferred { w.continueDeferred() }
+                runningDeferred.removeAll(keepingCapacity: true)
             }
             if timers.peekDeadline != nil {
                 now = monotonicNanos()

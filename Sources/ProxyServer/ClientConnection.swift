@@ -11,7 +11,7 @@ import ProxyTLS
 /// Edge-triggered: readiness is remembered in `canRead`/`canWrite` and cleared only on EAGAIN/WANT_*, and
 /// `pump()` does all the work it can. Backpressure is structural: bytes move only into buffers with room, so a
 /// slow reader on either side stops the other side's reads, and no body is ever held whole.
-final class ClientConnection: EventHandler, TimerHandler {
+final class ClientConnection: EventHandler, TimerHandler, DeferredWork {
     enum Phase {
         case handshaking
         case open
@@ -42,6 +42,8 @@ final class ClientConnection: EventHandler, TimerHandler {
     /// even when the socket looked emptied (`TLSStream.socketEmptied`), because no later edge announces the EOF.
     private(set) var sawHangup = false
     private(set) var closed = false
+    /// True while the loop holds this connection for its next tick (`continueNextTick`).
+    private var deferredPending = false
     /// Closed for the protocol, the socket still open: draining the client's last bytes (see `closeNow`).
     private var lingering = false
     private var lingerBytes = 0
@@ -389,17 +391,26 @@ final class ClientConnection: EventHandler, TimerHandler {
                 closeNow()
                 return
             }
-            if !progress || rounds > 64 { break }
-        }
-        if rounds > 64 && !closed {
-            // Fairness: let other connections run; the edge-triggered flags keep our state.
-            loop.schedule(at: 0, YieldTimer(self))
+            if !progress { break }
+            if rounds > 16 {
+                // Fairness: the rest waits for the next tick, after the other connections' events; the
+                // edge-triggered flags keep our state. A round can move a megabyte or more (the forwarder reads
+                // the origin for as long as the client's output has room), so 16 rounds is the slice.
+                if !deferredPending {
+                    deferredPending = true
+                    loop.continueNextTick(self)
+                }
+                break
+            }
         }
         refreshDeadline()
     }
 
-    /// Re-entry after a fairness yield.
-    fileprivate func resume() { pump() }
+    /// The next slice, in the loop tick after the one that stopped (nothing when the connection closed meanwhile).
+    func continueDeferred() {
+        deferredPending = false
+        pump()
+    }
 
     private func continueHandshake() -> Bool {
         if tls == nil && !createTLSWhenHelloArrives() { return false }
@@ -1060,14 +1071,6 @@ final class ForwardingBox {
     ) {
         HTTP1Writer.appendRequestHead(head, framing: framing, forwarding: context, upgrade: upgrade, to: &out)
     }
-}
-
-/// A zero-delay timer that re-enters a connection's pump after a fairness yield.
-private final class YieldTimer: TimerHandler {
-    var timerSlot = TimerSlot()
-    let c: ClientConnection
-    init(_ c: ClientConnection) { self.c = c }
-    func timerFired(now: UInt64) { c.resume() }
 }
 
 extension ClientConnection {

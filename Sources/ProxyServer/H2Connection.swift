@@ -19,7 +19,7 @@ import ProxyTLS
 /// in the stream's response buffer; the origin is read only while that buffer has room, and nghttp2 pulls from it
 /// as the client's flow-control window allows. A slow stream therefore holds at most its two buffers and never
 /// blocks the others; the connection's own output buffer is shared and drained by the TLS writes.
-final class H2Connection: H2SessionHandler, TimerHandler {
+final class H2Connection: H2SessionHandler, TimerHandler, DeferredWork {
     // SAFETY: the client connection owns this session (and tears it down before it goes); the worker lives as
     // long as the process. unowned(unsafe): no unowned-retain per access on the request path.
     unowned(unsafe) let conn: ClientConnection
@@ -49,6 +49,8 @@ final class H2Connection: H2SessionHandler, TimerHandler {
     private let headers = H2HeaderBlock()
     private var closed = false
     private let metrics: H2Metrics
+    /// True while the loop holds this connection for its next tick (`continueNextTick`).
+    private var deferredPending = false
 
     init(conn: ClientConnection) {
         self.conn = conn
@@ -73,7 +75,8 @@ final class H2Connection: H2SessionHandler, TimerHandler {
         pump()
     }
 
-    /// Reads, feeds the session, drives woken streams, writes; until nothing moves.
+    /// Reads, feeds the session, drives woken streams, writes; until nothing moves, or for 32 rounds: then the
+    /// rest goes on in the loop's next tick, after the other connections' events.
     func pump() {
         var rounds = 0
         while !closed {
@@ -85,14 +88,24 @@ final class H2Connection: H2SessionHandler, TimerHandler {
             if flushClient() { progress = true }
             if closed { return }
             if finishedOrFailed() { return }
-            if !progress || rounds > 32 { break }
+            if !progress { break }
+            if rounds > 32 {
+                if !deferredPending {
+                    deferredPending = true
+                    loop.continueNextTick(self)
+                }
+                break
+            }
         }
         if closed { return }
-        if rounds > 32 {
-            // Fairness: let other connections run; resume at the end of this tick.
-            scheduleFlush()
-        }
         refreshDeadline()
+    }
+
+    /// The next slice, in the loop tick after the one that stopped (nothing once torn down: `closed` is set
+    /// before the client connection lets go of this object, and the loop's reference keeps it alive until here).
+    func continueDeferred() {
+        deferredPending = false
+        if !closed { pump() }
     }
 
     /// Coalesces writes: streams woken by their origins in one loop tick are flushed together after the events.

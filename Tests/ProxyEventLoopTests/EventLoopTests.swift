@@ -162,6 +162,66 @@ final class EventLoopTests: XCTestCase {
         XCTAssertEqual(order, [1, 2])
     }
 
+    /// A connection that stops after its slice and goes on with `continueNextTick` lets the events that arrive in
+    /// between run before its next slice, and the loop does not sleep while a slice is pending (no timer here: a
+    /// blocking epoll_wait would only end at the guard timer).
+    func testDeferredWorkRunsInTheNextTickAfterThatTicksEvents() throws {
+        let loop = try EventLoop()
+        var fds: [Int32] = [0, 0]
+        XCTAssertEqual(socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0, &fds), 0)
+        defer {
+            close(fds[0])
+            close(fds[1])
+        }
+        final class Log { var entries: [String] = [] }
+        let log = Log()
+        final class Reader: EventHandler {
+            let fd: Int32
+            let log: Log
+            init(fd: Int32, log: Log) {
+                self.fd = fd
+                self.log = log
+            }
+            func handleEvent(_ e: UInt32) {
+                var b: UInt8 = 0
+                while read(fd, &b, 1) == 1 { log.entries.append("event") }
+            }
+        }
+        final class Busy: DeferredWork {
+            let loop: EventLoop
+            let peer: Int32
+            let log: Log
+            var slices = 0
+            init(loop: EventLoop, peer: Int32, log: Log) {
+                self.loop = loop
+                self.peer = peer
+                self.log = log
+            }
+            func continueDeferred() {
+                slices += 1
+                log.entries.append("slice \(slices)")
+                // Another client's bytes arrive while this slice runs.
+                if slices == 2 { _ = write(peer, "x", 1) }
+                if slices == 5 {
+                    loop.stop()
+                } else {
+                    loop.continueNextTick(self)
+                }
+            }
+        }
+        let flags = fcntl(fds[0], F_GETFL)
+        XCTAssertEqual(fcntl(fds[0], F_SETFL, flags | O_NONBLOCK), 0)
+        let reader = Reader(fd: fds[0], log: log)
+        try loop.register(fd: fds[0], interest: EventLoop.readable | EventLoop.edgeTriggered, handler: reader)
+        let busy = Busy(loop: loop, peer: fds[1], log: log)
+        loop.continueNextTick(busy)
+        let guardTimer = StopTimer(loop: loop)
+        loop.schedule(at: monotonicNanos() + 5_000_000_000, guardTimer)
+        loop.run()
+        XCTAssertFalse(guardTimer.fired, "the loop must not wait in epoll_wait while a slice is pending")
+        XCTAssertEqual(log.entries, ["slice 1", "slice 2", "event", "slice 3", "slice 4", "slice 5"])
+    }
+
     func testMessengerWakesTheLoopFromAnotherThread() throws {
         let loop = try EventLoop()
         let m = try LoopMessenger()
