@@ -71,12 +71,14 @@ public struct OriginTLSStream {
             return nil
         }
         // A socket BIO that notes whether its last read emptied the socket (`socketEmptied`).
-        var ok = false
-        if let bio = cps_BIO_new_socket(fd) {
-            SSL_set_bio(ssl, bio, bio)
-            ok = true
+        guard let bio = cps_BIO_new_socket(fd) else {
+            ERR_clear_error()
+            SSL_free(ssl)
+            return nil
         }
-        if ok, let name = serverName { ok = cps_SSL_set_tlsext_host_name(ssl, name) == 1 }
+        SSL_set_bio(ssl, bio, bio)
+        var ok = true
+        if let name = serverName { ok = cps_SSL_set_tlsext_host_name(ssl, name) == 1 }
         if ok && context.settings.verify {
             if let host = verifyHost {
                 ok = SSL_set1_host(ssl, host) == 1
