@@ -17,11 +17,20 @@ public protocol TimerHandler: AnyObject {
     func timerFired(now: UInt64)
 }
 
-/// Work that stopped before it was done, to go on in the loop's next tick: a busy connection that used up its slice
-/// (see `EventLoop.continueNextTick`).
+/// Work that stopped before it was done, to go on in the loop's next tick: a busy connection that yields after its
+/// rounds (see `EventLoop.continueNextTick`).
 public protocol DeferredWork: AnyObject {
-    /// Called on the loop's thread in the tick after `continueNextTick`, after that tick's events.
+    /// Owned by the event loop; initialise with `DeferredSlot()` and never modify.
+    var deferredSlot: DeferredSlot { get set }
+    /// Called on the loop's thread in the tick after `continueNextTick`, after that tick's events. No longer
+    /// pending by then: it may call `continueNextTick` again.
     func continueDeferred()
+}
+
+/// Whether a `DeferredWork` is queued for the loop's next tick (so that it is queued at most once).
+public struct DeferredSlot {
+    public internal(set) var isPending = false
+    public init() {}
 }
 
 /// A handler's place in its loop's timer heap (-1: no timer pending).
@@ -144,12 +153,16 @@ public final class EventLoop {
     public func onTickEnd(_ body: @escaping () -> Void) { afterTick.append(body) }
 
     /// Runs `work.continueDeferred()` in the next tick, after the events that tick's epoll_wait returns (which then
-    /// does not wait). For fairness: a connection that has moved its slice of bytes stops and goes on here, so that
-    /// the events of every other connection (a new client's handshake among them) come first instead of waiting
-    /// until a large transfer is done. Timers at a past deadline cannot do this: they run in the same tick, after
-    /// the events, again and again. The caller keeps at most one entry per connection pending (`work` is retained
-    /// until then) and checks on the call that it is still open.
-    public func continueNextTick(_ work: DeferredWork) { nextTick.append(work) }
+    /// does not wait). For fairness: a connection that has had its rounds stops and goes on here, so that the events
+    /// of every other connection (a new client's handshake among them) come first instead of waiting until a large
+    /// transfer is done. Timers at a past deadline cannot do this: they run in the same tick, after the events,
+    /// again and again. Queued at most once (a second call while pending does nothing); `work` is retained until
+    /// the call, which must check that it is still open.
+    public func continueNextTick(_ work: DeferredWork) {
+        guard !work.deferredSlot.isPending else { return }
+        work.deferredSlot.isPending = true
+        nextTick.append(work)
+    }
 
     /// Asks `run()` to return after the current tick. Loop thread only.
     public func stop() { stopped = true }
@@ -182,7 +195,10 @@ public final class EventLoop {
             if !nextTick.isEmpty {
                 // Swapped first: a slice that defers again goes to the next tick, not into this loop.
                 swap(&nextTick, &runningDeferred)
-                for w in runningDeferred { w.continueDeferred() }
+                for w in runningDeferred {
+                    w.deferredSlot.isPending = false
+                    w.continueDeferred()
+                }
                 runningDeferred.removeAll(keepingCapacity: true)
             }
             if timers.peekDeadline != nil {

@@ -42,8 +42,7 @@ final class ClientConnection: EventHandler, TimerHandler, DeferredWork {
     /// even when the socket looked emptied (`TLSStream.socketEmptied`), because no later edge announces the EOF.
     private(set) var sawHangup = false
     private(set) var closed = false
-    /// True while the loop holds this connection for its next tick (`continueNextTick`).
-    private var deferredPending = false
+    var deferredSlot = DeferredSlot()
     /// Closed for the protocol, the socket still open: draining the client's last bytes (see `closeNow`).
     private var lingering = false
     private var lingerBytes = 0
@@ -396,10 +395,7 @@ final class ClientConnection: EventHandler, TimerHandler, DeferredWork {
                 // Fairness: the rest waits for the next tick, after the other connections' events; the
                 // edge-triggered flags keep our state. A round can move a megabyte or more (the forwarder reads
                 // the origin for as long as the client's output has room), so 16 rounds is the slice.
-                if !deferredPending {
-                    deferredPending = true
-                    loop.continueNextTick(self)
-                }
+                loop.continueNextTick(self)
                 break
             }
         }
@@ -407,10 +403,7 @@ final class ClientConnection: EventHandler, TimerHandler, DeferredWork {
     }
 
     /// The next slice, in the loop tick after the one that stopped (nothing when the connection closed meanwhile).
-    func continueDeferred() {
-        deferredPending = false
-        pump()
-    }
+    func continueDeferred() { pump() }
 
     private func continueHandshake() -> Bool {
         if tls == nil && !createTLSWhenHelloArrives() { return false }

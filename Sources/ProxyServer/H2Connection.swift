@@ -49,8 +49,7 @@ final class H2Connection: H2SessionHandler, TimerHandler, DeferredWork {
     private let headers = H2HeaderBlock()
     private var closed = false
     private let metrics: H2Metrics
-    /// True while the loop holds this connection for its next tick (`continueNextTick`).
-    private var deferredPending = false
+    var deferredSlot = DeferredSlot()
 
     init(conn: ClientConnection) {
         self.conn = conn
@@ -90,10 +89,7 @@ final class H2Connection: H2SessionHandler, TimerHandler, DeferredWork {
             if finishedOrFailed() { return }
             if !progress { break }
             if rounds > 32 {
-                if !deferredPending {
-                    deferredPending = true
-                    loop.continueNextTick(self)
-                }
+                loop.continueNextTick(self)
                 break
             }
         }
@@ -104,7 +100,6 @@ final class H2Connection: H2SessionHandler, TimerHandler, DeferredWork {
     /// The next slice, in the loop tick after the one that stopped (nothing once torn down: `closed` is set
     /// before the client connection lets go of this object, and the loop's reference keeps it alive until here).
     func continueDeferred() {
-        deferredPending = false
         if !closed { pump() }
     }
 

@@ -95,11 +95,19 @@ private final class StopTimer: TimerHandler {
     }
 }
 
+private struct SocketPairFailed: Error { let errno: Int32 }
+
+/// A connected AF_UNIX stream pair; the caller closes both ends. Throws (failing the test) when there is none.
+private func socketPair() throws -> [Int32] {
+    var fds: [Int32] = [0, 0]
+    guard socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0, &fds) == 0 else { throw SocketPairFailed(errno: errno) }
+    return fds
+}
+
 final class EventLoopTests: XCTestCase {
     func testReadinessOnARealSocketPair() throws {
         let loop = try EventLoop()
-        var fds: [Int32] = [0, 0]
-        XCTAssertEqual(socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0, &fds), 0)
+        let fds = try socketPair()
         defer {
             close(fds[0])
             close(fds[1])
@@ -117,8 +125,7 @@ final class EventLoopTests: XCTestCase {
 
     func testStaleRegistrationIsDropped() throws {
         let loop = try EventLoop()
-        var fds: [Int32] = [0, 0]
-        XCTAssertEqual(socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0, &fds), 0)
+        let fds = try socketPair()
         defer {
             close(fds[0])
             close(fds[1])
@@ -167,8 +174,7 @@ final class EventLoopTests: XCTestCase {
     /// blocking epoll_wait would only end at the guard timer).
     func testDeferredWorkRunsInTheNextTickAfterThatTicksEvents() throws {
         let loop = try EventLoop()
-        var fds: [Int32] = [0, 0]
-        XCTAssertEqual(socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0, &fds), 0)
+        let fds = try socketPair()
         defer {
             close(fds[0])
             close(fds[1])
@@ -188,6 +194,7 @@ final class EventLoopTests: XCTestCase {
             }
         }
         final class Busy: DeferredWork {
+            var deferredSlot = DeferredSlot()
             let loop: EventLoop
             let peer: Int32
             let log: Log
@@ -206,6 +213,7 @@ final class EventLoopTests: XCTestCase {
                     loop.stop()
                 } else {
                     loop.continueNextTick(self)
+                    loop.continueNextTick(self)  // still pending: queued once
                 }
             }
         }
@@ -215,11 +223,14 @@ final class EventLoopTests: XCTestCase {
         try loop.register(fd: fds[0], interest: EventLoop.readable | EventLoop.edgeTriggered, handler: reader)
         let busy = Busy(loop: loop, peer: fds[1], log: log)
         loop.continueNextTick(busy)
+        loop.continueNextTick(busy)
+        XCTAssertTrue(busy.deferredSlot.isPending)
         let guardTimer = StopTimer(loop: loop)
         loop.schedule(at: monotonicNanos() + 5_000_000_000, guardTimer)
         loop.run()
         XCTAssertFalse(guardTimer.fired, "the loop must not wait in epoll_wait while a slice is pending")
         XCTAssertEqual(log.entries, ["slice 1", "slice 2", "event", "slice 3", "slice 4", "slice 5"])
+        XCTAssertFalse(busy.deferredSlot.isPending)
     }
 
     func testMessengerWakesTheLoopFromAnotherThread() throws {
