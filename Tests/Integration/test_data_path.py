@@ -17,7 +17,7 @@ import h2.connection
 import h2.events
 import pytest
 
-from conftest import HTTPReader, Origin, dead_port, tls_connect, wait_for, write_file
+from conftest import HTTPReader, Origin, dead_port, read_response, tls_connect, wait_for, write_file
 
 
 class BadOrigin(Origin):
@@ -604,12 +604,7 @@ def probe_during_download(port, probes):
             before = moved[0]
             c = tls_connect(port, alpn=["http/1.1"])
             c.sendall(b"GET /64 HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-            answer = b""
-            while True:
-                b = c.recv(65536)
-                if not b:
-                    break
-                answer += b
+            answer = read_response(c)
             c.close()
             assert answer.startswith(b"HTTP/1.1 200") and answer.endswith(b"small\n"), answer[:200]
             waits.append(moved[0] - before)

@@ -19,7 +19,7 @@ import urllib.request
 
 import pytest
 
-from conftest import curl, tls_connect, wait_for
+from conftest import curl, read_response, tls_connect, wait_for
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -245,12 +245,7 @@ def test_complete_hello_after_a_silent_start_still_handshakes(proxies):
     ctx.verify_mode = ssl.CERT_NONE
     s = ctx.wrap_socket(hello_sock, server_hostname="localhost")
     s.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-    data = b""
-    while True:
-        b = s.recv(65536)
-        if not b:
-            break
-        data += b
+    data = read_response(s)
     assert data.startswith(b"HTTP/1.1 200")
 
 
