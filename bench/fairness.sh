@@ -22,6 +22,7 @@ set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
+. "$HERE/lib/files.sh"
 REPS=${REPS:-3}
 DUR=${DUR:-12}
 CONNS=${CONNS:-128}
@@ -54,31 +55,10 @@ for p in $ORIGIN_PORT $ORIGIN_TLS_PORT "${PORT[@]}"; do
     if ss -ltnH "sport = :$p" | grep -q .; then echo "bench/fairness.sh: port $p busy; set BASEPORT" >&2; exit 2; fi
 done
 
-# The certificate chain of bench/run: ECDSA P-256 root -> intermediate -> leaf.
-CERT=$RUN/chain.pem KEY=$RUN/leaf.key COMBINED=$RUN/combined.pem
-e="-name prime256v1 -genkey -noout"
-openssl ecparam $e -out "$RUN/ca.key" && openssl ecparam $e -out "$RUN/int.key" && openssl ecparam $e -out "$KEY"
-openssl req -new -x509 -key "$RUN/ca.key" -out "$RUN/ca.pem" -days 30 -subj "/CN=bench root" 2>/dev/null
-openssl req -new -key "$RUN/int.key" -subj "/CN=bench intermediate" 2>/dev/null |
-    openssl x509 -req -CA "$RUN/ca.pem" -CAkey "$RUN/ca.key" -CAcreateserial -days 30 -out "$RUN/int.pem" \
-        -extfile <(printf 'basicConstraints=critical,CA:TRUE,pathlen:0\nkeyUsage=critical,keyCertSign,cRLSign\n') 2>/dev/null
-openssl req -new -key "$KEY" -subj "/CN=localhost" 2>/dev/null |
-    openssl x509 -req -CA "$RUN/int.pem" -CAkey "$RUN/int.key" -CAcreateserial -days 30 -out "$RUN/leaf.pem" \
-        -extfile <(printf 'basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\nsubjectAltName=DNS:localhost,IP:127.0.0.1\n') 2>/dev/null
-cat "$RUN/leaf.pem" "$RUN/int.pem" >"$CERT"
-cat "$CERT" "$KEY" >"$COMBINED"
-mkdir -p "$RUN/www" "$RUN/policies"
-head -c 1000000 /dev/urandom >"$RUN/www/1m"
-head -c 16384 /dev/urandom >"$RUN/www/16k"
-BODY64=$(printf 'peerbench-64-byte-body-%040d\n' 0 | head -c 64)
-for f in origin-nginx.conf nginx-proxy.conf haproxy.cfg; do
-    sed -e "s#@RUN@#$RUN#g" -e "s#@WWW@#$RUN/www#g" -e "s#@CERT@#$CERT#g" -e "s#@KEY@#$KEY#g" \
-        -e "s#@COMBINED@#$COMBINED#g" -e "s#@ORIGIN_PORT@#$ORIGIN_PORT#g" -e "s#@BODY64@#${BODY64%?}\\\\n#g" \
-        -e "s#@ORIGIN_TLS_PORT@#$ORIGIN_TLS_PORT#g" "$HERE/conf/$f.in" >"$RUN/$f"
-done
-sed -i -e "s#@PORT@#${PORT[nginx]}#g" "$RUN/nginx-proxy.conf"
-sed -i -e "s#@PORT@#${PORT[haproxy]}#g" "$RUN/haproxy.cfg"
-cp "$ROOT"/policies/*.toml "$RUN/policies/"
+# The certificate chain, bodies (/1m among them) and peer configs of bench/run (bench/lib/files.sh).
+CERT=$RUN/chain.pem KEY=$RUN/leaf.key
+bench_files "$RUN" || { echo "bench/fairness.sh: certificate chain broken" >&2; exit 2; }
+bench_confs "$RUN" "$ORIGIN_PORT" "$ORIGIN_TLS_PORT" "${PORT[nginx]}" "${PORT[haproxy]}"
 
 wait_port() {
     local i

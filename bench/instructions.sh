@@ -87,27 +87,12 @@ for peer in $PEERS; do
     esac
 done
 
-# Certificates and origin as bench/run makes them (ECDSA P-256 chain, /64 and /16k bodies).
-key_opts="-name prime256v1 -genkey -noout"
-openssl ecparam $key_opts -out "$work/ca.key" && openssl ecparam $key_opts -out "$work/leaf.key"
-openssl req -new -x509 -key "$work/ca.key" -out "$work/ca.pem" -days 2 -subj "/CN=instr root" 2>/dev/null
-openssl req -new -key "$work/leaf.key" -subj "/CN=localhost" 2>/dev/null |
-    openssl x509 -req -CA "$work/ca.pem" -CAkey "$work/ca.key" -CAcreateserial -days 2 -out "$work/leaf.pem" \
-        -extfile <(printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\n') 2>/dev/null
-mkdir -p "$work/www" "$work/policies"
-head -c 16384 /dev/urandom | base64 -w 0 | head -c 16384 >"$work/www/16k"
-body64=$(printf 'peerbench-64-byte-body-%040d\n' 0 | head -c 64)
-sed -e "s#@RUN@#$work#g" -e "s#@WWW@#$work/www#g" -e "s#@ORIGIN_PORT@#$BASE#g" -e "s#@BODY64@#${body64%?}\\\\n#g" \
-    -e "s#@ORIGIN_TLS_PORT@#$((BASE + 6))#g" -e "s#@CERT@#$work/leaf.pem#g" -e "s#@KEY@#$work/leaf.key#g" \
-    bench/conf/origin-nginx.conf.in >"$work/origin.conf"
-cp policies/*.toml "$work/policies/"
-sed -e "s#@RUN@#$work#g" -e "s#@PORT@#$((BASE + 1))#g" -e "s#@ORIGIN_PORT@#$BASE#g" \
-    -e "s#@ORIGIN_TLS_PORT@#$((BASE + 6))#g" -e "s#@CERT@#$work/leaf.pem#g" -e "s#@KEY@#$work/leaf.key#g" \
-    bench/conf/nginx-proxy.conf.in >"$work/nginx-proxy.conf"
-cat "$work/leaf.pem" "$work/leaf.key" >"$work/combined.pem"
-sed -e "s#@RUN@#$work#g" -e "s#@PORT@#$((BASE + 1))#g" -e "s#@ORIGIN_PORT@#$BASE#g" \
-    -e "s#@ORIGIN_TLS_PORT@#$((BASE + 6))#g" -e "s#@COMBINED@#$work/combined.pem#g" \
-    bench/conf/haproxy.cfg.in >"$work/haproxy.cfg"
+# Certificates, origin bodies and peer configs as bench/run makes them (bench/lib/files.sh).
+ROOT=$root
+. "$root/bench/lib/files.sh"
+bench_files "$work" || { echo "bench/instructions.sh: certificate chain broken" >&2; exit 2; }
+bench_confs "$work" "$BASE" "$((BASE + 6))" "$((BASE + 1))" "$((BASE + 1))"
+mv "$work/origin-nginx.conf" "$work/origin.conf"
 nginx -p "$work" -c "$work/origin.conf" >"$work/origin.log" 2>&1 &
 pids+=($!)
 wait_port() { for _ in $(seq 300); do ss -ltnH "sport = :$1" | grep -q . && return 0; sleep 0.1; done; return 1; }
@@ -143,7 +128,7 @@ start_proxy() { # bin port out; sets proxy_pid (no subshell, so that `wait` can 
         proxy_pid=$!
     else
         valgrind --tool=callgrind --callgrind-out-file="$3" --dump-instr=no "$1" --config bench/peerbench.toml \
-            --upstream "http://127.0.0.1:$BASE" --cert "$work/leaf.pem" --key "$work/leaf.key" --workers 1 \
+            --upstream "http://127.0.0.1:$BASE" --cert "$work/chain.pem" --key "$work/leaf.key" --workers 1 \
             --policies "$work/policies" --listen "127.0.0.1:$2" >"$work/proxy.log" 2>&1 &
         proxy_pid=$!
     fi

@@ -1,0 +1,46 @@
+# bench/lib/files.sh — sourced by bench/run, bench/fairness.sh and bench/instructions.sh so that all three measure
+# with the same certificate chain, origin bodies and peer configs (one copy instead of three that drift).
+#
+#   bench_files DIR
+#       ECDSA P-256 root -> intermediate -> leaf, like peerbench (a lone self-signed leaf costs chain builds):
+#       DIR/chain.pem (leaf + intermediate), DIR/leaf.key, DIR/combined.pem (chain + key, HAProxy), DIR/ca.pem;
+#       the origin's bodies DIR/www/16k and DIR/www/1m; DIR/policies/ with the shipped policy pack.
+#       Sets BODY64 (the origin's 64-byte body, as the configs embed it). Returns non-zero if the chain is broken.
+#   bench_confs DIR ORIGIN_PORT ORIGIN_TLS_PORT NGINX_PORT HAPROXY_PORT [WORKERS]
+#       Fills bench/conf/{origin-nginx.conf,nginx-proxy.conf,haproxy.cfg}.in into DIR (needs bench_files first).
+#       WORKERS (default 1) becomes nginx's worker_processes and HAProxy's nbthread.
+# Needs ROOT (the repository) to be set by the caller.
+
+bench_files() {
+    local dir=$1 e="-name prime256v1 -genkey -noout"
+    openssl ecparam $e -out "$dir/ca.key" && openssl ecparam $e -out "$dir/int.key" &&
+        openssl ecparam $e -out "$dir/leaf.key" || return 1
+    openssl req -new -x509 -key "$dir/ca.key" -out "$dir/ca.pem" -days 30 -subj "/CN=bench root" 2>/dev/null
+    openssl req -new -key "$dir/int.key" -subj "/CN=bench intermediate" 2>/dev/null |
+        openssl x509 -req -CA "$dir/ca.pem" -CAkey "$dir/ca.key" -CAcreateserial -days 30 -out "$dir/int.pem" \
+            -extfile <(printf 'basicConstraints=critical,CA:TRUE,pathlen:0\nkeyUsage=critical,keyCertSign,cRLSign\n') \
+            2>/dev/null
+    openssl req -new -key "$dir/leaf.key" -subj "/CN=localhost" 2>/dev/null |
+        openssl x509 -req -CA "$dir/int.pem" -CAkey "$dir/int.key" -CAcreateserial -days 30 -out "$dir/leaf.pem" \
+            -extfile <(printf 'basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\nsubjectAltName=DNS:localhost,IP:127.0.0.1\n') \
+            2>/dev/null
+    openssl verify -CAfile "$dir/ca.pem" -untrusted "$dir/int.pem" "$dir/leaf.pem" >/dev/null || return 1
+    cat "$dir/leaf.pem" "$dir/int.pem" >"$dir/chain.pem"
+    cat "$dir/chain.pem" "$dir/leaf.key" >"$dir/combined.pem"
+    mkdir -p "$dir/www" "$dir/policies"
+    head -c 16384 /dev/urandom | base64 -w 0 | head -c 16384 >"$dir/www/16k"
+    head -c 1000000 /dev/urandom >"$dir/www/1m"
+    BODY64=$(printf 'peerbench-64-byte-body-%040d\n' 0 | head -c 64)
+    cp "$ROOT"/policies/*.toml "$dir/policies/"
+}
+
+bench_confs() {
+    local dir=$1 origin=$2 origin_tls=$3 nginx_port=$4 haproxy_port=$5 workers=${6:-1} f
+    for f in origin-nginx.conf nginx-proxy.conf haproxy.cfg; do
+        sed -e "s#@RUN@#$dir#g" -e "s#@WWW@#$dir/www#g" -e "s#@CERT@#$dir/chain.pem#g" -e "s#@KEY@#$dir/leaf.key#g" \
+            -e "s#@COMBINED@#$dir/combined.pem#g" -e "s#@ORIGIN_PORT@#$origin#g" -e "s#@BODY64@#${BODY64%?}\\\\n#g" \
+            -e "s#@ORIGIN_TLS_PORT@#$origin_tls#g" "$ROOT/bench/conf/$f.in" >"$dir/$f" || return 1
+    done
+    sed -i -e "s#@PORT@#$nginx_port#g" -e "s#^worker_processes 1;#worker_processes $workers;#" "$dir/nginx-proxy.conf"
+    sed -i -e "s#@PORT@#$haproxy_port#g" -e "s#^    nbthread 1#    nbthread $workers#" "$dir/haproxy.cfg"
+}
