@@ -18,11 +18,11 @@
 # handshakes fall inside the counted window (~2 % of the total at N = 40,000; N raises or lowers that share).
 #
 # Handshake rows (ROWS may also name res12, sid12, full12: bench/run's TLS 1.2 resumed-by-ticket, resumed-by-session-
-# ID and full-handshake rows): the load is edgeproxy-bench, -c 4 connections for DUR [30] seconds, one GET /64 per
-# connection, and the count is instructions per connection. Each slot's first connection is a full handshake
-# (the load tool starts without sessions), so a resumed row includes 4 full handshakes among its ~2,000 connections
-# (~1 %, alike for every proxy); a row whose connections are not ≥ 98 % resumed (res12, sid12) or that has errors
-# fails the run instead of printing a number.
+# ID and full-handshake rows; res13, full13: the same over TLS 1.3): the load is edgeproxy-bench, -c 4 connections
+# for DUR [30] seconds, one GET /64 per connection, and the count is instructions per connection. Each slot's first
+# connection is a full handshake (the load tool starts without sessions), so a resumed row includes 4 full handshakes
+# among its ~2,000 connections (~1 %, alike for every proxy); a row whose connections are not ≥ 98 % resumed (res12,
+# res13, sid12) or that has errors fails the run instead of printing a number.
 #
 # PEERS=nginx adds nginx as a proxy under the same count (bench/conf/nginx-proxy.conf.in, as bench/run runs it, in
 # single-process mode so that callgrind's counters can be zeroed and dumped; its shared session cache still
@@ -102,18 +102,20 @@ wait_port "$BASE" || {
     exit 1
 }
 
-handshake_row() { case $1 in res12 | sid12 | full12) return 0 ;; esac; return 1; }
+handshake_row() { case $1 in res12 | res13 | sid12 | full12 | full13) return 0 ;; esac; return 1; }
 
 load() { # row port count-or-seconds [json]
     local path=/64
     case $1 in *16k) path=/16k ;; esac
-    local hs=("$hsbench" -p "$2" -c 4 -w 0 -d "$3" --drain 5 --timeout 30 --path /64 -q --tls 1.2)
+    local tls=1.2
+    case $1 in *13) tls=1.3 ;; esac
+    local hs=("$hsbench" -p "$2" -c 4 -w 0 -d "$3" --drain 5 --timeout 30 --path /64 -q --tls $tls)
     case $1 in
     h2_*) h2load -t 1 -c 32 -m 10 -n "$3" "https://127.0.0.1:$2$path" ;;
     h1_*) h2load --h1 -t 1 -c 50 -n "$3" "https://127.0.0.1:$2$path" ;;
-    res12) "${hs[@]}" --mode resumed ${4:+--json "$4"} ;;
+    res12 | res13) "${hs[@]}" --mode resumed ${4:+--json "$4"} ;;
     sid12) "${hs[@]}" --mode resumed --no-ticket ${4:+--json "$4"} ;;
-    full12) "${hs[@]}" --mode full ${4:+--json "$4"} ;;
+    full12 | full13) "${hs[@]}" --mode full ${4:+--json "$4"} ;;
     esac
 }
 
@@ -143,7 +145,7 @@ t = json.load(open(path))["total"]
 n, full = t["connections"], t["full"]
 if t["error_total"] or t["bad_status"] or n == 0:
     sys.exit(f"bench/instructions.sh: {row}: {n} connections, {t['error_total']} errors, {t['bad_status']} bad status")
-if row != "full12" and t["resumed"] < 0.98 * n:
+if not row.startswith("full") and t["resumed"] < 0.98 * n:
     sys.exit(f"bench/instructions.sh: {row}: only {t['resumed']} of {n} connections resumed")
 print(n)
 PY
@@ -190,7 +192,7 @@ stats() { # values... -> "median (min-max)"
 
 {
     echo "Instructions per request (callgrind, whole proxy process, N = $N per run, $REPS runs: median (min–max));"
-    echo "handshake rows (res12, sid12, full12): per connection, $DUR s of edgeproxy-bench -c 4 per run"
+    echo "handshake rows (res12, res13, sid12, full12, full13): per connection, $DUR s of edgeproxy-bench -c 4 per run"
     echo
     printf '| row |'
     for n in "${names[@]}"; do printf ' %s |' "$n"; done
