@@ -9,7 +9,9 @@
 # BASELINE_BIN when given), REPS times: start the proxy under callgrind in front of a plain-HTTP nginx origin
 # (bench/conf/origin-nginx.conf.in, as bench/run), warm up with N/10 requests, zero the counters, run N requests
 # (h2load: -c 32 -m 10 for HTTP/2, --h1 -c 50 for HTTP/1.1 keep-alive, the shapes of bench/run's rows), dump, and
-# divide the instructions of the whole process (every thread) by N.
+# divide the instructions of the whole process (every thread) by N. ROWS may also name tls_64 (bench/run's row:
+# HTTP/1.1 keep-alive 64 B with Host: tls.bench, which every proxy forwards over verified TLS to the origin's TLS
+# port, keeping origin connections and sessions).
 #
 # What it counts and what it does not: user-space instructions of the proxy process, OpenSSL and nghttp2
 # included; not the kernel's work (system calls are counted by bench/run SYSCALLS=1) and not cache misses. The
@@ -93,6 +95,7 @@ ROOT=$root
 bench_files "$work" || { echo "bench/instructions.sh: certificate chain broken" >&2; exit 2; }
 bench_confs "$work" "$BASE" "$((BASE + 6))" "$((BASE + 1))" "$((BASE + 1))"
 mv "$work/origin-nginx.conf" "$work/origin.conf"
+bench_ep_tls_config "$work" "$((BASE + 6))"
 nginx -p "$work" -c "$work/origin.conf" >"$work/origin.log" 2>&1 &
 pids+=($!)
 wait_port() { for _ in $(seq 300); do ss -ltnH "sport = :$1" | grep -q . && return 0; sleep 0.1; done; return 1; }
@@ -113,6 +116,7 @@ load() { # row port count-or-seconds [json]
     case $1 in
     h2_*) h2load -t 1 -c 32 -m 10 -n "$3" "https://127.0.0.1:$2$path" ;;
     h1_*) h2load --h1 -t 1 -c 50 -n "$3" "https://127.0.0.1:$2$path" ;;
+    tls_64) h2load --h1 -t 1 -c 50 -n "$3" -H ":authority: tls.bench" "https://127.0.0.1:$2/64" ;;
     res12 | res13) "${hs[@]}" --mode resumed ${4:+--json "$4"} ;;
     sid12) "${hs[@]}" --mode resumed --no-ticket ${4:+--json "$4"} ;;
     full12 | full13) "${hs[@]}" --mode full ${4:+--json "$4"} ;;
@@ -129,7 +133,7 @@ start_proxy() { # bin port out; sets proxy_pid (no subshell, so that `wait` can 
             >"$work/proxy.log" 2>&1 &
         proxy_pid=$!
     else
-        valgrind --tool=callgrind --callgrind-out-file="$3" --dump-instr=no "$1" --config bench/peerbench.toml \
+        valgrind --tool=callgrind --callgrind-out-file="$3" --dump-instr=no "$1" --config "$ep_config" \
             --upstream "http://127.0.0.1:$BASE" --cert "$work/chain.pem" --key "$work/leaf.key" --workers 1 \
             --policies "$work/policies" --listen "127.0.0.1:$2" >"$work/proxy.log" 2>&1 &
         proxy_pid=$!
@@ -153,6 +157,8 @@ PY
 
 measure() { # bin row -> instructions per request (per connection for a handshake row)
     local bin=$1 row=$2 port=$((BASE + 1)) out="$work/cg.out" ops p
+    ep_config=bench/peerbench.toml
+    [ "$row" = tls_64 ] && ep_config=$work/peerbench-tls.toml
     rm -f "$out"*
     start_proxy "$bin" "$port" "$out"
     p=$proxy_pid

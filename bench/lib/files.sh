@@ -9,6 +9,10 @@
 #   bench_confs DIR ORIGIN_PORT ORIGIN_TLS_PORT NGINX_PORT HAPROXY_PORT [WORKERS]
 #       Fills bench/conf/{origin-nginx.conf,nginx-proxy.conf,haproxy.cfg}.in into DIR (needs bench_files first).
 #       WORKERS (default 1) becomes nginx's worker_processes and HAProxy's nbthread.
+#   bench_ep_tls_config DIR ORIGIN_TLS_PORT
+#       Writes DIR/peerbench-tls.toml, EdgeProxy's config for row tls_64: bench/peerbench.toml plus an https:// pool
+#       for the origin's TLS port (verified against DIR/ca.pem, SNI localhost), routed by Host: tls.bench as the
+#       peers' configs route it.
 # Needs ROOT (the repository) to be set by the caller.
 
 bench_files() {
@@ -43,4 +47,14 @@ bench_confs() {
     done
     sed -i -e "s#@PORT@#$nginx_port#g" -e "s#^worker_processes 1;#worker_processes $workers;#" "$dir/nginx-proxy.conf"
     sed -i -e "s#@PORT@#$haproxy_port#g" -e "s#^    nbthread 1#    nbthread $workers#" "$dir/haproxy.cfg"
+}
+
+bench_ep_tls_config() {
+    local dir=$1 origin_tls=$2
+    {
+        cat "$ROOT/bench/peerbench.toml"
+        printf '\n[upstreams.tlsorigin]\nservers = ["https://127.0.0.1:%s"]\n' "$origin_tls"
+        printf '\n[upstreams.tlsorigin.tls]\nca_file = "%s"\nsni = "localhost"\n' "$dir/ca.pem"
+        printf '\n[[routes]]\nhost = "tls.bench"\nupstream = "tlsorigin"\n'
+    } >"$dir/peerbench-tls.toml"
 }
