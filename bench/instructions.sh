@@ -33,7 +33,9 @@
 #
 # Needs valgrind (scripts/install-deps installs it), nginx and h2load. Prints a markdown table; `OUT=FILE` also
 # writes it there. Knobs: N [40000] REPS [3] ROWS, DUR [30], PEERS [none], SKIP_BUILD [0], BASEPORT [27900],
-# KEEP_DUMPS [none: a directory that keeps every run's callgrind dump, named BINARY-ROW-TIME-per-OPS.callgrind].
+# KEEP_DUMPS [none: a directory that keeps every run's callgrind dump, named BINARY-ROW-TIME-per-OPS.callgrind],
+# EP_ARGS [none: more EdgeProxy options for every EdgeProxy build, e.g. "--ticket-rotation 3s --ticket-lifetime
+# 120s" to count bench/run's rotation rows against a run without them].
 
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -135,7 +137,7 @@ start_proxy() { # bin port out; sets proxy_pid (no subshell, so that `wait` can 
     else
         valgrind --tool=callgrind --callgrind-out-file="$3" --dump-instr=no "$1" --config "$ep_config" \
             --upstream "http://127.0.0.1:$BASE" --cert "$work/chain.pem" --key "$work/leaf.key" --workers 1 \
-            --policies "$work/policies" --listen "127.0.0.1:$2" >"$work/proxy.log" 2>&1 &
+            --policies "$work/policies" --listen "127.0.0.1:$2" ${EP_ARGS:-} >"$work/proxy.log" 2>&1 &
         proxy_pid=$!
     fi
 }
