@@ -37,15 +37,8 @@ if [ "${SKIP_BUILD:-0}" != 1 ]; then (cd "$ROOT" && swift build -c release --pro
 EP=$ROOT/.build/release/edgeproxy
 [ -x "$EP" ] || { echo "bench/fairness.sh: $EP missing" >&2; exit 2; }
 
-RUN=$(mktemp -d /tmp/ep-fairness.XXXXXX)
-chmod 755 "$RUN"  # nginx workers run as nobody and must read www/
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$RUN"
-}
-trap cleanup EXIT INT TERM
+bench_workdir ep-fairness || exit 2
+RUN=$BENCH_DIR
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 ORIGIN_PORT=$BASE

@@ -40,6 +40,8 @@
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
+ROOT=$root
+. "$root/bench/lib/files.sh"
 baseline="${1:-}"
 N=${N:-40000}
 REPS=${REPS:-3}
@@ -56,15 +58,8 @@ if [ "${SKIP_BUILD:-0}" != 1 ]; then
 fi
 hsbench="$root/.build/release/edgeproxy-bench"
 
-work=$(mktemp -d /tmp/ep-instr.XXXXXX)
-chmod 755 "$work"  # nginx workers run as nobody and must read www/
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$work"
-}
-trap cleanup EXIT INT TERM
+bench_workdir ep-instr || exit 2
+work=$BENCH_DIR
 
 # valgrind 3.19 (Debian 12) cannot read Swift 6's DWARF 5: the binaries are measured with their debug sections
 # stripped (symbols stay, so the per-function breakdown still has names).
@@ -92,8 +87,6 @@ for peer in $PEERS; do
 done
 
 # Certificates, origin bodies and peer configs as bench/run makes them (bench/lib/files.sh).
-ROOT=$root
-. "$root/bench/lib/files.sh"
 bench_files "$work" || { echo "bench/instructions.sh: certificate chain broken" >&2; exit 2; }
 bench_confs "$work" "$BASE" "$((BASE + 6))" "$((BASE + 1))" "$((BASE + 1))"
 mv "$work/origin-nginx.conf" "$work/origin.conf"

@@ -13,7 +13,25 @@
 #       Writes DIR/peerbench-tls.toml, EdgeProxy's config for row tls_64: bench/peerbench.toml plus an https:// pool
 #       for the origin's TLS port (verified against DIR/ca.pem, SNI localhost), routed by Host: tls.bench as the
 #       peers' configs route it.
+#   bench_workdir NAME
+#       Makes a fresh /tmp/NAME.XXXXXX (readable by nginx's workers, which run as nobody) and sets BENCH_DIR to it;
+#       starts the caller's `pids` array empty; on exit (or INT/TERM) kills every PID in `pids`, waits for them and
+#       removes the directory (fairness.sh and instructions.sh; bench/run tracks its process trees itself).
 # Needs ROOT (the repository) to be set by the caller.
+
+bench_workdir() {
+    BENCH_DIR=$(mktemp -d "/tmp/$1.XXXXXX") || return 1
+    chmod 755 "$BENCH_DIR"
+    pids=()
+    trap bench_workdir_cleanup EXIT INT TERM
+}
+
+bench_workdir_cleanup() {
+    local p
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$BENCH_DIR"
+}
 
 bench_files() {
     local dir=$1 e="-name prime256v1 -genkey -noout"
